@@ -1,0 +1,1 @@
+"""OpenTrain GPU-owner node."""

@@ -1,0 +1,1 @@
+"""OpenTrain shared core."""

@@ -1,0 +1,1 @@
+"""OpenTrain verifier."""
