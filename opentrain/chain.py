@@ -8,6 +8,7 @@ custom error and raised as one clear line.
 
 from __future__ import annotations
 
+import ast
 import json
 import threading
 from collections.abc import Callable
@@ -307,12 +308,25 @@ class ChainAccount:
         return int(self.chain.settlement.functions.credits(address or self.address).call())
 
 
+def _tester_revert_data(arg: object) -> bytes:
+    """eth-tester reports revert data as bytes or as the text ``execution reverted: b'...'``."""
+    if isinstance(arg, bytes):
+        return arg
+    text = str(arg)
+    prefix = "execution reverted: "
+    if text.startswith(prefix + "b'") or text.startswith(prefix + 'b"'):
+        value = ast.literal_eval(text[len(prefix) :])
+        if isinstance(value, bytes):
+            return value
+    return b""
+
+
 def _explain(exc: Exception) -> str:
     data = getattr(exc, "data", None)
     if isinstance(exc, ContractCustomError) and isinstance(data, str | bytes):
         return decode_revert(data)
-    if isinstance(exc, TransactionFailed) and exc.args and isinstance(exc.args[0], bytes):
-        return decode_revert(exc.args[0])
+    if isinstance(exc, TransactionFailed) and exc.args:
+        return decode_revert(_tester_revert_data(exc.args[0]))
     message = getattr(exc, "message", None) or str(exc)
     return str(message).splitlines()[0]
 
@@ -413,3 +427,142 @@ def wait_until(predicate: Callable[[], bool], chain: Chain, blocks: int) -> None
         chain.mine(1)
     if not predicate():
         raise ChainError(f"condition not reached within {blocks} blocks")
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What the chain says about a job: parameters from storage, CIDs from its creation event."""
+
+    job_id: int
+    sponsor: str
+    params: JobParams
+    spec_cid: str
+    initial_model_cid: str
+    escrow: int
+    status: int
+    current_round: int
+    current_model_digest: bytes
+
+
+@dataclass(frozen=True)
+class ContributionInfo:
+    """A contribution's stored record plus the CIDs of its submission event."""
+
+    contribution_id: int
+    job_id: int
+    round: int
+    slot: int
+    node: str
+    output_digest: bytes
+    trace_root: bytes
+    output_cid: str
+    manifest_cid: str
+    submit_block: int
+    stake_locked: int
+    status: int
+
+
+@dataclass(frozen=True)
+class VerificationInfo:
+    """``Settlement.verification``: seed, assigned verifier, verdict."""
+
+    seed: bytes
+    seed_block: int
+    seed_recorded_at: int
+    verifier: str
+    verdict: int
+    attested_at: int
+    finalized: bool
+
+
+def _single_event(event: Any, from_block: int, **filters: Any) -> Any:
+    logs = event.get_logs(from_block=from_block, argument_filters=filters)
+    if not logs:
+        raise ChainError(f"no {event.event_name} event for {filters}")
+    return logs[0]["args"]
+
+
+def job_info(chain: Chain, job_id: int) -> JobInfo:
+    """Read a job from storage and its JobCreated event."""
+    sponsor, status, current_round, escrow, model_digest = (
+        chain.market.functions.jobState(job_id).call()
+    )
+    if status == 0:
+        raise ChainError(f"job {job_id} does not exist")
+    args = _single_event(chain.market.events.JobCreated, chain.deployment.block, jobId=job_id)
+    p = args["params"]
+    params = JobParams(
+        spec_digest=bytes(p["specDigest"]),
+        initial_model_digest=bytes(p["initialModelDigest"]),
+        rounds=p["rounds"],
+        slots_per_round=p["slotsPerRound"],
+        num_segments=p["numSegments"],
+        sample_count=p["sampleCount"],
+        reward_per_slot=p["rewardPerSlot"],
+        verifier_fee=p["verifierFee"],
+        claim_timeout=p["claimTimeout"],
+    )
+    return JobInfo(
+        job_id=job_id,
+        sponsor=sponsor,
+        params=params,
+        spec_cid=args["specCid"],
+        initial_model_cid=args["initialModelCid"],
+        escrow=int(escrow),
+        status=int(status),
+        current_round=int(current_round),
+        current_model_digest=bytes(model_digest),
+    )
+
+
+def contribution_info(chain: Chain, contribution_id: int) -> ContributionInfo:
+    """Read a contribution from storage and its ContributionSubmitted event."""
+    c = chain.market.functions.getContribution(contribution_id).call()
+    node, job_id, round_, slot, submit_block, stake_locked, status, output_digest, trace_root = c
+    if status == 0:
+        raise ChainError(f"contribution {contribution_id} does not exist")
+    args = _single_event(
+        chain.market.events.ContributionSubmitted,
+        submit_block,
+        contributionId=contribution_id,
+    )
+    return ContributionInfo(
+        contribution_id=contribution_id,
+        job_id=int(job_id),
+        round=int(round_),
+        slot=int(slot),
+        node=node,
+        output_digest=bytes(output_digest),
+        trace_root=bytes(trace_root),
+        output_cid=args["outputCid"],
+        manifest_cid=args["manifestCid"],
+        submit_block=int(submit_block),
+        stake_locked=int(stake_locked),
+        status=int(status),
+    )
+
+
+def verification_info(chain: Chain, contribution_id: int) -> VerificationInfo:
+    v = chain.settlement.functions.verification(contribution_id).call()
+    return VerificationInfo(
+        seed=bytes(v[0]),
+        seed_block=int(v[1]),
+        seed_recorded_at=int(v[2]),
+        verifier=v[3],
+        verdict=int(v[4]),
+        attested_at=int(v[5]),
+        finalized=bool(v[6]),
+    )
+
+
+def round_model_cid(chain: Chain, job: JobInfo, round_: int) -> tuple[str, bytes]:
+    """CID and digest of the global checkpoint G_round (G_0 from the job, later from aggregates)."""
+    if round_ == 0:
+        return job.initial_model_cid, job.params.initial_model_digest
+    logs = chain.market.events.RoundAggregated.get_logs(
+        from_block=chain.deployment.block, argument_filters={"jobId": job.job_id}
+    )
+    for log in logs:
+        if int(log["args"]["round"]) == round_ - 1:
+            return log["args"]["modelCid"], bytes(log["args"]["modelDigest"])
+    raise ChainError(f"job {job.job_id} has no aggregate for round {round_ - 1}")

@@ -1,0 +1,61 @@
+# OpenTrain — the two commands: `make demo` and `make test`. Setup is idempotent: stamps make the
+# second run fast, and change when pyproject.toml or package-lock.json change.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NPM := npm exec --yes --package=node@22 --
+HARDHAT := npx hardhat
+STAMPS := .stamps
+
+.PHONY: setup demo test test-contracts test-python contracts check-artifacts lint chain bench clean
+
+setup: $(STAMPS)/python $(STAMPS)/node
+
+$(STAMPS)/python: pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: a bare requirement could pull a multi-GB CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+$(STAMPS)/node: package.json package-lock.json
+	@mkdir -p $(STAMPS)
+	# npm must itself run on Node 22, or it skips Hardhat's native EDR package
+	$(NPM) npm ci --no-audit --no-fund
+	@touch $@
+
+contracts: $(STAMPS)/node $(STAMPS)/python
+	$(HARDHAT) build
+	$(BIN)/python scripts/export_artifacts.py
+
+check-artifacts: $(STAMPS)/node $(STAMPS)/python
+	$(HARDHAT) build
+	$(BIN)/python scripts/export_artifacts.py --check
+
+test-contracts: $(STAMPS)/node
+	$(HARDHAT) test
+
+test-python: $(STAMPS)/python
+	$(BIN)/python -m pytest -q
+
+test: setup check-artifacts test-contracts test-python
+
+demo: setup
+	$(BIN)/opentrain demo
+
+lint: setup
+	$(BIN)/ruff check opentrain node verifier marketplace_api tests bench scripts
+	$(BIN)/mypy opentrain node verifier marketplace_api
+	$(BIN)/lint-imports
+
+chain: $(STAMPS)/node
+	$(HARDHAT) node --hostname 127.0.0.1 --port 8545
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(STAMPS) artifacts cache .opentrain test-artifacts

@@ -1,0 +1,160 @@
+"""The node's work on one slot: train H steps in segments of c from G_r, write every segment's
+checkpoint atomically to local disk, publish it to the content store, commit to all of them in a
+Merkle trace, publish the manifest and submit the contribution on-chain.
+
+A restart finds the checkpoints already on disk and continues from the last one, so a killed
+node loses at most one segment and ends with the same output digest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from opentrain.chain import ChainAccount
+from opentrain.checkpoint import (
+    TrainState,
+    decode_checkpoint,
+    decode_params,
+    digest,
+    encode_checkpoint,
+    fresh_state,
+)
+from opentrain.jobs import LoadedJob, load_global_model, load_job
+from opentrain.manifest import CheckpointRef, TraceManifest
+from opentrain.spec import JobSpec, spec_digest
+from opentrain.store import ContentStore
+from opentrain.training import train_segment
+
+SegmentFn = Callable[[JobSpec, TrainState, int, int], TrainState]
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SlotResult:
+    """What a trained slot commits to."""
+
+    output_digest: bytes
+    output_cid: str
+    trace_root: bytes
+    manifest_cid: str
+    manifest: TraceManifest
+
+
+def _honest_segment(spec: JobSpec, state: TrainState, round_: int, slot: int) -> TrainState:
+    return train_segment(spec, state, round_, slot)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class SlotTrainer:
+    """Trains one slot with checkpoints under ``workdir`` and publishes them to ``store``."""
+
+    def __init__(self, store: ContentStore, workdir: Path) -> None:
+        self.store = store
+        self.workdir = workdir
+
+    def _slot_dir(self, job_id: int, round_: int, slot: int) -> Path:
+        path = self.workdir / f"job-{job_id}" / f"round-{round_}" / f"slot-{slot}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def train(
+        self,
+        job: LoadedJob,
+        global_model: bytes,
+        round_: int,
+        slot: int,
+        segment_fn: SegmentFn = _honest_segment,
+        progress: ProgressFn | None = None,
+    ) -> SlotResult:
+        """Train (or resume) the slot and publish every checkpoint and the manifest."""
+        spec = job.spec
+        folder = self._slot_dir(job.job_id, round_, slot)
+        blobs = self._resume(spec, folder, global_model, round_, slot)
+        state = decode_checkpoint(spec, blobs[-1], round=round_, slot=slot)
+        total = spec.training.num_segments
+        while len(blobs) <= total:
+            state = segment_fn(spec, state, round_, slot)
+            data = encode_checkpoint(state, round_, slot)
+            _write_atomic(folder / f"ckpt-{len(blobs)}.safetensors", data)
+            blobs.append(data)
+            if progress:
+                progress(len(blobs) - 1, total)
+        return self._publish(job, blobs, round_, slot)
+
+    def _resume(
+        self, spec: JobSpec, folder: Path, global_model: bytes, round_: int, slot: int
+    ) -> list[bytes]:
+        """Checkpoints already on disk, in order; checkpoint 0 created from G_r if absent."""
+        first = folder / "ckpt-0.safetensors"
+        if not first.exists():
+            state = fresh_state(spec, decode_params(spec, global_model))
+            _write_atomic(first, encode_checkpoint(state, round_, slot))
+        blobs: list[bytes] = []
+        while (path := folder / f"ckpt-{len(blobs)}.safetensors").exists():
+            blobs.append(path.read_bytes())
+        return blobs[: spec.training.num_segments + 1]
+
+    def _publish(self, job: LoadedJob, blobs: list[bytes], round_: int, slot: int) -> SlotResult:
+        refs = tuple(
+            CheckpointRef(index=i, cid=self.store.put_bytes(b), sha256=digest(b))
+            for i, b in enumerate(blobs)
+        )
+        manifest = TraceManifest(
+            job_id=job.job_id,
+            round=round_,
+            slot=slot,
+            spec_digest=spec_digest(job.spec),
+            checkpoints=refs,
+        )
+        manifest_cid = self.store.put_bytes(manifest.to_json())
+        return SlotResult(
+            output_digest=refs[-1].sha256,
+            output_cid=refs[-1].cid,
+            trace_root=manifest.trace_root,
+            manifest_cid=manifest_cid,
+            manifest=manifest,
+        )
+
+
+class NodeWorker:
+    """A node's account, store and disk: claims a slot, trains it, submits it."""
+
+    def __init__(self, account: ChainAccount, store: ContentStore, workdir: Path) -> None:
+        self.account = account
+        self.store = store
+        self.trainer = SlotTrainer(store, workdir)
+
+    def work_slot(
+        self,
+        job_id: int,
+        round_: int,
+        slot: int,
+        segment_fn: SegmentFn = _honest_segment,
+        progress: ProgressFn | None = None,
+    ) -> int:
+        """Claim, train, publish and submit one slot; returns the contribution id."""
+        chain = self.account.chain
+        job = load_job(chain, self.store, job_id)
+        global_model, _ = load_global_model(chain, self.store, job, round_)
+        self.account.claim_slot(job_id, round_, slot)
+        result = self.trainer.train(job, global_model, round_, slot, segment_fn, progress)
+        return self.account.submit_contribution(
+            job_id,
+            round_,
+            slot,
+            result.output_digest,
+            result.trace_root,
+            result.output_cid,
+            result.manifest_cid,
+        )

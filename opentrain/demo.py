@@ -1,0 +1,165 @@
+"""``opentrain demo``: one bounty trained, verified and paid end to end on the embedded defaults.
+
+Deploys the contracts on the in-process EVM, funds a sponsor, posts a bounty, lets two nodes
+train their slots for every DiLoCo round, has the drawn verifier re-execute sampled segments and
+attest, finalizes after the challenge window, aggregates each round, refunds the sponsor and has
+everyone withdraw. Prints balances, contributions and the loss before and after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from rich.console import Console
+from rich.table import Table
+
+from node.worker import NodeWorker
+from opentrain.chain import TOKEN, Chain, ChainAccount, JobParams, connect, deploy
+from opentrain.checkpoint import digest, encode_params
+from opentrain.models import build_model, model_params
+from opentrain.spec import JobSpec, canonical_json, default_demo_spec, spec_digest
+from opentrain.store import ContentStore, EmbeddedStore
+from opentrain.training import evaluate_loss
+from verifier.worker import RoundAggregator, VerifierWorker
+
+ROLES = ("sponsor", "node-1", "node-2", "verifier")
+ETHER = 10**18
+
+
+@dataclass
+class DemoResult:
+    """What the demo measured; tests assert on it."""
+
+    job_id: int
+    escrow: int
+    refunded: int
+    paid_out: int
+    balances_before: dict[str, int]
+    balances_after: dict[str, int]
+    contributions: list[tuple[int, int, int, str, str]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    chain: Chain | None = None
+
+
+def _fund(chain: Chain, admin: ChainAccount, key: LocalAccount, tokens: int) -> ChainAccount:
+    chain.fund_eth(key.address, 10 * ETHER)
+    admin.transfer(key.address, tokens)
+    return chain.account(key)
+
+
+def post_bounty(sponsor: ChainAccount, store: ContentStore, spec: JobSpec) -> int:
+    """Store the spec and G_0, escrow the bounty; returns the job id."""
+    spec_cid = store.put_bytes(canonical_json(spec))
+    g0 = encode_params(model_params(build_model(spec.model)))
+    g0_cid = store.put_bytes(g0)
+    params = JobParams(
+        spec_digest=spec_digest(spec),
+        initial_model_digest=digest(g0),
+        rounds=spec.rounds,
+        slots_per_round=spec.slots_per_round,
+        num_segments=spec.training.num_segments,
+        sample_count=spec.verification.samples,
+        reward_per_slot=spec.reward.reward_per_slot,
+        verifier_fee=spec.reward.verifier_fee,
+    )
+    return sponsor.create_job(params, spec_cid, g0_cid)
+
+
+def run_demo(home: Path, spec: JobSpec | None = None, console: Console | None = None) -> DemoResult:
+    """Run the whole market once; ``home`` holds the content store and the nodes' disks."""
+    out = console or Console()
+    spec = spec or default_demo_spec()
+    store = EmbeddedStore(home / "store")
+    w3 = connect("inprocess")
+    deployer: LocalAccount = Account.create()
+    w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": deployer.address, "value": ETHER * 100})
+    chain = deploy(w3, deployer)
+    admin = chain.account(deployer)
+    out.print(f"[bold]contracts deployed[/] on the in-process EVM (chain id {w3.eth.chain_id})")
+
+    accounts = {role: _fund(chain, admin, Account.create(), 1_000 * TOKEN) for role in ROLES}
+    before = {role: a.balance() for role, a in accounts.items()}
+    for role in ("node-1", "node-2", "verifier"):
+        accounts[role].stake(200 * TOKEN)
+    accounts["verifier"].register_verifier()
+
+    sponsor = accounts["sponsor"]
+    job_id = post_bounty(sponsor, store, spec)
+    escrow = spec.rounds * spec.slots_per_round * (
+        spec.reward.reward_per_slot + spec.reward.verifier_fee
+    )
+    out.print(f"[bold]bounty posted[/]: job {job_id}, escrow {escrow / TOKEN:g} TRAIN")
+
+    nodes = [NodeWorker(accounts[f"node-{i + 1}"], store, home / f"node-{i + 1}") for i in range(2)]
+    verifier = VerifierWorker(accounts["verifier"], store)
+    aggregator = RoundAggregator(accounts["verifier"], store)
+    result = DemoResult(job_id, escrow, 0, 0, before, {}, chain=chain)
+    result.losses.append(_initial_loss(spec))
+    for round_ in range(spec.rounds):
+        ids = [nodes[s % len(nodes)].work_slot(job_id, round_, s) for s in range(spec.slots_per_round)]
+        chain.mine(1)  # the seed block must exist before anyone can record the seed
+        for cid in ids:
+            _verify(verifier, cid, result, round_)
+        chain.mine(chain.settlement.functions.challengeWindow().call() + 1)
+        for cid in ids:
+            admin.finalize(cid)
+        _, loss = aggregator.aggregate_and_post(job_id, round_)
+        result.losses.append(loss)
+        out.print(f"round {round_}: {len(ids)} slots accepted, validation loss {loss:.4f}")
+
+    sponsor_before_refund = sponsor.balance()
+    if chain.market.functions.jobState(job_id).call()[3] > 0:
+        sponsor.refund(job_id)
+    result.refunded = sponsor.balance() - sponsor_before_refund
+    for role in ("node-1", "node-2", "verifier"):
+        if accounts[role].credits() > 0:
+            accounts[role].withdraw()
+    result.balances_after = {role: a.balance() for role, a in accounts.items()}
+    result.paid_out = escrow - result.refunded
+    _print_tables(out, result, accounts)
+    return result
+
+
+def _initial_loss(spec: JobSpec) -> float:
+    return evaluate_loss(spec, model_params(build_model(spec.model)))
+
+
+def _verify(verifier: VerifierWorker, contribution_id: int, result: DemoResult, round_: int) -> None:
+    verifier.ensure_seed(contribution_id)
+    report = verifier.verify_and_attest(contribution_id)
+    verdict = "pass" if report.passed else "fail"
+    result.contributions.append(
+        (contribution_id, round_, report.slot, ",".join(map(str, report.sampled_segments)), verdict)
+    )
+
+
+def _print_tables(out: Console, result: DemoResult, accounts: dict[str, ChainAccount]) -> None:
+    balances = Table(title="Balances (TRAIN): earned = wallet change + stake still held")
+    for col in ("account", "wallet before", "wallet after", "staked", "earned"):
+        balances.add_column(col, justify="right" if col != "account" else "left")
+    for role in ROLES:
+        b, a = result.balances_before[role], result.balances_after[role]
+        staked = accounts[role].stake_of()
+        earned = a + staked - b
+        balances.add_row(
+            role, f"{b / TOKEN:,.2f}", f"{a / TOKEN:,.2f}", f"{staked / TOKEN:,.2f}",
+            f"{earned / TOKEN:+,.2f}",
+        )
+    out.print(balances)
+    contributions = Table(title="Contributions")
+    for col in ("id", "round", "slot", "sampled segments", "verdict"):
+        contributions.add_column(col)
+    for row in result.contributions:
+        contributions.add_row(*map(str, row))
+    out.print(contributions)
+    sponsor_paid = result.balances_before["sponsor"] - result.balances_after["sponsor"]
+    out.print(
+        f"escrow {result.escrow / TOKEN:g} TRAIN, paid out {result.paid_out / TOKEN:g}, "
+        f"refunded {result.refunded / TOKEN:g}; sponsor spent {sponsor_paid / TOKEN:g} "
+        f"({'equals' if sponsor_paid == result.paid_out else 'DIFFERS FROM'} what was paid out)"
+    )
+    curve = " -> ".join(f"{x:.4f}" for x in result.losses)
+    out.print(f"validation loss by round: {curve}")

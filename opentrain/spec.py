@@ -1,0 +1,209 @@
+"""The job spec: everything node, verifier and aggregator must agree on to compute identically.
+
+A spec is frozen and has exactly one byte encoding (``canonical_json``), so its sha256 can be
+committed on chain and every party can check it is training the job it was paid for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "DataSpec",
+    "JobSpec",
+    "ModelSpec",
+    "RewardSpec",
+    "SpecError",
+    "TrainingSpec",
+    "VerificationSpec",
+    "canonical_json",
+    "default_demo_spec",
+    "load_spec_file",
+    "parse_spec",
+    "spec_digest",
+]
+
+MAX_SEED = 2**63 - 1
+MAX_UINT256 = 2**256 - 1
+MAX_SPEC_BYTES = 1 << 20
+
+
+class SpecError(ValueError):
+    """A job spec that cannot be used; the message is one line meant for a human."""
+
+
+class _Frozen(BaseModel):
+    """Base for every spec part: unknown keys are errors (typos must not pass silently), values
+    are immutable (the spec is hashed), and NaN/inf are refused (they have no canonical form)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class ModelSpec(_Frozen):
+    """Which architecture to build (a key into ``opentrain.models``) and its shape."""
+
+    name: Literal["mlp"] = "mlp"
+    input_dim: int = Field(default=16, gt=0, le=4096)
+    hidden_dim: int = Field(default=64, gt=0, le=16384)
+    depth: int = Field(default=2, gt=0, le=64)
+    output_dim: int = Field(default=4, gt=0, le=65536)
+    init_seed: int = Field(default=0, ge=0, le=MAX_SEED)
+
+
+class DataSpec(_Frozen):
+    """Where the training data comes from; shards are a pure function of this part."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    num_shards: int = Field(default=8, gt=0, le=65536)
+    shard_size: int = Field(default=1024, gt=0, le=1 << 20)
+    validation_size: int = Field(default=512, gt=0, le=1 << 20)
+    seed: int = Field(default=1234, ge=0, le=MAX_SEED)
+
+
+class TrainingSpec(_Frozen):
+    """Inner-loop hyperparameters of one slot: H = inner_steps AdamW steps cut into segments
+    of c = segment_steps steps, each segment ending in a committed checkpoint."""
+
+    inner_steps: int = Field(default=40, gt=0, le=1_000_000)
+    segment_steps: int = Field(default=10, gt=0, le=1_000_000)
+    batch_size: int = Field(default=32, gt=0, le=65536)
+    lr: float = Field(default=1e-2, gt=0.0, le=10.0)
+    weight_decay: float = Field(default=0.0, ge=0.0, le=10.0)
+    beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(default=0.999, ge=0.0, lt=1.0)
+    seed: int = Field(default=7, ge=0, le=MAX_SEED)
+    outer_lr: float = Field(default=0.7, gt=0.0, le=10.0)
+    outer_momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _segments_tile_the_slot(self) -> Self:
+        if self.inner_steps % self.segment_steps != 0:
+            raise ValueError(
+                f"inner_steps ({self.inner_steps}) must be a multiple of "
+                f"segment_steps ({self.segment_steps})"
+            )
+        return self
+
+    @property
+    def num_segments(self) -> int:
+        """H // c: the number of segments, hence checkpoints 0..num_segments per slot."""
+        return self.inner_steps // self.segment_steps
+
+
+class VerificationSpec(_Frozen):
+    """How verifiers compare a re-run segment with the committed next checkpoint."""
+
+    mode: Literal["exact", "tolerance"] = "exact"
+    tolerance: float = Field(default=1e-4, gt=0.0, le=1.0)
+    samples: int = Field(default=2, gt=0, le=1024)
+
+
+class RewardSpec(_Frozen):
+    """Payments in token base units; ints (never floats) so no rounding ever touches money."""
+
+    reward_per_slot: int = Field(ge=0, le=MAX_UINT256)
+    verifier_fee: int = Field(ge=0, le=MAX_UINT256)
+
+
+class JobSpec(_Frozen):
+    """A whole job: R rounds of W slots each, with its model, data, training and rewards."""
+
+    version: Literal[1] = 1
+    name: str = Field(min_length=1, max_length=100)
+    model: ModelSpec = ModelSpec()
+    data: DataSpec = DataSpec()
+    training: TrainingSpec = TrainingSpec()
+    verification: VerificationSpec = VerificationSpec()
+    rounds: int = Field(default=1, ge=1, le=1000)
+    slots_per_round: int = Field(default=2, ge=1, le=256)
+    reward: RewardSpec
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        if self.verification.samples > self.training.num_segments:
+            raise ValueError(
+                f"verification.samples ({self.verification.samples}) must not exceed the "
+                f"number of segments ({self.training.num_segments})"
+            )
+        if self.training.batch_size > self.data.shard_size:
+            raise ValueError(
+                f"training.batch_size ({self.training.batch_size}) must not exceed "
+                f"data.shard_size ({self.data.shard_size})"
+            )
+        return self
+
+
+def canonical_json(spec: JobSpec) -> bytes:
+    """The one byte encoding of a spec: sorted keys, no whitespace, ASCII, floats by repr.
+
+    Parsing these bytes gives back an equal spec, and equal specs give equal bytes, so
+    ``spec_digest`` identifies a job."""
+    doc = spec.model_dump(mode="json")
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+    return text.encode("ascii")
+
+
+def spec_digest(spec: JobSpec) -> bytes:
+    """sha256 of ``canonical_json(spec)`` (32 bytes)."""
+    return hashlib.sha256(canonical_json(spec)).digest()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    """First error as ``job spec: <dotted.path>: <message>`` (+ how many more), one line."""
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "json_invalid":
+        msg = f"invalid JSON ({first.get('ctx', {}).get('error', msg)})"
+    where = f"{loc}: " if loc else ""
+    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    return _one_line(f"job spec: {where}{msg}{more}")
+
+
+def parse_spec(data: bytes | str) -> JobSpec:
+    """Parse and validate a JSON spec (strict types: ``"16"`` is not an int), or raise
+    ``SpecError`` with one clear line."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"job spec: too large ({len(raw)} bytes, limit {MAX_SPEC_BYTES})")
+    try:
+        return JobSpec.model_validate_json(raw, strict=True)
+    except ValidationError as err:
+        raise SpecError(_format_validation_error(err)) from None
+
+
+def load_spec_file(path: str | os.PathLike[str]) -> JobSpec:
+    """Read and parse a spec file; unreadable files are a ``SpecError`` too."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SPEC_BYTES + 1)
+    except OSError as err:
+        raise SpecError(f"job spec: cannot read {os.fspath(path)}: {err.strerror}") from None
+    return parse_spec(raw)
+
+
+def default_demo_spec(**overrides: Any) -> JobSpec:
+    """The small CPU job used by ``opentrain demo`` and tests (seconds per slot).
+
+    Top-level fields may be overridden, e.g. ``default_demo_spec(rounds=3)``."""
+    fields: dict[str, Any] = {
+        "name": "demo-mlp",
+        "rounds": 2,
+        "slots_per_round": 2,
+        "reward": RewardSpec(reward_per_slot=10**18, verifier_fee=10**17),
+        # tuned on this toy task: DiLoCo's 0.9 outer momentum overshoots at H=40
+        "training": TrainingSpec(lr=5e-3, outer_lr=0.7, outer_momentum=0.5),
+    }
+    fields.update(overrides)
+    return JobSpec(**fields)
