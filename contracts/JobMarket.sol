@@ -27,12 +27,15 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuard {
     uint256 public constant MAX_SLOTS_PER_ROUND = 256;
     uint256 public constant MAX_SEGMENTS = 4096;
     uint256 public constant MAX_SAMPLES = 32;
+    /// @notice Longest claim, in blocks (keeps the uint40 deadline far from overflow).
+    uint256 public constant MAX_CLAIM_TIMEOUT = type(uint32).max;
 
     struct Job {
         address sponsor;
         JobStatus status;
         uint32 currentRound;
         uint32 acceptedInRound;
+        uint64 createdBlock;
         uint256 escrow;
         bytes32 currentModelDigest;
         JobParams params;
@@ -54,6 +57,8 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuard {
     mapping(uint256 jobId => Job) private _jobs;
     mapping(bytes32 slotKey => Slot) private _slots;
     mapping(uint256 contributionId => Contribution) private _contributions;
+    /// @notice Block in which each round's aggregate was posted, so readers find its event fast.
+    mapping(uint256 jobId => mapping(uint256 round => uint256 blockNumber)) public aggregateBlock;
 
     /// @param token_ escrow token
     /// @param stakes_ the StakeRegistry (this contract needs its LOCKER_ROLE)
@@ -91,6 +96,7 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuard {
         Job storage job = _jobs[jobId];
         job.sponsor = msg.sender;
         job.status = JobStatus.Open;
+        job.createdBlock = uint64(block.number);
         job.escrow = escrow;
         job.currentModelDigest = params.initialModelDigest;
         job.params = params;
@@ -219,6 +225,7 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuard {
         if (stakes.stakeOf(msg.sender) == 0) revert JobMarketNotStaked(msg.sender);
         job.currentModelDigest = modelDigest;
         job.acceptedInRound = 0;
+        aggregateBlock[jobId][round] = block.number;
         job.currentRound += 1;
         emit RoundAggregated(jobId, round, modelDigest, modelCid, validationLossMicro, msg.sender);
         if (job.currentRound == job.params.rounds) {
@@ -261,14 +268,21 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuard {
         return _jobs[jobId].params;
     }
 
-    /// @notice A job's state.
+    /// @notice A job's state and the block of its JobCreated event.
     function jobState(uint256 jobId)
         external
         view
-        returns (address sponsor, JobStatus status, uint256 currentRound, uint256 escrow, bytes32 currentModelDigest)
+        returns (
+            address sponsor,
+            JobStatus status,
+            uint256 currentRound,
+            uint256 escrow,
+            bytes32 currentModelDigest,
+            uint256 createdBlock
+        )
     {
         Job storage job = _jobs[jobId];
-        return (job.sponsor, job.status, job.currentRound, job.escrow, job.currentModelDigest);
+        return (job.sponsor, job.status, job.currentRound, job.escrow, job.currentModelDigest, job.createdBlock);
     }
 
     /// @notice A slot's state.
@@ -294,7 +308,7 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuard {
         if (p.sampleCount == 0 || p.sampleCount > p.numSegments || p.sampleCount > MAX_SAMPLES) {
             revert JobMarketInvalidParams("sampleCount");
         }
-        if (p.claimTimeout == 0) revert JobMarketInvalidParams("claimTimeout");
+        if (p.claimTimeout == 0 || p.claimTimeout > MAX_CLAIM_TIMEOUT) revert JobMarketInvalidParams("claimTimeout");
         if (p.specDigest == bytes32(0) || p.initialModelDigest == bytes32(0)) revert JobMarketInvalidParams("digest");
     }
 

@@ -82,7 +82,13 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuard {
         uint256 count = stakes.verifierCount();
         if (count == 0) revert SettlementNoVerifiers();
         bytes32 seed = keccak256(abi.encode(blockHash, contributionId));
-        address verifier = stakes.verifierAt(Sampling.verifierIndex(seed, count));
+        uint256 index = Sampling.verifierIndex(seed, count);
+        address verifier = stakes.verifierAt(index);
+        if (verifier == c.node) {
+            // a node never verifies its own work: take the next verifier in the set
+            if (count == 1) revert SettlementNoVerifiers();
+            verifier = stakes.verifierAt((index + 1) % count);
+        }
         v.seed = seed;
         v.seedBlock = uint64(seedBlock);
         v.seedRecordedAt = uint64(block.number);

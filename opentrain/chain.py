@@ -35,6 +35,7 @@ from opentrain.settings import IN_PROCESS
 
 CONTRACT_NAMES = ("TrainToken", "StakeRegistry", "JobMarket", "Settlement")
 TOKEN = 10**18
+IN_PROCESS_GAS = 6_000_000
 
 
 class ChainError(RuntimeError):
@@ -148,6 +149,10 @@ class Chain:
         return self.w3.eth.contract(address=address, abi=artifact(name)["abi"])
 
     @property
+    def in_process(self) -> bool:
+        return getattr(self.w3.provider, "ethereum_tester", None) is not None
+
+    @property
     def is_dev_chain(self) -> bool:
         """In-process EVM or a Hardhat node: blocks can be mined on demand, accounts funded."""
         return self.w3.eth.chain_id in (31337, 131277322940537)
@@ -196,7 +201,12 @@ class ChainAccount:
         w3 = self.chain.w3
         with self.chain._lock:
             try:
-                tx = fn.build_transaction({"from": self.address, "nonce": self._next_nonce()})
+                if isinstance(fn, ContractFunction):  # constructors cannot be called
+                    fn.call({"from": self.address}, block_identifier="pending")
+                base: dict[str, Any] = {"from": self.address, "nonce": self._next_nonce()}
+                if self.chain.in_process:
+                    base["gas"] = IN_PROCESS_GAS  # estimation re-executes many times on py-evm
+                tx = fn.build_transaction(base)  # type: ignore[arg-type]
             except (ContractCustomError, ContractPanicError, ContractLogicError, TransactionFailed) as exc:
                 self._nonce = None
                 raise ChainError(f"{what} refused: {_explain(exc)}") from None
@@ -417,6 +427,7 @@ class _BootstrapChain:
     def __init__(self, w3: Web3) -> None:
         self.w3 = w3
         self._lock = threading.Lock()
+        self.in_process = getattr(w3.provider, "ethereum_tester", None) is not None
 
 
 def wait_until(predicate: Callable[[], bool], chain: Chain, blocks: int) -> None:
@@ -475,8 +486,9 @@ class VerificationInfo:
     finalized: bool
 
 
-def _single_event(event: Any, from_block: int, **filters: Any) -> Any:
-    logs = event.get_logs(from_block=from_block, argument_filters=filters)
+def _single_event(event: Any, block: int, **filters: Any) -> Any:
+    """The one event matching ``filters`` in ``block`` (the contracts record where to look)."""
+    logs = event.get_logs(from_block=block, to_block=block, argument_filters=filters)
     if not logs:
         raise ChainError(f"no {event.event_name} event for {filters}")
     return logs[0]["args"]
@@ -484,12 +496,12 @@ def _single_event(event: Any, from_block: int, **filters: Any) -> Any:
 
 def job_info(chain: Chain, job_id: int) -> JobInfo:
     """Read a job from storage and its JobCreated event."""
-    sponsor, status, current_round, escrow, model_digest = (
+    sponsor, status, current_round, escrow, model_digest, created_block = (
         chain.market.functions.jobState(job_id).call()
     )
     if status == 0:
         raise ChainError(f"job {job_id} does not exist")
-    args = _single_event(chain.market.events.JobCreated, chain.deployment.block, jobId=job_id)
+    args = _single_event(chain.market.events.JobCreated, created_block, jobId=job_id)
     p = args["params"]
     params = JobParams(
         spec_digest=bytes(p["specDigest"]),
@@ -559,8 +571,11 @@ def round_model_cid(chain: Chain, job: JobInfo, round_: int) -> tuple[str, bytes
     """CID and digest of the global checkpoint G_round (G_0 from the job, later from aggregates)."""
     if round_ == 0:
         return job.initial_model_cid, job.params.initial_model_digest
+    block = int(chain.market.functions.aggregateBlock(job.job_id, round_ - 1).call())
+    if block == 0:
+        raise ChainError(f"job {job.job_id} has no aggregate for round {round_ - 1}")
     logs = chain.market.events.RoundAggregated.get_logs(
-        from_block=chain.deployment.block, argument_filters={"jobId": job.job_id}
+        from_block=block, to_block=block, argument_filters={"jobId": job.job_id}
     )
     for log in logs:
         if int(log["args"]["round"]) == round_ - 1:

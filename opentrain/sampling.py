@@ -31,7 +31,8 @@ def sample_indices(seed: bytes, n: int, k: int) -> list[int]:
 
 
 def verifier_index(seed: bytes, count: int) -> int:
-    """Index of the verifier drawn from ``count`` registered verifiers."""
+    """Index of the verifier drawn from ``count`` registered verifiers (``Settlement`` takes
+    the next index instead when the drawn verifier is the contribution's own node)."""
     digest = keccak(abi_encode(["bytes32", "bytes32"], [seed, VERIFIER_TAG]))
     return int.from_bytes(digest, "big") % count
 

@@ -1,0 +1,48 @@
+"""Shared fixtures: a deployed market on the in-process EVM with funded role accounts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from opentrain.chain import TOKEN, Chain, ChainAccount, connect, deploy
+from opentrain.store import EmbeddedStore
+
+ETHER = 10**18
+
+
+@dataclass
+class Market:
+    chain: Chain
+    admin: ChainAccount
+    store: EmbeddedStore
+    home: Path
+
+    def new_account(self, tokens: int = 1_000 * TOKEN) -> ChainAccount:
+        key = Account.create()
+        self.chain.fund_eth(key.address, 10 * ETHER)
+        self.admin.transfer(key.address, tokens)
+        return self.chain.account(key)
+
+
+def _deploy_market(home: Path) -> Market:
+    w3 = connect("inprocess")
+    deployer = Account.create()
+    w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": deployer.address, "value": 10**20})
+    chain = deploy(w3, deployer)
+    return Market(chain, chain.account(deployer), EmbeddedStore(home / "store"), home)
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Market:
+    """A fresh deployment per test: tests never see each other's chain state."""
+    return _deploy_market(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_market(tmp_path_factory: pytest.TempPathFactory) -> Market:
+    """One deployment for read-only checks in a module (faster)."""
+    return _deploy_market(tmp_path_factory.mktemp("market"))

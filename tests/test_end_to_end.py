@@ -1,0 +1,146 @@
+"""The straight path end to end on the in-process EVM, with real training and re-execution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import Market
+from rich.console import Console
+
+from node.worker import NodeWorker
+from opentrain.chain import TOKEN, verification_info
+from opentrain.checkpoint import TrainState
+from opentrain.demo import post_bounty, run_demo
+from opentrain.manifest import TraceManifest
+from opentrain.sampling import sample_indices
+from opentrain.spec import JobSpec, default_demo_spec
+from verifier.worker import VerifierWorker
+
+CONTRIBUTION_ACCEPTED, CONTRIBUTION_REJECTED = 2, 3
+
+
+def small_spec(**overrides: object) -> JobSpec:
+    return default_demo_spec(rounds=1, slots_per_round=1, **overrides)
+
+
+def test_demo_pays_both_nodes_and_spends_exactly_what_it_paid(tmp_path: Path) -> None:
+    result = run_demo(tmp_path, console=Console(quiet=True))
+    spec = default_demo_spec()
+    assert all(verdict == "pass" for *_, verdict in result.contributions)
+    assert len(result.contributions) == spec.rounds * spec.slots_per_round
+    sponsor_spent = result.balances_before["sponsor"] - result.balances_after["sponsor"]
+    assert sponsor_spent == result.paid_out == result.escrow - result.refunded
+    stake = 200 * TOKEN
+    for node in ("node-1", "node-2"):
+        earned = result.balances_after[node] + stake - result.balances_before[node]
+        assert earned == spec.rounds * spec.reward.reward_per_slot  # one slot per round each
+    assert result.losses[-1] < result.losses[0]
+
+
+def _staked(market: Market) -> tuple:
+    sponsor, node, verifier = market.new_account(), market.new_account(), market.new_account()
+    node.stake(200 * TOKEN)
+    verifier.stake(200 * TOKEN)
+    verifier.register_verifier()
+    return sponsor, node, verifier
+
+
+def _settle(market: Market, contribution_id: int) -> None:
+    market.chain.mine(market.chain.settlement.functions.challengeWindow().call() + 1)
+    market.admin.finalize(contribution_id)
+
+
+def test_checkpoint_altered_after_submission_fails_and_node_is_not_paid(market: Market) -> None:
+    sponsor, node_acct, verifier_acct = _staked(market)
+    spec = small_spec()
+    job_id = post_bounty(sponsor, market.store, spec)
+    node = NodeWorker(node_acct, market.store, market.home / "node")
+    contribution_id = node.work_slot(job_id, 0, 0)
+    market.chain.mine(1)
+    verifier = VerifierWorker(verifier_acct, market.store)
+    assert verifier.ensure_seed(contribution_id)
+
+    # the node alters a committed checkpoint in its store after submitting
+    seed = verification_info(market.chain, contribution_id).seed
+    sampled = sample_indices(seed, spec.training.num_segments, spec.verification.samples)
+    info = market.chain.market.functions.getContribution(contribution_id).call()
+    assert info[0] == node_acct.address
+    manifest_cid = market.chain.market.events.ContributionSubmitted.get_logs(
+        from_block=0, argument_filters={"contributionId": contribution_id}
+    )[0]["args"]["manifestCid"]
+    manifest = TraceManifest.from_json(market.store.get_bytes(manifest_cid))
+    block = market.store.block_path(manifest.checkpoints[sampled[0] + 1].cid)
+    data = bytearray(block.read_bytes())
+    data[-1] ^= 0xFF
+    block.write_bytes(bytes(data))
+
+    report = verifier.verify_and_attest(contribution_id)
+    assert not report.passed
+    assert "mismatch" in report.reason
+    _settle(market, contribution_id)
+    record = market.chain.market.functions.getContribution(contribution_id).call()
+    assert record[6] == CONTRIBUTION_REJECTED
+    assert node_acct.credits() == 0
+    assert node_acct.stake_of() == 100 * TOKEN  # the locked 100 was slashed
+    assert verifier_acct.credits() == 50 * TOKEN  # half the slash to the verifier
+
+
+def test_node_that_skips_training_in_a_segment_is_caught(market: Market) -> None:
+    sponsor, node_acct, verifier_acct = _staked(market)
+    spec = small_spec()
+    spec = spec.model_copy(
+        update={"verification": spec.verification.model_copy(update={"samples": 4})}
+    )
+    job_id = post_bounty(sponsor, market.store, spec)
+
+    def lazy(spec: JobSpec, state: TrainState, round_: int, slot: int) -> TrainState:
+        state.step += spec.training.segment_steps  # claims the steps, trains nothing
+        for group in state.optimizer.param_groups:
+            for p in group["params"]:
+                state.optimizer.state[p]["step"] += spec.training.segment_steps
+        return state
+
+    node = NodeWorker(node_acct, market.store, market.home / "node")
+    contribution_id = node.work_slot(job_id, 0, 0, segment_fn=lazy)
+    market.chain.mine(1)
+    verifier = VerifierWorker(verifier_acct, market.store)
+    verifier.ensure_seed(contribution_id)
+    report = verifier.verify_and_attest(contribution_id)
+    assert not report.passed
+    assert "digest differs" in report.reason
+    _settle(market, contribution_id)
+    assert node_acct.credits() == 0
+
+
+def test_honest_slot_is_paid(market: Market) -> None:
+    sponsor, node_acct, verifier_acct = _staked(market)
+    spec = small_spec()
+    job_id = post_bounty(sponsor, market.store, spec)
+    contribution_id = NodeWorker(node_acct, market.store, market.home / "n").work_slot(job_id, 0, 0)
+    market.chain.mine(1)
+    verifier = VerifierWorker(verifier_acct, market.store)
+    verifier.ensure_seed(contribution_id)
+    report = verifier.verify_and_attest(contribution_id)
+    assert report.passed, report.reason
+    assert len(report.checks) == 1 + spec.verification.samples
+    _settle(market, contribution_id)
+    assert node_acct.credits() == spec.reward.reward_per_slot
+    assert verifier_acct.credits() == spec.reward.verifier_fee
+    before = node_acct.balance()
+    node_acct.withdraw()
+    assert node_acct.balance() - before == spec.reward.reward_per_slot
+    assert node_acct.locked_of() == 0
+
+
+@pytest.mark.parametrize("bad", ["not-a-cid", "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"])
+def test_job_with_missing_or_bad_spec_cid_is_refused_by_the_node(market: Market, bad: str) -> None:
+    from opentrain.chain import JobParams
+    from opentrain.jobs import load_job
+    from opentrain.store import ContentError
+
+    sponsor = market.new_account()
+    params = JobParams(b"\x01" * 32, b"\x02" * 32, 1, 1, 4, 2, TOKEN, TOKEN // 10)
+    job_id = sponsor.create_job(params, bad, "model")
+    with pytest.raises(ContentError):
+        load_job(market.chain, market.store, job_id)
