@@ -1,0 +1,176 @@
+"""Database tables of the marketplace: raw chain events and the projections built from them.
+
+``ChainEvent`` rows are the source of truth (what the chain said, with block hashes so a reorg
+can be detected and undone); ``Job``, ``Contribution`` and ``RoundRecord`` are projections the
+indexer derives from them and the API reads. Token amounts are ``Uint256`` (exact), digests and
+hashes ``0x``-prefixed lowercase hex, addresses EIP-55 checksummed.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from marketplace_api.sqltypes import Uint256
+
+HASH = String(66)
+ADDRESS = String(42)
+# SQLite only auto-increments INTEGER PRIMARY KEY; elsewhere row ids may outgrow 32 bits.
+ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Named constraints, so later migrations (SQLite batch mode included) can address them."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class JobStatus(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+
+
+class ContributionStatus(StrEnum):
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+
+
+class ChainEvent(Base):
+    """One decoded log of the four contracts, exactly as the chain emitted it."""
+
+    __tablename__ = "chain_events"
+    __table_args__ = (UniqueConstraint("block_hash", "log_index"),)
+
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, index=True)
+    block_hash: Mapped[str] = mapped_column(HASH)
+    tx_hash: Mapped[str] = mapped_column(HASH)
+    tx_index: Mapped[int] = mapped_column(Integer)
+    log_index: Mapped[int] = mapped_column(Integer)
+    contract: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(ADDRESS)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    args: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class IndexerCursor(Base):
+    """The last block whose events are fully stored and applied (hash kept to spot reorgs)."""
+
+    __tablename__ = "indexer_cursor"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(HASH)
+
+
+class Job(Base):
+    """A training bounty: its fixed parameters (``JobCreated``) and its moving state."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    sponsor: Mapped[str] = mapped_column(ADDRESS, index=True)
+    spec_digest: Mapped[str] = mapped_column(HASH)
+    initial_model_digest: Mapped[str] = mapped_column(HASH)
+    spec_cid: Mapped[str] = mapped_column(Text)
+    initial_model_cid: Mapped[str] = mapped_column(Text)
+    rounds: Mapped[int] = mapped_column(Integer)
+    slots_per_round: Mapped[int] = mapped_column(Integer)
+    num_segments: Mapped[int] = mapped_column(Integer)
+    sample_count: Mapped[int] = mapped_column(Integer)
+    reward_per_slot: Mapped[int] = mapped_column(Uint256)
+    verifier_fee: Mapped[int] = mapped_column(Uint256)
+    claim_timeout: Mapped[int] = mapped_column(Uint256)
+    escrow: Mapped[int] = mapped_column(Uint256)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    current_round: Mapped[int] = mapped_column(Integer)
+    current_model_digest: Mapped[str] = mapped_column(HASH)
+    created_block: Mapped[int] = mapped_column(BigInteger)
+    created_tx: Mapped[str] = mapped_column(HASH)
+
+    round_records: Mapped[list[RoundRecord]] = relationship(
+        back_populates="job", order_by="RoundRecord.round"
+    )
+    contributions: Mapped[list[Contribution]] = relationship(
+        back_populates="job", order_by="Contribution.id"
+    )
+
+
+class Contribution(Base):
+    """A node's submitted slot and everything that settled it: the auditor's proof bundle."""
+
+    __tablename__ = "contributions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    slot: Mapped[int] = mapped_column(Integer)
+    node: Mapped[str] = mapped_column(ADDRESS, index=True)
+    output_digest: Mapped[str] = mapped_column(HASH)
+    trace_root: Mapped[str] = mapped_column(HASH)
+    output_cid: Mapped[str] = mapped_column(Text)
+    manifest_cid: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    submit_block: Mapped[int] = mapped_column(BigInteger)
+    submit_tx: Mapped[str] = mapped_column(HASH)
+    seed: Mapped[str | None] = mapped_column(HASH)
+    seed_block: Mapped[int | None] = mapped_column(BigInteger)
+    verifier: Mapped[str | None] = mapped_column(ADDRESS, index=True)
+    seed_recorded_block: Mapped[int | None] = mapped_column(BigInteger)
+    seed_tx: Mapped[str | None] = mapped_column(HASH)
+    verdict: Mapped[str | None] = mapped_column(String(8))
+    report_cid: Mapped[str | None] = mapped_column(Text)
+    attest_block: Mapped[int | None] = mapped_column(BigInteger)
+    attest_tx: Mapped[str | None] = mapped_column(HASH)
+    node_reward: Mapped[int | None] = mapped_column(Uint256)
+    verifier_payment: Mapped[int | None] = mapped_column(Uint256)
+    slashed: Mapped[int | None] = mapped_column(Uint256)
+    finalize_block: Mapped[int | None] = mapped_column(BigInteger)
+    finalize_tx: Mapped[str | None] = mapped_column(HASH)
+
+    job: Mapped[Job] = relationship(back_populates="contributions")
+
+
+class RoundRecord(Base):
+    """The aggregate ``G_{r+1}`` posted for a round, with its recomputable validation loss."""
+
+    __tablename__ = "round_records"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    model_digest: Mapped[str] = mapped_column(HASH)
+    model_cid: Mapped[str] = mapped_column(Text)
+    validation_loss_micro: Mapped[int] = mapped_column(Uint256)
+    validation_loss: Mapped[float] = mapped_column(Float)
+    poster: Mapped[str] = mapped_column(ADDRESS)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(HASH)
+
+    job: Mapped[Job] = relationship(back_populates="round_records")
