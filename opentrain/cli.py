@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+api_app = typer.Typer(help="The marketplace API: database, indexer, server.", no_args_is_help=True)
+app.add_typer(api_app, name="api")
 err = Console(stderr=True)
+out = Console()
+
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database", help="SQLAlchemy URL (default: SQLite in home)")
+]
 
 
 @app.callback()
@@ -27,21 +35,80 @@ def root() -> None:
 @app.command()
 def demo(
     home: Annotated[Path | None, typer.Option(help="state folder (default: a fresh one)")] = None,
+    serve: Annotated[bool, typer.Option(help="keep serving the dashboard API afterwards")] = False,
+    port: Annotated[int, typer.Option(help="port for --serve")] = 8000,
 ) -> None:
     """Run the whole market once on the embedded defaults.
 
-    Example: opentrain demo
+    Example: opentrain demo --serve
     """
-    import tempfile
-
     from opentrain.demo import run_demo
 
-    if home is None:
-        home = Path(tempfile.mkdtemp(prefix="opentrain-demo-"))
+    home = home or Path(tempfile.mkdtemp(prefix="opentrain-demo-"))
     result = run_demo(home)
     spent = result.balances_before["sponsor"] - result.balances_after["sponsor"]
     if spent != result.paid_out or result.losses[-1] >= result.losses[0]:
+        err.print("[red]demo failed:[/] payouts do not add up or the loss did not fall")
         raise typer.Exit(1)
+    if serve:
+        _serve(result.database_url, "127.0.0.1", port)
+
+
+def _database(url: str | None) -> str:
+    return url or Settings().resolved_database_url
+
+
+@api_app.command("migrate")
+def api_migrate(database: DatabaseOpt = None) -> None:
+    """Create or upgrade the marketplace database schema.
+
+    Example: opentrain api migrate --database postgresql+psycopg://127.0.0.1/test
+    """
+    from marketplace_api.db import migrate
+
+    migrate(_database(database))
+    out.print("database is at the latest schema")
+
+
+@api_app.command("index")
+def api_index(database: DatabaseOpt = None) -> None:
+    """Index the deployed contracts' events once (RPC and deployment from settings).
+
+    Example: OPENTRAIN_RPC_URL=http://127.0.0.1:8545 opentrain api index
+    """
+    from marketplace_api.db import make_engine, make_session_factory
+    from marketplace_api.indexer import Indexer
+    from opentrain.chain import Deployment, connect
+
+    settings = Settings()
+    deployment = Deployment.load(settings.resolved_deployment_file)
+    factory = make_session_factory(make_engine(_database(database)))
+    count = Indexer(connect(settings.rpc_url), deployment, factory).sync()
+    out.print(f"{count} events indexed")
+
+
+@api_app.command("serve")
+def api_serve(
+    database: DatabaseOpt = None,
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Serve the REST API (OpenAPI at /docs).
+
+    Example: opentrain api serve --port 8000
+    """
+    _serve(_database(database), host, port)
+
+
+def _serve(database_url: str, host: str, port: int) -> None:
+    import uvicorn
+
+    from marketplace_api.app import create_app
+    from marketplace_api.db import make_engine, make_session_factory
+
+    application = create_app(session_factory=make_session_factory(make_engine(database_url)))
+    out.print(f"marketplace API on http://{host}:{port} (OpenAPI at /docs); Ctrl-C stops it")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
 def main() -> None:
@@ -49,8 +116,6 @@ def main() -> None:
     try:
         app()
     except Exception as exc:  # the last line of defence for the one-line-error rule
-        err.print(f"[red]error:[/] {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        err.print(f"[red]error:[/] {type(exc).__name__}: {message}")
         sys.exit(1)
-
-
-_ = Settings  # settings are read by the role commands

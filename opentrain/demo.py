@@ -15,7 +15,10 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.table import Table
+from web3.types import Wei
 
+from marketplace_api.db import make_engine, make_session_factory, migrate
+from marketplace_api.indexer import Indexer
 from node.worker import NodeWorker
 from opentrain.chain import TOKEN, Chain, ChainAccount, JobParams, connect, deploy
 from opentrain.checkpoint import digest, encode_params
@@ -42,6 +45,7 @@ class DemoResult:
     contributions: list[tuple[int, int, int, str, str]] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     chain: Chain | None = None
+    database_url: str = ""
 
 
 def _fund(chain: Chain, admin: ChainAccount, key: LocalAccount, tokens: int) -> ChainAccount:
@@ -75,7 +79,9 @@ def run_demo(home: Path, spec: JobSpec | None = None, console: Console | None = 
     store = EmbeddedStore(home / "store")
     w3 = connect("inprocess")
     deployer: LocalAccount = Account.create()
-    w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": deployer.address, "value": ETHER * 100})
+    w3.eth.send_transaction(
+        {"from": w3.eth.accounts[0], "to": deployer.address, "value": Wei(ETHER * 100)}
+    )
     chain = deploy(w3, deployer)
     admin = chain.account(deployer)
     out.print(f"[bold]contracts deployed[/] on the in-process EVM (chain id {w3.eth.chain_id})")
@@ -88,8 +94,10 @@ def run_demo(home: Path, spec: JobSpec | None = None, console: Console | None = 
 
     sponsor = accounts["sponsor"]
     job_id = post_bounty(sponsor, store, spec)
-    escrow = spec.rounds * spec.slots_per_round * (
-        spec.reward.reward_per_slot + spec.reward.verifier_fee
+    escrow = (
+        spec.rounds
+        * spec.slots_per_round
+        * (spec.reward.reward_per_slot + spec.reward.verifier_fee)
     )
     out.print(f"[bold]bounty posted[/]: job {job_id}, escrow {escrow / TOKEN:g} TRAIN")
 
@@ -99,7 +107,9 @@ def run_demo(home: Path, spec: JobSpec | None = None, console: Console | None = 
     result = DemoResult(job_id, escrow, 0, 0, before, {}, chain=chain)
     result.losses.append(_initial_loss(spec))
     for round_ in range(spec.rounds):
-        ids = [nodes[s % len(nodes)].work_slot(job_id, round_, s) for s in range(spec.slots_per_round)]
+        ids = [
+            nodes[s % len(nodes)].work_slot(job_id, round_, s) for s in range(spec.slots_per_round)
+        ]
         chain.mine(1)  # the seed block must exist before anyone can record the seed
         for cid in ids:
             _verify(verifier, cid, result, round_)
@@ -120,14 +130,26 @@ def run_demo(home: Path, spec: JobSpec | None = None, console: Console | None = 
     result.balances_after = {role: a.balance() for role, a in accounts.items()}
     result.paid_out = escrow - result.refunded
     _print_tables(out, result, accounts)
+    result.database_url = _index(chain, home, out)
     return result
+
+
+def _index(chain: Chain, home: Path, out: Console) -> str:
+    """Copy the run's events into the marketplace database, as the indexer does for any chain."""
+    url = f"sqlite:///{(home / 'opentrain.db').resolve()}"
+    migrate(url)
+    events = Indexer(chain.w3, chain.deployment, make_session_factory(make_engine(url))).sync()
+    out.print(f"marketplace database: {events} events indexed into {url}")
+    return url
 
 
 def _initial_loss(spec: JobSpec) -> float:
     return evaluate_loss(spec, model_params(build_model(spec.model)))
 
 
-def _verify(verifier: VerifierWorker, contribution_id: int, result: DemoResult, round_: int) -> None:
+def _verify(
+    verifier: VerifierWorker, contribution_id: int, result: DemoResult, round_: int
+) -> None:
     verifier.ensure_seed(contribution_id)
     report = verifier.verify_and_attest(contribution_id)
     verdict = "pass" if report.passed else "fail"
@@ -145,7 +167,10 @@ def _print_tables(out: Console, result: DemoResult, accounts: dict[str, ChainAcc
         staked = accounts[role].stake_of()
         earned = a + staked - b
         balances.add_row(
-            role, f"{b / TOKEN:,.2f}", f"{a / TOKEN:,.2f}", f"{staked / TOKEN:,.2f}",
+            role,
+            f"{b / TOKEN:,.2f}",
+            f"{a / TOKEN:,.2f}",
+            f"{staked / TOKEN:,.2f}",
             f"{earned / TOKEN:+,.2f}",
         )
     out.print(balances)

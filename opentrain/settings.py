@@ -23,11 +23,15 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".opentrain"), description="state folder of this machine")
     rpc_url: str = Field(default=IN_PROCESS, description="JSON-RPC URL, or 'inprocess'")
     deployment_file: Path | None = Field(default=None, description="contract addresses (JSON)")
-    private_key: SecretStr | None = Field(default=None, description="signing key (prefer a keystore)")
+    private_key: SecretStr | None = Field(
+        default=None, description="signing key (prefer a keystore)"
+    )
     keystore: Path | None = Field(default=None, description="eth-account encrypted keystore")
     keystore_password: SecretStr | None = None
     store_dir: Path | None = Field(default=None, description="embedded content store folder")
-    ipfs_api: str | None = Field(default=None, description="kubo RPC URL, e.g. http://127.0.0.1:5001")
+    ipfs_api: str | None = Field(
+        default=None, description="kubo RPC URL, e.g. http://127.0.0.1:5001"
+    )
     max_content_bytes: int = Field(default=2 << 30, gt=0, description="largest object accepted")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite by default")
     confirmations: int = Field(default=0, ge=0, description="indexer confirmation depth")

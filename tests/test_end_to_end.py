@@ -133,7 +133,9 @@ def test_honest_slot_is_paid(market: Market) -> None:
     assert node_acct.locked_of() == 0
 
 
-@pytest.mark.parametrize("bad", ["not-a-cid", "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"])
+@pytest.mark.parametrize(
+    "bad", ["not-a-cid", "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"]
+)
 def test_job_with_missing_or_bad_spec_cid_is_refused_by_the_node(market: Market, bad: str) -> None:
     from opentrain.chain import JobParams
     from opentrain.jobs import load_job

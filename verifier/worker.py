@@ -108,8 +108,14 @@ class VerifierWorker:
         n = job.spec.training.num_segments
         sampled = sample_indices(seed, n, job.spec.verification.samples)
         report = VerificationReport(
-            contribution_id, info.job_id, info.round, info.slot, "0x" + seed.hex(), sampled,
-            passed=False, reason="",
+            contribution_id,
+            info.job_id,
+            info.round,
+            info.slot,
+            "0x" + seed.hex(),
+            sampled,
+            passed=False,
+            reason="",
         )
         try:
             manifest = self._checked_manifest(job, info.manifest_cid, info)
@@ -123,7 +129,9 @@ class VerifierWorker:
         manifest = TraceManifest.from_json(self.store.get_bytes(cid))
         n = job.spec.training.num_segments
         if len(manifest.checkpoints) != n + 1:
-            raise ManifestError(f"manifest lists {len(manifest.checkpoints)} checkpoints, not {n + 1}")
+            raise ManifestError(
+                f"manifest lists {len(manifest.checkpoints)} checkpoints, not {n + 1}"
+            )
         if (manifest.job_id, manifest.round, manifest.slot) != (info.job_id, info.round, info.slot):
             raise ManifestError("manifest is for another job, round or slot")
         if manifest.trace_root != info.trace_root:
@@ -187,7 +195,9 @@ class RoundAggregator:
             if status != SLOT_ACCEPTED:
                 raise ChainError(f"job {job.job_id} round {round_} slot {slot} is not accepted")
             info = contribution_info(chain, contribution_id)
-            outputs.append(self.store.get_bytes(info.output_cid, expected_sha256=info.output_digest))
+            outputs.append(
+                self.store.get_bytes(info.output_cid, expected_sha256=info.output_digest)
+            )
         return outputs
 
     def aggregate_and_post(self, job_id: int, round_: int) -> tuple[str, float]:
