@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +57,20 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class SlotTimings:
+    """Counters a daemon exports as metrics."""
+
+    segments: int = 0
+
+
 class SlotTrainer:
     """Trains one slot with checkpoints under ``workdir`` and publishes them to ``store``."""
 
     def __init__(self, store: ContentStore, workdir: Path) -> None:
         self.store = store
         self.workdir = workdir
+        self.timings = SlotTimings()
 
     def _slot_dir(self, job_id: int, round_: int, slot: int) -> Path:
         path = self.workdir / f"job-{job_id}" / f"round-{round_}" / f"slot-{slot}"
@@ -77,20 +86,28 @@ class SlotTrainer:
         segment_fn: SegmentFn = _honest_segment,
         progress: ProgressFn | None = None,
     ) -> SlotResult:
-        """Train (or resume) the slot and publish every checkpoint and the manifest."""
+        """Train (or resume) the slot and publish every checkpoint and the manifest.
+
+        Each checkpoint is on local disk (atomically) before it counts; publishing it to the
+        content store runs in a background thread while the next segment trains."""
         spec = job.spec
         folder = self._slot_dir(job.job_id, round_, slot)
         blobs = self._resume(spec, folder, global_model, round_, slot)
         state = decode_checkpoint(spec, blobs[-1], round=round_, slot=slot)
         total = spec.training.num_segments
-        while len(blobs) <= total:
-            state = segment_fn(spec, state, round_, slot)
-            data = encode_checkpoint(state, round_, slot)
-            _write_atomic(folder / f"ckpt-{len(blobs)}.safetensors", data)
-            blobs.append(data)
-            if progress:
-                progress(len(blobs) - 1, total)
-        return self._publish(job, blobs, round_, slot)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as uploads:
+            cids = [uploads.submit(self.store.put_bytes, b) for b in blobs]
+            while len(blobs) <= total:
+                state = segment_fn(spec, state, round_, slot)
+                data = encode_checkpoint(state, round_, slot)
+                _write_atomic(folder / f"ckpt-{len(blobs)}.safetensors", data)
+                blobs.append(data)
+                cids.append(uploads.submit(self.store.put_bytes, data))
+                self.timings.segments += 1
+                if progress:
+                    progress(len(blobs) - 1, total)
+            published = [c.result() for c in cids]
+        return self._publish(job, blobs, published, round_, slot)
 
     def _resume(
         self, spec: JobSpec, folder: Path, global_model: bytes, round_: int, slot: int
@@ -105,10 +122,12 @@ class SlotTrainer:
             blobs.append(path.read_bytes())
         return blobs[: spec.training.num_segments + 1]
 
-    def _publish(self, job: LoadedJob, blobs: list[bytes], round_: int, slot: int) -> SlotResult:
+    def _publish(
+        self, job: LoadedJob, blobs: list[bytes], cids: list[str], round_: int, slot: int
+    ) -> SlotResult:
         refs = tuple(
-            CheckpointRef(index=i, cid=self.store.put_bytes(b), sha256=digest(b))
-            for i, b in enumerate(blobs)
+            CheckpointRef(index=i, cid=cid, sha256=digest(b))
+            for i, (b, cid) in enumerate(zip(blobs, cids, strict=True))
         )
         manifest = TraceManifest(
             job_id=job.job_id,

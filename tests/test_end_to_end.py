@@ -14,19 +14,19 @@ from opentrain.checkpoint import TrainState
 from opentrain.demo import post_bounty, run_demo
 from opentrain.manifest import TraceManifest
 from opentrain.sampling import sample_indices
-from opentrain.spec import JobSpec, default_demo_spec
+from opentrain.spec import JobSpec, mlp_demo_spec
 from verifier.worker import VerifierWorker
 
 CONTRIBUTION_ACCEPTED, CONTRIBUTION_REJECTED = 2, 3
 
 
 def small_spec(**overrides: object) -> JobSpec:
-    return default_demo_spec(rounds=1, slots_per_round=1, **overrides)
+    return mlp_demo_spec(rounds=1, slots_per_round=1, **overrides)
 
 
 def test_demo_pays_both_nodes_and_spends_exactly_what_it_paid(tmp_path: Path) -> None:
-    result = run_demo(tmp_path, console=Console(quiet=True))
-    spec = default_demo_spec()
+    result = run_demo(tmp_path, spec=mlp_demo_spec(), console=Console(quiet=True))
+    spec = mlp_demo_spec()
     assert all(verdict == "pass" for *_, verdict in result.contributions)
     assert len(result.contributions) == spec.rounds * spec.slots_per_round
     sponsor_spent = result.balances_before["sponsor"] - result.balances_after["sponsor"]

@@ -1,0 +1,177 @@
+"""``opentrain node``: the GPU owner's commands."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from node.daemon import NodeDaemon
+from opentrain.chain import TOKEN
+from opentrain.context import role_context
+from opentrain.keys import create_keystore
+from opentrain.settings import Settings
+
+node_app = typer.Typer(
+    help="Stake, train slots, submit, earn.\n\nExample: opentrain node stake 200 && opentrain node run",
+    no_args_is_help=True,
+)
+out = Console()
+
+Amount = Annotated[float, typer.Argument(help="amount in TRAIN")]
+
+
+def _daemon() -> NodeDaemon:
+    ctx = role_context()
+    return NodeDaemon(ctx.account, ctx.store, ctx.settings.home / "node")
+
+
+@node_app.command()
+def init(
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="OPENTRAIN_KEYSTORE_PASSWORD",
+        ),
+    ],
+    import_key: Annotated[
+        bool, typer.Option("--import", help="import an existing key (prompted, hidden)")
+    ] = False,
+) -> None:
+    """Create this node's key in an encrypted keystore (or import one).
+
+    Example: opentrain node init
+    """
+    settings = Settings()
+    key = typer.prompt("private key", hide_input=True) if import_key else None
+    path = settings.keystore or settings.home / "keystore.json"
+    address = create_keystore(path, password, key)
+    out.print(f"keystore {path} holds {address}")
+
+
+@node_app.command()
+def stake(amount: Amount) -> None:
+    """Stake TRAIN so this node can claim slots (each claim locks the minimum node stake).
+
+    Example: opentrain node stake 200
+    """
+    ctx = role_context()
+    ctx.account.stake(int(amount * TOKEN))
+    out.print(f"staked {amount:g} TRAIN; total {ctx.account.stake_of() / TOKEN:g}")
+
+
+@node_app.command()
+def unstake(amount: Amount) -> None:
+    """Start unbonding free stake; withdraw it with `withdraw` after the unbonding delay.
+
+    Example: opentrain node unstake 100
+    """
+    ctx = role_context()
+    fn = ctx.chain.stakes.functions.requestUnbond(int(amount * TOKEN))
+    ctx.account.send(fn, "requestUnbond")
+    out.print(f"unbonding {amount:g} TRAIN")
+
+
+@node_app.command()
+def withdraw() -> None:
+    """Withdraw earned credits and any stake whose unbonding delay has passed.
+
+    Example: opentrain node withdraw
+    """
+    ctx = role_context()
+    credits = ctx.account.credits()
+    if credits:
+        ctx.account.withdraw()
+        out.print(f"withdrew {credits / TOKEN:g} TRAIN of earnings")
+    amount, ready = ctx.chain.stakes.functions.unbondingOf(ctx.account.address).call()
+    if amount and ctx.chain.block_number() >= ready:
+        ctx.account.send(ctx.chain.stakes.functions.withdrawUnbonded(), "withdrawUnbonded")
+        out.print(f"withdrew {amount / TOKEN:g} TRAIN of unbonded stake")
+    elif not credits:
+        out.print("nothing to withdraw yet")
+
+
+@node_app.command()
+def status() -> None:
+    """Stake, locks, earnings and open claims of this node.
+
+    Example: opentrain node status
+    """
+    ctx = role_context()
+    a = ctx.account
+    table = Table(title=f"node {a.address}")
+    table.add_column("what")
+    table.add_column("TRAIN", justify="right")
+    for what, value in (
+        ("wallet", a.balance()),
+        ("staked", a.stake_of()),
+        ("locked by claims", a.locked_of()),
+        ("earned, not withdrawn", a.credits()),
+    ):
+        table.add_row(what, f"{value / TOKEN:,.4f}")
+    out.print(table)
+
+
+@node_app.command()
+def jobs() -> None:
+    """Open jobs, whether this machine can run them, and expected reward per hour here.
+
+    Example: opentrain node jobs
+    """
+    table = Table(title="open jobs")
+    for col in ("job", "round", "reward/slot", "runnable", "est. TRAIN/hour", "note"):
+        table.add_column(col)
+    for o in _daemon().offers():
+        table.add_row(
+            str(o.job_id),
+            str(o.round),
+            f"{o.reward_per_slot / TOKEN:g}",
+            "yes" if o.runnable else "no",
+            f"{o.reward_per_hour / TOKEN:,.2f}" if o.runnable else "-",
+            o.reason,
+        )
+    out.print(table)
+
+
+@node_app.command()
+def run(
+    once: Annotated[bool, typer.Option("--once", help="work one slot, then exit")] = False,
+    poll: Annotated[float, typer.Option(help="seconds between looks for work")] = 5.0,
+    workdir: Annotated[Path | None, typer.Option(help="checkpoint folder")] = None,
+) -> None:
+    """The daemon: pick a job and slot, claim, train, publish, submit; resumes after a crash.
+
+    Example: opentrain node run --once
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    ctx = role_context()
+    daemon = NodeDaemon(ctx.account, ctx.store, workdir or ctx.settings.home / "node")
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+    ) as bar:
+        task = bar.add_task("segments", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        if once:
+            contribution = daemon.run_once(progress)
+            out.print(
+                "no work available"
+                if contribution is None
+                else f"submitted contribution {contribution}"
+            )
+            return
+        daemon.run(poll_seconds=poll, progress=progress)

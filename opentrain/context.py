@@ -1,0 +1,36 @@
+"""Wiring a role from settings: the chain (RPC + deployment), the signer, the content store.
+The node and verifier CLIs both start here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opentrain.chain import Chain, ChainAccount, ChainError, Deployment, connect
+from opentrain.keys import load_signer
+from opentrain.settings import IN_PROCESS, Settings
+from opentrain.store import ContentStore, open_store
+
+
+@dataclass(frozen=True)
+class RoleContext:
+    settings: Settings
+    chain: Chain
+    account: ChainAccount
+    store: ContentStore
+
+
+def connect_chain(settings: Settings) -> Chain:
+    if settings.rpc_url == IN_PROCESS:
+        raise ChainError(
+            "this command needs a shared chain: set OPENTRAIN_RPC_URL "
+            "(e.g. http://127.0.0.1:8545 after `make chain` and `opentrain chain deploy`)"
+        )
+    return Chain(connect(settings.rpc_url), Deployment.load(settings.resolved_deployment_file))
+
+
+def role_context(settings: Settings | None = None) -> RoleContext:
+    settings = settings or Settings()
+    chain = connect_chain(settings)
+    account = chain.account(load_signer(settings))
+    store = open_store(settings.resolved_store_dir, settings.max_content_bytes)
+    return RoleContext(settings, chain, account, store)
