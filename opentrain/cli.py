@@ -12,6 +12,7 @@ from rich.console import Console
 
 from node.cli import node_app
 from opentrain.settings import Settings
+from verifier.cli import verifier_app
 
 app = typer.Typer(
     help="OpenTrain: a trustless market for verifiable decentralized training.",
@@ -23,6 +24,7 @@ chain_app = typer.Typer(help="Deploy the contracts and fund accounts.", no_args_
 app.add_typer(api_app, name="api")
 app.add_typer(chain_app, name="chain")
 app.add_typer(node_app, name="node")
+app.add_typer(verifier_app, name="verifier")
 err = Console(stderr=True)
 out = Console()
 

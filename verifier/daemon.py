@@ -1,0 +1,132 @@
+"""The verifier's daemon: watch submissions, record seeds, verify what this verifier was drawn
+for, attest, finalize what is due, and aggregate rounds whose slots are all accepted.
+
+Crash-safe: every decision is re-derived from the chain (is the seed recorded? did I attest?
+is it finalized?), so a restart neither loses nor repeats an attestation; only the block cursor
+is kept locally, and losing it costs a rescan, never a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from opentrain.chain import ChainAccount, ChainError, verification_info
+from opentrain.store import ContentStore
+from verifier.worker import RoundAggregator, VerifierWorker
+
+log = logging.getLogger("opentrain.verifier")
+
+CONTRIBUTION_SUBMITTED = 1
+JOB_OPEN = 1
+SLOT_ACCEPTED = 3
+VERDICT_NONE = 0
+
+
+class VerifierDaemon:
+    """Drives :class:`VerifierWorker` and :class:`RoundAggregator` from chain events."""
+
+    def __init__(
+        self,
+        account: ChainAccount,
+        store: ContentStore,
+        state_file: Path,
+        aggregate: bool = True,
+    ) -> None:
+        self.account = account
+        self.worker = VerifierWorker(account, store)
+        self.aggregator = RoundAggregator(account, store)
+        self.state_file = state_file
+        self.aggregate = aggregate
+        self.open: set[int] = set(self._load_state().get("open", []))
+
+    def _load_state(self) -> dict[str, list[int] | int]:
+        if self.state_file.exists():
+            data: dict[str, list[int] | int] = json.loads(self.state_file.read_text())
+            return data
+        return {}
+
+    def _save_state(self, next_block: int) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"next_block": next_block, "open": sorted(self.open)}))
+        tmp.replace(self.state_file)
+
+    def scan(self) -> None:
+        """Pick up contributions submitted since the last scan."""
+        chain = self.account.chain
+        state = self._load_state()
+        start = int(state.get("next_block", chain.deployment.block))  # type: ignore[arg-type]
+        head = chain.block_number()
+        if start > head:
+            return
+        logs = chain.market.events.ContributionSubmitted.get_logs(from_block=start, to_block=head)
+        self.open.update(int(entry["args"]["contributionId"]) for entry in logs)
+        self._save_state(head + 1)
+
+    def step(self) -> int:
+        """One pass over the open contributions and jobs; returns how many actions were taken."""
+        self.scan()
+        actions = 0
+        for contribution_id in sorted(self.open):
+            actions += self._advance(contribution_id)
+        if self.aggregate:
+            actions += self._aggregate_ready_rounds()
+        self._save_state(self.account.chain.block_number() + 1)
+        return actions
+
+    def _advance(self, contribution_id: int) -> int:
+        chain = self.account.chain
+        record = chain.market.functions.getContribution(contribution_id).call()
+        if record[6] != CONTRIBUTION_SUBMITTED:
+            self.open.discard(contribution_id)
+            return 0
+        if not self.worker.ensure_seed(contribution_id):
+            return 0
+        info = verification_info(chain, contribution_id)
+        if info.verdict == VERDICT_NONE:
+            if not self.worker.is_assigned(contribution_id):
+                return 0
+            report = self.worker.verify_and_attest(contribution_id)
+            log.info("contribution %s: %s (%s)", contribution_id, report.passed, report.reason)
+            return 1
+        if info.finalized:
+            self.open.discard(contribution_id)
+            return 0
+        ready = info.attested_at + int(chain.settlement.functions.challengeWindow().call()) + 1
+        if chain.block_number() + 1 >= ready:
+            try:
+                self.account.finalize(contribution_id)
+            except ChainError as exc:  # someone else was faster, or a dispute is open
+                log.info("contribution %s not finalized: %s", contribution_id, exc)
+                return 0
+            self.open.discard(contribution_id)
+            return 1
+        return 0
+
+    def _aggregate_ready_rounds(self) -> int:
+        chain = self.account.chain
+        actions = 0
+        for job_id in range(1, int(chain.market.functions.jobCount().call()) + 1):
+            _, status, round_, *_ = chain.market.functions.jobState(job_id).call()
+            if status != JOB_OPEN:
+                continue
+            slots = chain.market.functions.jobParams(job_id).call()[3]
+            states = [
+                chain.market.functions.slotState(job_id, round_, s).call()[2] for s in range(slots)
+            ]
+            if all(s == SLOT_ACCEPTED for s in states):
+                cid, loss = self.aggregator.aggregate_and_post(job_id, round_)
+                log.info("job %s round %s aggregated: %s, loss %.4f", job_id, round_, cid, loss)
+                actions += 1
+        return actions
+
+    def run(
+        self, poll_seconds: float = 5.0, should_stop: Callable[[], bool] = lambda: False
+    ) -> None:
+        while not should_stop():
+            if self.step() == 0:
+                time.sleep(poll_seconds)
