@@ -12,6 +12,7 @@ from rich.console import Console
 
 from node.cli import node_app
 from opentrain.settings import Settings
+from verifier.audit_cli import audit_app
 from verifier.cli import verifier_app
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(api_app, name="api")
 app.add_typer(chain_app, name="chain")
 app.add_typer(node_app, name="node")
 app.add_typer(verifier_app, name="verifier")
+app.add_typer(audit_app, name="audit")
 err = Console(stderr=True)
 out = Console()
 

@@ -11,6 +11,7 @@ import torch
 
 from opentrain.chain import Chain, JobInfo, job_info, round_model_cid
 from opentrain.checkpoint import decode_params
+from opentrain.data import data_source
 from opentrain.spec import JobSpec, parse_spec
 from opentrain.store import ContentStore
 
@@ -35,6 +36,7 @@ def load_job(chain: Chain, store: ContentStore, job_id: int) -> LoadedJob:
     raw = store.get_bytes(info.spec_cid, expected_sha256=info.params.spec_digest)
     spec = parse_spec(raw)
     _check_spec_matches_chain(spec, info)
+    data_source(spec, store)  # fetch and check the job's data once; later calls hit the cache
     return LoadedJob(info=info, spec=spec)
 
 

@@ -1,0 +1,72 @@
+"""``opentrain audit``: re-check payments from public data alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from opentrain.context import connect_chain
+from opentrain.settings import Settings
+from opentrain.store import open_store
+from verifier.audit import Auditor, AuditReport, write_report
+
+audit_app = typer.Typer(
+    help="Re-check contributions, rounds and jobs from the chain and the content store.\n\n"
+    "Example: opentrain audit job 1 --out audit/",
+    no_args_is_help=True,
+)
+out = Console()
+OutOpt = Annotated[Path, typer.Option("--out", help="folder for audit.json and audit.html")]
+
+
+def _auditor() -> Auditor:
+    settings = Settings()
+    store = open_store(settings.resolved_store_dir, settings.max_content_bytes)
+    return Auditor(connect_chain(settings), store)
+
+
+def finish(report: AuditReport, folder: Path) -> None:
+    """Print the findings, write the reports, exit non-zero on any finding."""
+    table = Table(title=f"audit of {report.subject}")
+    for col in ("subject", "check", "result"):
+        table.add_column(col)
+    for c in report.checks:
+        table.add_row(c.subject, c.name, "ok" if c.ok else f"[red]FINDING[/] {c.detail}")
+    out.print(table)
+    json_path, html_path = write_report(report, folder)
+    out.print(
+        f"verifier compute share {report.compute_share:.1%}; reports: {json_path}, {html_path}"
+    )
+    if report.findings:
+        raise typer.Exit(2)
+
+
+@audit_app.command()
+def contribution(contribution_id: int, folder: OutOpt = Path("audit")) -> None:
+    """Audit one contribution: digests, CIDs, Merkle proofs, re-execution, the verifier's report.
+
+    Example: opentrain audit contribution 7
+    """
+    finish(_auditor().contribution(contribution_id), folder)
+
+
+@audit_app.command("round")
+def round_(job_id: int, round_number: int, folder: OutOpt = Path("audit")) -> None:
+    """Audit a round: its contributions and the aggregate G_{r+1}.
+
+    Example: opentrain audit round 1 0
+    """
+    finish(_auditor().round(job_id, round_number), folder)
+
+
+@audit_app.command()
+def job(job_id: int, folder: OutOpt = Path("audit")) -> None:
+    """Audit a whole job, including that payouts plus refunds equal the escrow.
+
+    Example: opentrain audit job 1 --out audit/
+    """
+    finish(_auditor().job(job_id), folder)
