@@ -18,7 +18,8 @@ from opentrain.keys import create_keystore
 from opentrain.settings import Settings
 
 node_app = typer.Typer(
-    help="Stake, train slots, submit, earn.\n\nExample: opentrain node stake 200 && opentrain node run",
+    help="Stake, train slots, submit, earn.\n\n"
+    "Example: opentrain node stake 200 && opentrain node run",
     no_args_is_help=True,
 )
 out = Console()
@@ -146,6 +147,9 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="work one slot, then exit")] = False,
     poll: Annotated[float, typer.Option(help="seconds between looks for work")] = 5.0,
     workdir: Annotated[Path | None, typer.Option(help="checkpoint folder")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve Prometheus /metrics on 127.0.0.1:PORT")
+    ] = None,
 ) -> None:
     """The daemon: pick a job and slot, claim, train, publish, submit; resumes after a crash.
 
@@ -154,6 +158,10 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = role_context()
     daemon = NodeDaemon(ctx.account, ctx.store, workdir or ctx.settings.home / "node")
+    if metrics_port is not None:
+        from node.metrics import serve
+
+        serve(metrics_port)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),

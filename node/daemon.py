@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from node.worker import NodeWorker, ProgressFn
+from node import metrics
+from node.worker import NodeWorker, ProgressFn, SegmentFn, honest_segment
 from opentrain.chain import ChainAccount, ChainError, JobInfo, job_info
 from opentrain.checkpoint import fresh_state
 from opentrain.jobs import JobError, LoadedJob, load_global_model, load_job
@@ -86,11 +87,15 @@ class NodeDaemon:
         store: ContentStore,
         workdir: Path,
         memory_limit: int | None = None,
+        segment_fn: SegmentFn = honest_segment,
     ) -> None:
         self.account = account
         self.store = store
         self.worker = NodeWorker(account, store, workdir)
         self.memory_limit = memory_limit or available_memory()
+        self.segment_fn = segment_fn
+        # torch imports its optimizer machinery lazily (seconds): pay it before any claim
+        torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
 
     # -- looking for work -------------------------------------------------------------------
 
@@ -171,11 +176,20 @@ class NodeDaemon:
         global_model, _ = load_global_model(chain, self.store, job, a.round)
         if not a.resume:
             self.account.claim_slot(a.job_id, a.round, a.slot)
+        began = time.perf_counter()
         log.info(
             "training job %s round %s slot %s (resume=%s)", a.job_id, a.round, a.slot, a.resume
         )
-        result = self.worker.trainer.train(job, global_model, a.round, a.slot, progress=progress)
-        return self.account.submit_contribution(
+        segments_before = self.worker.trainer.timings.segments
+        result = self.worker.trainer.train(
+            job, global_model, a.round, a.slot, segment_fn=self.segment_fn, progress=progress
+        )
+        trained = self.worker.trainer.timings.segments - segments_before
+        metrics.SEGMENTS.inc(trained)
+        elapsed = time.perf_counter() - began
+        if trained:
+            metrics.STEPS_PER_SECOND.set(trained * job.spec.training.segment_steps / elapsed)
+        contribution_id = self.account.submit_contribution(
             a.job_id,
             a.round,
             a.slot,
@@ -184,6 +198,9 @@ class NodeDaemon:
             result.output_cid,
             result.manifest_cid,
         )
+        metrics.SLOTS.inc()
+        metrics.EARNED.set(self.account.credits() / 10**18)
+        return contribution_id
 
     def run(
         self,
@@ -193,5 +210,11 @@ class NodeDaemon:
     ) -> None:
         """Keep the machine earning until ``should_stop``."""
         while not should_stop():
-            if self.run_once(progress) is None:
+            try:
+                worked = self.run_once(progress) is not None
+            except (ChainError, ContentError, JobError) as exc:
+                metrics.ERRORS.inc()
+                log.warning("slot failed, will retry: %s", str(exc).splitlines()[0])
+                worked = False
+            if not worked:
                 time.sleep(poll_seconds)

@@ -44,7 +44,7 @@ class SlotResult:
     manifest: TraceManifest
 
 
-def _honest_segment(spec: JobSpec, state: TrainState, round_: int, slot: int) -> TrainState:
+def honest_segment(spec: JobSpec, state: TrainState, round_: int, slot: int) -> TrainState:
     return train_segment(spec, state, round_, slot)
 
 
@@ -83,7 +83,7 @@ class SlotTrainer:
         global_model: bytes,
         round_: int,
         slot: int,
-        segment_fn: SegmentFn = _honest_segment,
+        segment_fn: SegmentFn = honest_segment,
         progress: ProgressFn | None = None,
     ) -> SlotResult:
         """Train (or resume) the slot and publish every checkpoint and the manifest.
@@ -159,7 +159,7 @@ class NodeWorker:
         job_id: int,
         round_: int,
         slot: int,
-        segment_fn: SegmentFn = _honest_segment,
+        segment_fn: SegmentFn = honest_segment,
         progress: ProgressFn | None = None,
     ) -> int:
         """Claim, train, publish and submit one slot; returns the contribution id."""
