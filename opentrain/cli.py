@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from node.cli import node_app
+from opentrain.cli_store import store_app
 from opentrain.settings import Settings
 from verifier.audit_cli import audit_app
 from verifier.cli import verifier_app
@@ -27,6 +28,7 @@ app.add_typer(chain_app, name="chain")
 app.add_typer(node_app, name="node")
 app.add_typer(verifier_app, name="verifier")
 app.add_typer(audit_app, name="audit")
+app.add_typer(store_app, name="store")
 err = Console(stderr=True)
 out = Console()
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from opentrain.chain import Chain, ChainAccount, ChainError, Deployment, connect
 from opentrain.keys import load_signer
 from opentrain.settings import IN_PROCESS, Settings
-from opentrain.store import ContentStore, open_store
+from opentrain.store import ContentStore, store_from_settings
 
 
 @dataclass(frozen=True)
@@ -32,5 +32,5 @@ def role_context(settings: Settings | None = None) -> RoleContext:
     settings = settings or Settings()
     chain = connect_chain(settings)
     account = chain.account(load_signer(settings))
-    store = open_store(settings.resolved_store_dir, settings.max_content_bytes)
+    store = store_from_settings(settings)
     return RoleContext(settings, chain, account, store)

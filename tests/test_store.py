@@ -311,7 +311,7 @@ def test_repeated_chunks_stored_once(es: EmbeddedStore) -> None:
 
 def put_block(es: EmbeddedStore, codec: int, block: bytes) -> str:
     """Store a hand-made block under its true CID (what a foreign writer could leave)."""
-    cid = store._Cid.of(codec, block).text
+    cid = store.BlockCid.of(codec, block).text
     es.block_path(cid).parent.mkdir(parents=True, exist_ok=True)
     es.block_path(cid).write_bytes(block)
     return cid
@@ -319,9 +319,9 @@ def put_block(es: EmbeddedStore, codec: int, block: bytes) -> str:
 
 def test_reads_kubo_nodes_with_inline_data(es: EmbeddedStore) -> None:
     """Without --raw-leaves kubo puts content inside UnixFS Data; reads must follow it too."""
-    leaf = put_block(es, store._DAG_PB, b"\x0a\x09\x08\x02\x12\x03abc\x18\x03")
+    leaf = put_block(es, store.DAG_PB, b"\x0a\x09\x08\x02\x12\x03abc\x18\x03")
     link = b"\x0a\x24" + bytes(CID.decode(leaf)) + b"\x12\x00\x18\x0d"
-    root = put_block(es, store._DAG_PB, b"\x12\x2a" + link + b"\x0a\x06\x08\x02\x18\x03\x20\x03")
+    root = put_block(es, store.DAG_PB, b"\x12\x2a" + link + b"\x0a\x06\x08\x02\x18\x03\x20\x03")
     assert es.get_bytes(root) == b"abc"
     assert es.has(root)
 
@@ -332,7 +332,62 @@ def test_reads_kubo_nodes_with_inline_data(es: EmbeddedStore) -> None:
     ids=["no-data", "directory", "truncated", "bad-wire-type", "link-without-hash"],
 )
 def test_malformed_node_raises(es: EmbeddedStore, block: bytes) -> None:
-    cid = put_block(es, store._DAG_PB, block)
+    cid = put_block(es, store.DAG_PB, block)
     with pytest.raises(ContentError, match="malformed dag-pb block"):
         es.get_bytes(cid)
     assert not es.has(cid)
+
+
+# -- pins, the staging writer, settings ---------------------------------------------------
+
+
+def test_put_pins_and_pin_needs_the_whole_dag(es: EmbeddedStore) -> None:
+    data = random_bytes(2 * CHUNK_SIZE, 11)
+    cid = es.put_bytes(data)
+    assert es.pins() == [cid]
+    es.unpin(cid)
+    assert es.pins() == []
+    with pytest.raises(ContentError, match="not pinned"):
+        es.unpin(cid)
+    es.block_path(compute_cid(data[CHUNK_SIZE:])).unlink()
+    with pytest.raises(ContentError, match="missing block"):
+        es.pin(cid)
+    assert es.pins() == []
+    with pytest.raises(ContentError, match="bad CID string"):
+        es.pin("nope")
+
+
+def test_writer_thread_failure_writes_nothing(
+    es: EmbeddedStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An I/O error in the helper thread surfaces from the put; nothing is published."""
+    calls = []
+
+    def failing_write(path: str, block: bytes) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        with open(path, "xb") as out:
+            out.write(block)
+
+    monkeypatch.setattr(store, "_write_new", failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        es.put_bytes(random_bytes(4 * CHUNK_SIZE, 12))
+    assert block_files(es) == [] and leftovers(es) == [] and es.pins() == []
+
+
+def test_sha256_checked_stream_withholds_the_last_piece(es: EmbeddedStore) -> None:
+    data = random_bytes(3 * CHUNK_SIZE, 13)
+    cid = es.put_bytes(data)
+    pieces = es.iter_content(cid, expected_sha256=hashlib.sha256(b"other").digest())
+    received = [next(pieces), next(pieces)]
+    with pytest.raises(ContentError, match="content mismatch"):
+        next(pieces)
+    assert b"".join(received) == data[: 2 * CHUNK_SIZE]
+    good = es.iter_content(cid, expected_sha256=hashlib.sha256(data).digest())
+    assert b"".join(good) == data
+
+
+def test_open_store_is_embedded(tmp_path: Path) -> None:
+    opened = store.open_store(tmp_path / "s", max_bytes=5)
+    assert isinstance(opened, EmbeddedStore) and opened.max_bytes == 5

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from opentrain.context import connect_chain
 from opentrain.settings import Settings
-from opentrain.store import open_store
+from opentrain.store import store_from_settings
 from verifier.audit import Auditor, AuditReport, write_report
 
 audit_app = typer.Typer(
@@ -25,7 +25,7 @@ OutOpt = Annotated[Path, typer.Option("--out", help="folder for audit.json and a
 
 def _auditor() -> Auditor:
     settings = Settings()
-    store = open_store(settings.resolved_store_dir, settings.max_content_bytes)
+    store = store_from_settings(settings)
     return Auditor(connect_chain(settings), store)
 
 
