@@ -8,7 +8,7 @@ NPM := npm exec --yes --package=node@22 --
 HARDHAT := npx hardhat
 STAMPS := .stamps
 
-.PHONY: setup demo test test-contracts test-python contracts check-artifacts lint chain bench clean
+.PHONY: setup demo test test-contracts test-python contracts check-artifacts lint slither chain bench clean
 
 setup: $(STAMPS)/python $(STAMPS)/node
 
@@ -46,7 +46,20 @@ test: setup check-artifacts test-contracts test-python
 demo: setup
 	$(BIN)/opentrain demo
 
-lint: setup
+SLITHER_VENV := .venv-slither
+$(STAMPS)/slither:
+	@mkdir -p $(STAMPS)
+	# slither-analyzer pins web3 < 8: it gets its own venv
+	test -x $(SLITHER_VENV)/bin/slither || ($(PY) -m venv $(SLITHER_VENV) && $(SLITHER_VENV)/bin/pip install -q slither-analyzer==0.11.6)
+	@touch $@
+
+slither: $(STAMPS)/node $(STAMPS)/slither
+	# Hardhat 3 keeps stale build-info files that crytic-compile cannot read: clean first
+	$(HARDHAT) clean
+	$(HARDHAT) build
+	$(SLITHER_VENV)/bin/slither . --hardhat-ignore-compile --filter-paths "node_modules|contracts/test" --fail-medium
+
+lint: setup slither
 	$(BIN)/ruff check opentrain node verifier marketplace_api tests bench scripts
 	$(BIN)/mypy opentrain node verifier marketplace_api
 	$(BIN)/lint-imports

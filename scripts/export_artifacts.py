@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "artifacts" / "contracts"
 TARGET = ROOT / "opentrain" / "artifacts"
-CONTRACTS = ["TrainToken", "StakeRegistry", "JobMarket", "Settlement"]
+CONTRACTS = ["TrainToken", "StakeRegistry", "JobMarket", "Settlement", "Disputes"]
 
 
 def exported(name: str) -> str:

@@ -14,7 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from opentrain.chain import ChainAccount, ChainError, verification_info
+from opentrain.chain import (
+    ChainAccount,
+    ChainError,
+    verification_info,
+)
 from opentrain.store import ContentStore
 from verifier.worker import RoundAggregator, VerifierWorker
 
@@ -96,8 +100,7 @@ class VerifierDaemon:
         if info.finalized:
             self.open.discard(contribution_id)
             return 0
-        ready = info.attested_at + int(chain.settlement.functions.challengeWindow().call()) + 1
-        if chain.block_number() + 1 >= ready:
+        if chain.block_number() >= info.challenge_deadline:
             try:
                 self.account.finalize(contribution_id)
             except ChainError as exc:  # someone else was faster, or a dispute is open
@@ -118,10 +121,9 @@ class VerifierDaemon:
             states = [
                 chain.market.functions.slotState(job_id, round_, s).call()[2] for s in range(slots)
             ]
-            if all(s == SLOT_ACCEPTED for s in states):
-                cid, loss = self.aggregator.aggregate_and_post(job_id, round_)
-                log.info("job %s round %s aggregated: %s, loss %.4f", job_id, round_, cid, loss)
-                actions += 1
+            if not all(s == SLOT_ACCEPTED for s in states):
+                continue
+            actions += self._advance_aggregate(job_id, round_)
         return actions
 
     def run(

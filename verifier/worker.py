@@ -200,7 +200,9 @@ class RoundAggregator:
             )
         return outputs
 
-    def aggregate_and_post(self, job_id: int, round_: int) -> tuple[str, float]:
+    def aggregate_and_post(
+        self, job_id: int, round_: int, wait_final: bool | None = None
+    ) -> tuple[str, float]:
         """Aggregate round ``round_`` of the job and post G_{r+1}; returns its CID and loss."""
         chain = self.account.chain
         job = load_job(chain, self.store, job_id)
@@ -208,5 +210,7 @@ class RoundAggregator:
         new_model = aggregate(job.spec, global_model, self.accepted_outputs(job, round_))
         cid = self.store.put_bytes(new_model)
         loss = evaluate_loss(job.spec, decode_params(job.spec, new_model))
-        self.account.post_aggregate(job_id, round_, digest(new_model), cid, loss)
+        self.account.post_aggregate(
+            job_id, round_, digest(new_model), cid, loss, wait_final=wait_final
+        )
         return cid, loss

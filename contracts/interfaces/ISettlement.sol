@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {Verdict} from "./Types.sol";
+import {Verdict, Phase} from "./Types.sol";
 
 /// @notice Errors of the Settlement contract.
 interface ISettlementErrors {
@@ -14,26 +14,48 @@ interface ISettlementErrors {
     error SettlementNotAssignedVerifier(address caller, address assigned);
     error SettlementAlreadyAttested(uint256 contributionId);
     error SettlementAttestWindowClosed(uint256 contributionId, uint256 deadline);
+    error SettlementAttestWindowOpen(uint256 contributionId, uint256 deadline);
+    error SettlementNotEligible(address caller);
     error SettlementNotAttested(uint256 contributionId);
     error SettlementAlreadyFinalized(uint256 contributionId);
+    error SettlementUnderDispute(uint256 contributionId);
+    error SettlementNotDisputed(uint256 contributionId);
     error SettlementChallengeWindowOpen(uint256 contributionId, uint256 readyBlock);
-    error SettlementNothingToWithdraw(address account);
+    error SettlementChallengeWindowClosed(uint256 contributionId, uint256 deadline);
+    error SettlementNotNode(address caller, address node);
+    error SettlementPartyCannotChallenge(address caller);
 }
 
 /// @notice Events of the Settlement contract, read by verifiers, nodes, the indexer, auditors.
 interface ISettlementEvents {
+    /// the sampling seed and the assigned verifier (whose `verifierLock` is now locked)
     event SeedRecorded(uint256 indexed contributionId, bytes32 seed, uint256 seedBlock, address indexed verifier);
+    /// the seed block's hash expired unrecorded: the seed comes from `newSeedBlock` instead
     event SeedBlockReset(uint256 indexed contributionId, uint256 newSeedBlock);
     event Attested(uint256 indexed contributionId, address indexed verifier, bool pass, string reportCid);
+    /// the assigned verifier missed its window: its lock was slashed (`penalty`), the caller
+    /// took the assignment and must attest by `deadline`
+    event AttestationReassigned(
+        uint256 indexed contributionId,
+        address indexed previousVerifier,
+        address indexed verifier,
+        uint256 penalty,
+        uint256 deadline
+    );
+    /// a verdict went to a dispute committee (Disputes)
+    event VerdictDisputed(uint256 indexed contributionId, uint256 indexed disputeId, address indexed disputer);
+    /// money moved for a contribution: reward to the node, payment (fee or slash share) to the
+    /// verifier, node stake slashed (plus the verifier's, on a lost dispute)
     event ContributionFinalized(
         uint256 indexed contributionId, bool accepted, uint256 nodeReward, uint256 verifierPayment, uint256 slashed
     );
-    event CreditsWithdrawn(address indexed account, uint256 amount);
 }
 
-/// @notice Seeds, sampling, verifier assignment, attestations, payouts and slashes.
+/// @notice Seeds, sampling, verifier assignment, attestations and the settlement of verdicts.
 interface ISettlement is ISettlementErrors, ISettlementEvents {
-    /// @notice What the chain knows about a contribution's verification.
+    /// @notice What the chain knows about a contribution's verification. The first seven fields
+    /// keep the layout of the first release; `seedRecordedAt` is the start of the current
+    /// assignment (it moves when a missed assignment is taken over).
     struct Verification {
         bytes32 seed;
         uint64 seedBlock;
@@ -42,5 +64,43 @@ interface ISettlement is ISettlementErrors, ISettlementEvents {
         Verdict verdict;
         uint64 attestedAt;
         bool finalized;
+        Phase phase;
+        uint64 attestDeadline;
+        uint64 challengeDeadline;
     }
+
+    /// @notice Blocks after an assignment within which its verifier must attest.
+    function attestWindow() external view returns (uint256);
+    /// @notice Blocks after a verdict during which it can be disputed (JobMarket's window).
+    function challengeWindow() external view returns (uint256);
+
+    /// @notice Put an attested contribution under dispute (Disputes only) within its challenge
+    /// window. A fail may only be contested by its node; a pass may be challenged by anyone but
+    /// its node and verifier.
+    /// @return node the contribution's node
+    /// @return verifier its assigned verifier
+    /// @return verdict the disputed verdict
+    function openDispute(uint256 contributionId, address disputer, uint256 disputeId)
+        external
+        returns (address node, address verifier, Verdict verdict);
+
+    /// @notice How a committee's ruling settles a disputed contribution.
+    struct DisputeSettlement {
+        /// pay the node (and the verifier's fee when `payFee`) or reopen the slot
+        bool accepted;
+        bool payFee;
+        /// slash the node's claim lock instead of releasing it
+        bool slashNode;
+        /// slash the verifier's assignment lock instead of releasing it
+        bool slashVerifier;
+        /// who receives the winner's share of those slashes
+        address beneficiary;
+    }
+
+    /// @notice Settle a disputed contribution as its committee ruled (Disputes only).
+    /// @param contributionId the disputed contribution
+    /// @param outcome what the ruling means for payments and locks
+    /// @param voters majority voters who share the committee's part of the slashes
+    function settleDisputed(uint256 contributionId, DisputeSettlement calldata outcome, address[] calldata voters)
+        external;
 }

@@ -19,7 +19,7 @@ library Sampling {
         out = new uint256[](k);
         uint256[] memory swapPos = new uint256[](k);
         uint256[] memory swapVal = new uint256[](k);
-        uint256 swaps;
+        uint256 swaps = 0;
         for (uint256 i = 0; i < k; ++i) {
             uint256 j = i + uint256(keccak256(abi.encode(seed, i))) % (n - i);
             out[i] = _valueAt(swapPos, swapVal, swaps, j);
@@ -28,7 +28,9 @@ library Sampling {
         }
     }
 
-    /// @notice Index of the verifier drawn from `count` registered verifiers.
+    /// @notice Index of the first verifier probed for a seed among `count` registered verifiers
+    /// (`StakeRegistry.drawAndLock` probe 0 with VERIFIER_TAG; later probes use
+    /// keccak256(abi.encode(seed, tag, i)) and skip the node and verifiers without free stake).
     function verifierIndex(bytes32 seed, uint256 count) internal pure returns (uint256) {
         return uint256(keccak256(abi.encode(seed, VERIFIER_TAG))) % count;
     }

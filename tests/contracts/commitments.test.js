@@ -113,6 +113,10 @@ describe("sampling: Settlement.sampleIndices", function () {
         .withArgs(k, n);
     }
     expect(() => sampleIndices(seed, 4n, 5n)).to.throw(RangeError);
+    // k is capped like any job's sample count, so the view's loop is bounded too
+    await expect(settlement.sampleIndices(seed, 4096n, 33n))
+      .to.be.revertedWithCustomError(settlement, "SettlementInvalidParams")
+      .withArgs("k");
   });
 
   it("agrees with the JS re-implementation of the rule on 100 random seeds", async function () {

@@ -13,11 +13,19 @@ export const PROTOCOL = Object.freeze({
   tokenSupply: 1_000_000_000n * TOKEN,
   minNodeStake: 100n * TOKEN,
   minVerifierStake: 100n * TOKEN,
-  unbondingDelay: 100n,
+  verifierLock: 50n * TOKEN,
+  disputeBond: 20n * TOKEN,
+  unbondingDelay: 400n,
   attestWindow: 20n,
   challengeWindow: 5n,
+  voteWindow: 20n,
+  committeeSize: 3n,
   slashRewardBps: 5_000n,
+  committeeRewardBps: 2_000n,
 });
+
+export const BPS = 10_000n;
+export const SEED_HORIZON = 256n;
 
 /** Tokens each participant receives from the deployer in the fixture. */
 export const FUNDING = 10_000n * TOKEN;
@@ -32,7 +40,7 @@ export function digest(label) {
   return sha256(toUtf8Bytes(label));
 }
 
-/** A valid job: 1 round of 2 slots, 8 segments, 2 samples. Override any field. */
+/** A valid job: 1 round of 2 slots, 8 segments, 2 samples, f = 10%. Override any field. */
 export function jobParams(overrides = {}) {
   return {
     specDigest: digest("spec"),
@@ -44,6 +52,7 @@ export function jobParams(overrides = {}) {
     rewardPerSlot: REWARD,
     verifierFee: FEE,
     claimTimeout: 50,
+    cheatFractionBps: 1_000,
     ...overrides,
   };
 }
@@ -65,83 +74,115 @@ export function paramsTuple(p) {
     BigInt(p.rewardPerSlot),
     BigInt(p.verifierFee),
     BigInt(p.claimTimeout),
+    BigInt(p.cheatFractionBps),
   ];
 }
 
 // Enum values of interfaces/Types.sol.
-export const JobStatus = Object.freeze({ None: 0n, Open: 1n, Completed: 2n });
+export const JobStatus = Object.freeze({ None: 0n, Open: 1n, Completed: 2n, Cancelled: 3n });
 export const SlotStatus = Object.freeze({ Open: 0n, Claimed: 1n, Submitted: 2n, Accepted: 3n });
 export const ContributionStatus = Object.freeze({ None: 0n, Submitted: 1n, Accepted: 2n, Rejected: 3n });
 export const Verdict = Object.freeze({ None: 0n, Pass: 1n, Fail: 2n });
+export const Phase = Object.freeze({ None: 0n, Assigned: 1n, Disputed: 2n, Accepted: 3n, Rejected: 4n });
+export const AggregateStatus = Object.freeze({ None: 0n, Pending: 1n, Disputed: 2n, Final: 3n });
+export const DisputeKind = Object.freeze({ None: 0n, Contest: 1n, Challenge: 2n, Aggregate: 3n });
+export const DisputeStatus = Object.freeze({ None: 0n, AwaitingCommittee: 1n, Voting: 2n, Resolved: 3n });
+export const Ruling = Object.freeze({ None: 0n, Valid: 1n, Invalid: 2n, Undecided: 3n });
 
-/**
- * Deploy and wire the four contracts exactly as opentrain/chain.py `deploy()` does, then give
- * every participant FUNDING tokens and an unlimited approval to StakeRegistry and JobMarket.
- * A named function so `loadFixture` snapshots it.
- */
-export async function deployFixture({ ethers }) {
-  const signers = await ethers.getSigners();
-  const [admin, sponsor, node1, node2, verifier1, verifier2, outsider, sponsor2] = signers;
-
-  const token = await ethers.deployContract("TrainToken", [admin.address, PROTOCOL.tokenSupply]);
+/** Deploy the five contracts with `PROTOCOL` (or overrides) and wire them as chain.py does. */
+export async function deployProtocol(ethers, admin, { token, params = {} } = {}) {
+  const p = { ...PROTOCOL, ...params };
   const stakes = await ethers.deployContract("StakeRegistry", [
     await token.getAddress(),
     admin.address,
-    PROTOCOL.minNodeStake,
-    PROTOCOL.minVerifierStake,
-    PROTOCOL.unbondingDelay,
+    p.minNodeStake,
+    p.minVerifierStake,
+    p.verifierLock,
+    p.disputeBond,
+    p.unbondingDelay,
+    p.slashRewardBps,
+    p.committeeRewardBps,
   ]);
-  const market = await ethers.deployContract("JobMarket", [
-    await token.getAddress(),
-    await stakes.getAddress(),
-    admin.address,
-  ]);
+  const market = await ethers.deployContract("JobMarket", [await stakes.getAddress(), admin.address, p.challengeWindow]);
   const settlement = await ethers.deployContract("Settlement", [
-    await token.getAddress(),
     await stakes.getAddress(),
     await market.getAddress(),
     admin.address,
-    PROTOCOL.attestWindow,
-    PROTOCOL.challengeWindow,
-    PROTOCOL.slashRewardBps,
+    p.attestWindow,
   ]);
+  const disputes = await ethers.deployContract("Disputes", [
+    await stakes.getAddress(),
+    await market.getAddress(),
+    await settlement.getAddress(),
+    admin.address,
+    p.committeeSize,
+    p.voteWindow,
+  ]);
+  const roles = {
+    LOCKER_ROLE: await stakes.LOCKER_ROLE(),
+    SLASHER_ROLE: await stakes.SLASHER_ROLE(),
+    TREASURER_ROLE: await stakes.TREASURER_ROLE(),
+    SETTLEMENT_ROLE: await market.SETTLEMENT_ROLE(),
+    MARKET_DISPUTES_ROLE: await market.DISPUTES_ROLE(),
+    GUARDIAN_ROLE: await market.GUARDIAN_ROLE(),
+    DISPUTES_ROLE: await settlement.DISPUTES_ROLE(),
+  };
+  const [m, s, d] = [await market.getAddress(), await settlement.getAddress(), await disputes.getAddress()];
+  const grants = [
+    [stakes, roles.LOCKER_ROLE, m],
+    [stakes, roles.TREASURER_ROLE, m],
+    [stakes, roles.LOCKER_ROLE, s],
+    [stakes, roles.SLASHER_ROLE, s],
+    [stakes, roles.TREASURER_ROLE, s],
+    [stakes, roles.LOCKER_ROLE, d],
+    [stakes, roles.SLASHER_ROLE, d],
+    [market, roles.SETTLEMENT_ROLE, s],
+    [market, roles.MARKET_DISPUTES_ROLE, d],
+    [settlement, roles.DISPUTES_ROLE, d],
+  ];
+  for (const [c, role, who] of grants) await (await c.connect(admin).grantRole(role, who)).wait();
+  return { stakes, market, settlement, disputes, roles, protocol: p };
+}
 
-  const LOCKER_ROLE = await stakes.LOCKER_ROLE();
-  const SLASHER_ROLE = await stakes.SLASHER_ROLE();
-  await (await stakes.grantRole(LOCKER_ROLE, await market.getAddress())).wait();
-  await (await stakes.grantRole(LOCKER_ROLE, await settlement.getAddress())).wait();
-  await (await stakes.grantRole(SLASHER_ROLE, await settlement.getAddress())).wait();
-  await (await market.setSettlement(await settlement.getAddress())).wait();
-
-  const participants = [sponsor, node1, node2, verifier1, verifier2, outsider, sponsor2];
+/**
+ * Deploy TrainToken and the protocol, give every participant FUNDING tokens and unlimited
+ * approvals to the StakeRegistry (it pulls stakes) and the JobMarket (it moves escrow from the
+ * sponsor into the vault). A named function so `loadFixture` snapshots it.
+ */
+export async function deployFixture({ ethers }) {
+  const signers = await ethers.getSigners();
+  const [admin, sponsor, node1, node2, node3, v1, v2, v3, v4, v5, v6, outsider, sponsor2] = signers;
+  const token = await ethers.deployContract("TrainToken", [admin.address, PROTOCOL.tokenSupply]);
+  const deployed = await deployProtocol(ethers, admin, { token });
+  const participants = [sponsor, node1, node2, node3, v1, v2, v3, v4, v5, v6, outsider, sponsor2];
+  const stakesAddr = await deployed.stakes.getAddress();
+  const marketAddr = await deployed.market.getAddress();
   for (const p of participants) {
     await (await token.transfer(p.address, FUNDING)).wait();
-    await (await token.connect(p).approve(await stakes.getAddress(), MaxUint256)).wait();
-    await (await token.connect(p).approve(await market.getAddress(), MaxUint256)).wait();
+    await (await token.connect(p).approve(stakesAddr, MaxUint256)).wait();
+    await (await token.connect(p).approve(marketAddr, MaxUint256)).wait();
   }
-
   return {
     token,
-    stakes,
-    market,
-    settlement,
+    ...deployed,
+    ...deployed.roles,
     admin,
     sponsor,
     node1,
     node2,
-    verifier1,
-    verifier2,
+    node3,
+    verifier1: v1,
+    verifier2: v2,
+    verifiers: [v1, v2, v3, v4, v5, v6],
     outsider,
     sponsor2,
     signers,
-    LOCKER_ROLE,
-    SLASHER_ROLE,
     accounts: [admin, ...participants].map((s) => s.address),
   };
 }
 
 /**
- * deployFixture plus: both nodes staked exactly minNodeStake (one claim each), both verifiers
+ * deployFixture plus: both nodes staked exactly minNodeStake (one claim each), two verifiers
  * staked minVerifierStake and registered, and job 1 (jobParams()) created by the sponsor.
  */
 export async function jobFixture(connection) {
@@ -157,37 +198,64 @@ export async function jobFixture(connection) {
   return { ...f, params, jobId: 1n };
 }
 
-/** Check: contract token holdings == open escrow + stakes + unbonding + unclaimed credits. */
-export async function expectConservation(f) {
-  const { token, stakes, market, settlement, accounts } = f;
-  const held =
-    (await token.balanceOf(await stakes.getAddress())) +
-    (await token.balanceOf(await market.getAddress())) +
-    (await token.balanceOf(await settlement.getAddress()));
-  let owed = 0n;
-  const jobCount = await market.jobCount();
-  for (let id = 1n; id <= jobCount; id++) owed += (await market.jobState(id)).escrow;
-  const all = [...accounts, await settlement.getAddress(), await market.getAddress()];
-  for (const a of all) {
-    owed += await stakes.stakeOf(a);
-    owed += (await stakes.unbondingOf(a)).amount;
-    owed += await settlement.credits(a);
+/**
+ * The court: three nodes with 300 staked (a claim, a bond and room to spare), six verifiers with
+ * 200 staked and registered (enough for an assignment plus committees), job 1 created.
+ */
+export async function courtFixture(connection) {
+  const f = await deployFixture(connection);
+  const { stakes, market, node1, node2, node3, verifiers, sponsor } = f;
+  for (const n of [node1, node2, node3]) await (await stakes.connect(n).stake(300n * TOKEN)).wait();
+  for (const v of verifiers) {
+    await (await stakes.connect(v).stake(200n * TOKEN)).wait();
+    await (await stakes.connect(v).registerVerifier()).wait();
   }
-  expect(held, "contract holdings == escrow + stakes + unbonding + credits").to.equal(owed);
-  return held;
+  const params = jobParams();
+  await (await market.connect(sponsor).createJob(params, "bafy-spec", "bafy-g0")).wait();
+  return { ...f, params, jobId: 1n };
+}
+
+/**
+ * Conservation, checked exactly: the vault's tokens == escrowed + every account's stake,
+ * unbonding and credits; escrowed == the sum of the jobs' escrow; no other contract holds
+ * tokens; nobody's locks exceed their stake.
+ */
+export async function expectConservation(f, extraAccounts = []) {
+  const { token, stakes, market, settlement, disputes, accounts } = f;
+  const vault = await token.balanceOf(await stakes.getAddress());
+  for (const c of [market, settlement, disputes]) expect(await token.balanceOf(await c.getAddress())).to.equal(0n);
+  const escrowed = await stakes.escrowed();
+  let jobsEscrow = 0n;
+  const jobCount = await market.jobCount();
+  for (let id = 1n; id <= jobCount; id++) jobsEscrow += (await market.jobState(id)).escrow;
+  expect(escrowed, "vault escrow == sum of job escrows").to.equal(jobsEscrow);
+  let owed = escrowed;
+  for (const a of [...accounts, ...extraAccounts]) {
+    const staked = await stakes.stakeOf(a);
+    const locked = await stakes.lockedOf(a);
+    expect(locked <= staked, `locked <= staked for ${a}`).to.equal(true);
+    owed += staked + (await stakes.unbondingOf(a)).amount + (await stakes.creditsOf(a));
+  }
+  expect(vault, "vault == escrow + stakes + unbonding + credits").to.equal(owed);
+  return vault;
 }
 
 /** The id of the contribution in a submitContribution receipt. */
 export function contributionIdFrom(market, receipt) {
+  return eventArgs(market, receipt, "ContributionSubmitted").contributionId;
+}
+
+/** The first event `name` of `contract` in `receipt`, parsed. */
+export function eventArgs(contract, receipt, name) {
   for (const log of receipt.logs) {
     try {
-      const parsed = market.interface.parseLog(log);
-      if (parsed?.name === "ContributionSubmitted") return parsed.args.contributionId;
+      const parsed = contract.interface.parseLog(log);
+      if (parsed?.name === name) return parsed.args;
     } catch {
       // a log of another contract
     }
   }
-  throw new Error("no ContributionSubmitted in receipt");
+  throw new Error(`no ${name} in receipt`);
 }
 
 /** Mine blocks so that the next transaction executes in block `target`. */
@@ -198,17 +266,22 @@ export async function executeNextAt(ethers, networkHelpers, target) {
   if (want > latest) await networkHelpers.mine(want - latest);
 }
 
-/** The seed Settlement.recordSeed stores: keccak256(abi.encode(blockhash(submitBlock+1), id)). */
-export async function expectedSeed(ethers, submitBlock, contributionId) {
-  const block = await ethers.provider.getBlock(Number(submitBlock) + 1);
+/** The seed Settlement.recordSeed stores: keccak256(abi.encode(blockhash(seedBlock), id)). */
+export async function expectedSeed(ethers, seedBlock, contributionId) {
+  const block = await ethers.provider.getBlock(Number(seedBlock));
   return keccak256(coder.encode(["bytes32", "uint256"], [block.hash, contributionId]));
 }
 
 export const VERIFIER_TAG = keccak256(toUtf8Bytes("opentrain.verifier"));
+export const COMMITTEE_TAG = keccak256(toUtf8Bytes("opentrain.committee"));
 
-/** Sampling.verifierIndex: keccak256(abi.encode(seed, VERIFIER_TAG)) % count. */
-export function verifierIndex(seed, count) {
-  return BigInt(keccak256(coder.encode(["bytes32", "bytes32"], [seed, VERIFIER_TAG]))) % BigInt(count);
+/** StakeRegistry.drawAndLock probe i: keccak256(abi.encode(seed, tag[, i])) % count. */
+export function probeIndex(seed, tag, i, count) {
+  const h =
+    i === 0n
+      ? keccak256(coder.encode(["bytes32", "bytes32"], [seed, tag]))
+      : keccak256(coder.encode(["bytes32", "bytes32", "uint256"], [seed, tag, i]));
+  return BigInt(h) % BigInt(count);
 }
 
 /**
@@ -238,12 +311,9 @@ export function signerOf(signers, address) {
   return s;
 }
 
-/**
- * Claim `slot`, submit, record the seed two blocks later and return everything the later steps
- * need. The nodes must be staked and at least one verifier registered.
- */
-export async function claimSubmitSeed(f, { networkHelpers }, { node, slot = 0n, round = 0n, jobId = 1n, traceRoot } = {}) {
-  const { market, settlement, signers } = f;
+/** Claim `slot` and submit; returns the contribution id and the submission block. */
+export async function claimAndSubmit(f, { node, slot = 0n, round = 0n, jobId = 1n, traceRoot } = {}) {
+  const { market } = f;
   await (await market.connect(node).claimSlot(jobId, round, slot)).wait();
   const root = traceRoot ?? digest(`trace ${jobId}/${round}/${slot}`);
   const receipt = await (
@@ -251,9 +321,42 @@ export async function claimSubmitSeed(f, { networkHelpers }, { node, slot = 0n, 
       .connect(node)
       .submitContribution(jobId, round, slot, digest(`out ${jobId}/${round}/${slot}`), root, "bafy-out", "bafy-manifest")
   ).wait();
-  const id = contributionIdFrom(market, receipt);
+  return { id: contributionIdFrom(market, receipt), submitBlock: BigInt(receipt.blockNumber) };
+}
+
+/**
+ * Claim `slot`, submit, record the seed two blocks later and return everything the later steps
+ * need. The nodes must be staked and at least one verifier registered.
+ */
+export async function claimSubmitSeed(f, { networkHelpers }, options = {}) {
+  const { settlement, signers } = f;
+  const { id, submitBlock } = await claimAndSubmit(f, options);
   await networkHelpers.mine(); // the seed block submitBlock + 1; recordSeed runs in the block after
-  await (await settlement.recordSeed(id)).wait();
+  const rx = await (await settlement.recordSeed(id)).wait();
   const v = await settlement.verification(id);
-  return { id, submitBlock: BigInt(receipt.blockNumber), verifier: signerOf(signers, v.verifier), verification: v };
+  return { id, submitBlock, seedRecordedAt: BigInt(rx.blockNumber), verifier: signerOf(signers, v.verifier), verification: v };
+}
+
+/** Claim, submit, seed, attest `pass`; returns the ids and the attesting block. */
+export async function attested(f, connection, options = {}) {
+  const out = await claimSubmitSeed(f, connection, options);
+  const rx = await (await f.settlement.connect(out.verifier).attest(out.id, options.pass ?? true, "bafy-report")).wait();
+  return { ...out, attestedAt: BigInt(rx.blockNumber) };
+}
+
+/** Open a dispute on `id` as `who`, draw its committee; returns the dispute id and members. */
+export async function disputeAndDraw(f, { networkHelpers }, id, who) {
+  const { disputes, signers } = f;
+  const rx = await (await disputes.connect(who).disputeContribution(id)).wait();
+  const disputeId = eventArgs(disputes, rx, "DisputeOpened").disputeId;
+  await networkHelpers.mine();
+  const drawRx = await (await disputes.drawCommittee(disputeId)).wait();
+  const drawn = eventArgs(disputes, drawRx, "CommitteeDrawn");
+  return {
+    disputeId,
+    openedAt: BigInt(rx.blockNumber),
+    drawnAt: BigInt(drawRx.blockNumber),
+    voteDeadline: drawn.voteDeadline,
+    members: drawn.members.map((a) => signerOf(signers, a)),
+  };
 }

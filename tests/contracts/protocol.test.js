@@ -1,5 +1,6 @@
-// The protocol's straight path (a pass pays node and verifier) and its fail path (a fail slashes
-// the node), step by step, with the conservation invariant checked after every step.
+// The protocol's main paths, step by step, with the conservation invariant checked after every
+// step: a pass pays node and verifier, a fail slashes the node, rounds aggregate (post ->
+// challenge window -> final) until the job completes, and the sponsor gets every unspent token.
 import { expect } from "chai";
 import { network } from "hardhat";
 import {
@@ -8,6 +9,7 @@ import {
   REWARD,
   FEE,
   FUNDING,
+  BPS,
   deployFixture,
   jobFixture,
   jobParams,
@@ -16,9 +18,9 @@ import {
   digest,
   expectConservation,
   contributionIdFrom,
-  executeNextAt,
   expectedSeed,
-  verifierIndex,
+  probeIndex,
+  VERIFIER_TAG,
   sampleIndices,
   signerOf,
   claimSubmitSeed,
@@ -26,27 +28,34 @@ import {
   SlotStatus,
   ContributionStatus,
   Verdict,
+  Phase,
+  AggregateStatus,
 } from "./helpers.js";
 
 const connection = await network.create();
 const { ethers, networkHelpers } = connection;
 const { loadFixture } = networkHelpers;
 
-/** Attest pass and finalize once the challenge window has closed. */
-async function passAndFinalize(f, id, verifier) {
-  const receipt = await (await f.settlement.connect(verifier).attest(id, true, "bafy-report")).wait();
+/** Attest and finalize once the challenge window has closed. */
+async function attestAndFinalize(f, id, verifier, pass = true) {
+  const receipt = await (await f.settlement.connect(verifier).attest(id, pass, "bafy-report")).wait();
   await networkHelpers.mine(PROTOCOL.challengeWindow);
   await (await f.settlement.finalize(id)).wait();
   return BigInt(receipt.blockNumber);
 }
 
+/** Post an aggregate and finalize it after its window. */
+async function aggregate(f, poster, round, label = `G_${round + 1n}`) {
+  await (await f.market.connect(poster).postAggregate(1n, round, digest(label), `bafy-${label}`, 2_500_000n)).wait();
+  await networkHelpers.mine(PROTOCOL.challengeWindow);
+  return (await f.market.finalizeAggregate(1n, round)).wait();
+}
+
 describe("protocol: straight path", function () {
-  it("stakes, escrows, claims, submits, seeds, attests, finalizes, pays, aggregates, completes", async function () {
+  it("stakes, escrows, claims, submits, seeds, attests, finalizes, pays, aggregates, completes, refunds", async function () {
     const f = await loadFixture(deployFixture);
     const { token, stakes, market, settlement, sponsor, node1, node2, verifier1, verifier2, outsider } = f;
-    const marketAddr = await market.getAddress();
     const stakesAddr = await stakes.getAddress();
-    const settlementAddr = await settlement.getAddress();
     expect(await expectConservation(f)).to.equal(0n);
 
     // -- stake: nodes and verifiers ------------------------------------------------------------
@@ -55,355 +64,235 @@ describe("protocol: straight path", function () {
       .to.emit(stakes, "Staked")
       .withArgs(node1.address, node1Stake, node1Stake);
     expect(await token.balanceOf(stakesAddr)).to.equal(node1Stake);
-    expect(await token.balanceOf(node1.address)).to.equal(FUNDING - node1Stake);
-    expect(await stakes.stakeOf(node1.address)).to.equal(node1Stake);
     expect(await stakes.freeStakeOf(node1.address)).to.equal(node1Stake);
-    await expectConservation(f);
-
     await (await stakes.connect(node2).stake(PROTOCOL.minNodeStake)).wait();
-    await expectConservation(f);
     for (const v of [verifier1, verifier2]) {
       await (await stakes.connect(v).stake(PROTOCOL.minVerifierStake)).wait();
       await expect(stakes.connect(v).registerVerifier()).to.emit(stakes, "VerifierRegistered").withArgs(v.address);
-      await expectConservation(f);
     }
+    await expectConservation(f);
     expect(await stakes.verifierCount()).to.equal(2n);
     expect(await stakes.verifierAt(0)).to.equal(verifier1.address);
-    expect(await stakes.verifierAt(1)).to.equal(verifier2.address);
+    expect(await stakes.isVerifier(verifier2.address)).to.equal(true);
 
-    // -- createJob: escrow moves from the sponsor to the market -------------------------------
-    const params = jobParams();
+    // -- createJob: escrow moves from the sponsor into the vault ------------------------------
+    const params = jobParams({ rounds: 2 });
     const escrow = escrowOf(params);
-    expect(escrow).to.equal(2n * (REWARD + FEE));
-    const sponsorBefore = await token.balanceOf(sponsor.address);
+    expect(escrow).to.equal(4n * (REWARD + FEE));
     const createTx = market.connect(sponsor).createJob(params, "bafy-spec", "bafy-g0");
     await expect(createTx)
       .to.emit(market, "JobCreated")
       .withArgs(1n, sponsor.address, paramsTuple(params), "bafy-spec", "bafy-g0", escrow);
-    const createdBlock = BigInt((await (await createTx).wait()).blockNumber);
-    expect(await token.balanceOf(sponsor.address)).to.equal(sponsorBefore - escrow);
-    expect(await token.balanceOf(marketAddr)).to.equal(escrow);
-    expect(await market.jobCount()).to.equal(1n);
-    const state = await market.jobState(1n);
-    expect(state.sponsor).to.equal(sponsor.address);
-    expect(state.status).to.equal(JobStatus.Open);
-    expect(state.currentRound).to.equal(0n);
-    expect(state.escrow).to.equal(escrow);
-    expect(state.currentModelDigest).to.equal(params.initialModelDigest);
-    expect(state.createdBlock).to.equal(createdBlock); // where readers find JobCreated
+    await expect(createTx).to.emit(stakes, "EscrowDeposited").withArgs(sponsor.address, escrow, escrow);
+    await expect(createTx).to.changeTokenBalances(ethers, token, [sponsor, stakes], [-escrow, escrow]);
+    const job = await market.jobState(1n);
+    expect([job.sponsor, job.status, job.currentRound, job.escrow, job.currentModelDigest]).to.deep.equal([
+      sponsor.address,
+      JobStatus.Open,
+      0n,
+      escrow,
+      params.initialModelDigest,
+    ]);
+    expect(await stakes.escrowed()).to.equal(escrow);
     expect(await market.jobParams(1n)).to.deep.equal(paramsTuple(params));
     await expectConservation(f);
 
-    // -- claimSlot: minNodeStake locked ---------------------------------------------------------
-    const claimTx = market.connect(node1).claimSlot(1n, 0n, 0n);
-    const claimBlock = BigInt(await ethers.provider.getBlockNumber()) + 1n;
-    const claimDeadline = claimBlock + BigInt(params.claimTimeout);
-    await expect(claimTx)
-      .to.emit(market, "SlotClaimed")
-      .withArgs(1n, 0n, 0n, node1.address, claimDeadline);
-    await expect(claimTx)
-      .to.emit(stakes, "StakeLocked")
-      .withArgs(node1.address, PROTOCOL.minNodeStake, PROTOCOL.minNodeStake);
-    expect(await stakes.lockedOf(node1.address)).to.equal(PROTOCOL.minNodeStake);
-    expect(await stakes.freeStakeOf(node1.address)).to.equal(node1Stake - PROTOCOL.minNodeStake);
-    let slot = await market.slotState(1n, 0n, 0n);
-    expect(slot.node).to.equal(node1.address);
-    expect(slot.deadline).to.equal(claimDeadline);
-    expect(slot.status).to.equal(SlotStatus.Claimed);
-    await expectConservation(f);
+    for (const round of [0n, 1n]) {
+      const ids = [];
+      for (const [slot, node] of [
+        [0n, node1],
+        [1n, node2],
+      ]) {
+        // -- claim: locks minNodeStake ---------------------------------------------------------
+        const claimRx = await (await market.connect(node).claimSlot(1n, round, slot)).wait();
+        expect(await stakes.lockedOf(node.address)).to.equal(PROTOCOL.minNodeStake);
+        const s = await market.slotState(1n, round, slot);
+        expect([s.node, s.deadline, s.status]).to.deep.equal([
+          node.address,
+          BigInt(claimRx.blockNumber) + BigInt(params.claimTimeout),
+          SlotStatus.Claimed,
+        ]);
+        expect((await market.jobState(1n)).claimsOpen).to.equal(slot + 1n);
+        // -- submit: digests stored, CIDs emitted ---------------------------------------------
+        const out = digest(`out ${round}/${slot}`);
+        const root = digest(`trace ${round}/${slot}`);
+        const submitTx = market.connect(node).submitContribution(1n, round, slot, out, root, "bafy-out", "bafy-manifest");
+        await expect(submitTx)
+          .to.emit(market, "ContributionSubmitted")
+          .withArgs(BigInt(ids.length) + 1n + round * 2n, 1n, round, slot, node.address, out, root, "bafy-out", "bafy-manifest");
+        const rx = await (await submitTx).wait();
+        const id = contributionIdFrom(market, rx);
+        const c = await market.getContribution(id);
+        expect([c.node, c.jobId, c.round, c.slot, c.submitBlock, c.stakeLocked, c.status, c.outputDigest, c.traceRoot]).to.deep.equal([
+          node.address,
+          1n,
+          round,
+          slot,
+          BigInt(rx.blockNumber),
+          PROTOCOL.minNodeStake,
+          ContributionStatus.Submitted,
+          out,
+          root,
+        ]);
+        ids.push({ id, node, submitBlock: BigInt(rx.blockNumber) });
+        await expectConservation(f);
+      }
 
-    // -- submitContribution ---------------------------------------------------------------------
-    const outDigest = digest("output 1/0/0");
-    const traceRoot = digest("trace 1/0/0");
-    const submitTx = market
-      .connect(node1)
-      .submitContribution(1n, 0n, 0n, outDigest, traceRoot, "bafy-output", "bafy-manifest");
-    await expect(submitTx)
-      .to.emit(market, "ContributionSubmitted")
-      .withArgs(1n, 1n, 0n, 0n, node1.address, outDigest, traceRoot, "bafy-output", "bafy-manifest");
-    const submitBlock = BigInt((await (await submitTx).wait()).blockNumber);
-    const c = await market.getContribution(1n);
-    expect(c.node).to.equal(node1.address);
-    expect(c.jobId).to.equal(1n);
-    expect(c.round).to.equal(0n);
-    expect(c.slot).to.equal(0n);
-    expect(c.submitBlock).to.equal(submitBlock);
-    expect(c.stakeLocked).to.equal(PROTOCOL.minNodeStake);
-    expect(c.status).to.equal(ContributionStatus.Submitted);
-    expect(c.outputDigest).to.equal(outDigest);
-    expect(c.traceRoot).to.equal(traceRoot);
-    slot = await market.slotState(1n, 0n, 0n);
-    expect(slot.status).to.equal(SlotStatus.Submitted);
-    expect(slot.contributionId).to.equal(1n);
-    await expectConservation(f);
+      for (const { id, node, submitBlock } of ids) {
+        // -- recordSeed: from the block after the submission; draws and locks a verifier -------
+        await networkHelpers.mine();
+        const seed = await expectedSeed(ethers, submitBlock + 1n, id);
+        const expectedVerifier = await stakes.verifierAt(probeIndex(seed, VERIFIER_TAG, 0n, 2n));
+        await expect(settlement.connect(outsider).recordSeed(id))
+          .to.emit(settlement, "SeedRecorded")
+          .withArgs(id, seed, submitBlock + 1n, expectedVerifier);
+        const v = await settlement.verification(id);
+        expect([v.seed, v.seedBlock, v.verifier, v.verdict, v.finalized, v.phase]).to.deep.equal([
+          seed,
+          submitBlock + 1n,
+          expectedVerifier,
+          Verdict.None,
+          false,
+          Phase.Assigned,
+        ]);
+        expect(v.attestDeadline).to.equal(v.seedRecordedAt + PROTOCOL.attestWindow);
+        expect(await stakes.lockedOf(expectedVerifier)).to.equal(PROTOCOL.verifierLock);
+        const p = await market.jobParams(1n);
+        expect(await settlement.sampledSegments(id)).to.deep.equal(sampleIndices(seed, p.numSegments, p.sampleCount));
 
-    // -- recordSeed (anyone, after the seed block): the seed and the drawn verifier -------------
-    await networkHelpers.mine(); // block submitBlock + 1, the seed block
-    const seed = await expectedSeed(ethers, submitBlock, 1n);
-    const assigned = [verifier1, verifier2][Number(verifierIndex(seed, 2n))];
-    const seedTx = settlement.connect(outsider).recordSeed(1n);
-    await expect(seedTx)
-      .to.emit(settlement, "SeedRecorded")
-      .withArgs(1n, seed, submitBlock + 1n, assigned.address);
-    const seedRecordedAt = BigInt((await (await seedTx).wait()).blockNumber);
-    expect(seedRecordedAt).to.equal(submitBlock + 2n);
-    let v = await settlement.verification(1n);
-    expect(v.seed).to.equal(seed);
-    expect(v.seedBlock).to.equal(submitBlock + 1n);
-    expect(v.seedRecordedAt).to.equal(seedRecordedAt);
-    expect(v.verifier).to.equal(assigned.address);
-    expect(v.verdict).to.equal(Verdict.None);
-    expect(await settlement.sampledSegments(1n)).to.deep.equal(
-      sampleIndices(seed, params.numSegments, params.sampleCount),
-    );
-    await expectConservation(f);
+        // -- attest pass, wait the challenge window, finalize: credits, locks released --------
+        const verifier = signerOf(f.signers, expectedVerifier);
+        const nodeCredits = await stakes.creditsOf(node.address);
+        const verifierCredits = await stakes.creditsOf(verifier.address);
+        await expect(settlement.connect(verifier).attest(id, true, "bafy-report"))
+          .to.emit(settlement, "Attested")
+          .withArgs(id, verifier.address, true, "bafy-report");
+        await networkHelpers.mine(PROTOCOL.challengeWindow);
+        const finalizeTx = settlement.connect(outsider).finalize(id);
+        await expect(finalizeTx).to.emit(settlement, "ContributionFinalized").withArgs(id, true, REWARD, FEE, 0n);
+        await expect(finalizeTx).to.emit(market, "ContributionSettled").withArgs(id, true, REWARD, FEE);
+        await expect(finalizeTx).to.emit(stakes, "Credited").withArgs(node.address, REWARD, nodeCredits + REWARD);
+        await expect(finalizeTx).to.emit(stakes, "StakeUnlocked").withArgs(node.address, PROTOCOL.minNodeStake, 0n);
+        await expect(finalizeTx).to.changeTokenBalances(ethers, token, [stakes, node, verifier], [0n, 0n, 0n]);
+        expect(await stakes.creditsOf(node.address)).to.equal(nodeCredits + REWARD);
+        expect(await stakes.creditsOf(verifier.address)).to.equal(verifierCredits + FEE);
+        expect(await stakes.lockedOf(node.address)).to.equal(0n);
+        expect((await market.getContribution(id)).status).to.equal(ContributionStatus.Accepted);
+        expect((await settlement.verification(id)).finalized).to.equal(true);
+        expect((await settlement.credits(node.address))).to.equal(nodeCredits + REWARD); // compatibility view
+        await expectConservation(f);
+      }
+      expect((await market.jobState(1n)).acceptedInRound).to.equal(2n);
+      expect((await market.jobState(1n)).claimsOpen).to.equal(0n);
 
-    // -- attest pass ----------------------------------------------------------------------------
-    const attestTx = settlement.connect(assigned).attest(1n, true, "bafy-report");
-    await expect(attestTx).to.emit(settlement, "Attested").withArgs(1n, assigned.address, true, "bafy-report");
-    const attestedAt = BigInt((await (await attestTx).wait()).blockNumber);
-    v = await settlement.verification(1n);
-    expect(v.verdict).to.equal(Verdict.Pass);
-    expect(v.attestedAt).to.equal(attestedAt);
-    await expectConservation(f);
-
-    // -- finalize: only once block.number >= attestedAt + challengeWindow + 1 -------------------
-    const readyBlock = attestedAt + PROTOCOL.challengeWindow + 1n;
-    for (const offset of [PROTOCOL.challengeWindow - 1n, PROTOCOL.challengeWindow]) {
-      await executeNextAt(ethers, networkHelpers, attestedAt + offset);
-      await expect(settlement.finalize(1n))
-        .to.be.revertedWithCustomError(settlement, "SettlementChallengeWindowOpen")
-        .withArgs(1n, readyBlock);
+      // -- aggregate: posted (bond locked) -> window -> final ------------------------------------
+      const label = `G_${round + 1n}`;
+      const postTx = market.connect(node1).postAggregate(1n, round, digest(label), `bafy-${label}`, 2_500_000n);
+      const postRx = await (await postTx).wait();
+      await expect(postTx)
+        .to.emit(market, "AggregatePosted")
+        .withArgs(1n, round, digest(label), `bafy-${label}`, 2_500_000n, node1.address, BigInt(postRx.blockNumber) + PROTOCOL.challengeWindow);
+      expect(await stakes.lockedOf(node1.address)).to.equal(PROTOCOL.disputeBond);
+      const agg = await market.aggregateState(1n, round);
+      expect([agg.status, agg.poster, agg.modelDigest, agg.modelCid]).to.deep.equal([
+        AggregateStatus.Pending,
+        node1.address,
+        digest(label),
+        `bafy-${label}`,
+      ]);
+      expect((await market.jobState(1n)).currentRound).to.equal(round); // not final yet
+      await networkHelpers.mine(PROTOCOL.challengeWindow);
+      const finalTx = market.connect(outsider).finalizeAggregate(1n, round);
+      await expect(finalTx)
+        .to.emit(market, "RoundAggregated")
+        .withArgs(1n, round, digest(label), `bafy-${label}`, 2_500_000n, node1.address);
+      const finalRx = await (await finalTx).wait();
+      expect(await market.aggregateBlock(1n, round)).to.equal(BigInt(finalRx.blockNumber));
+      expect(await stakes.lockedOf(node1.address)).to.equal(0n);
+      const after = await market.jobState(1n);
+      expect([after.currentRound, after.currentModelDigest, after.acceptedInRound]).to.deep.equal([round + 1n, digest(label), 0n]);
+      if (round === 1n) {
+        await expect(finalTx).to.emit(market, "JobCompleted").withArgs(1n);
+        expect(after.status).to.equal(JobStatus.Completed);
+      } else {
+        expect(after.status).to.equal(JobStatus.Open);
+      }
+      await expectConservation(f);
     }
-    await executeNextAt(ethers, networkHelpers, attestedAt + PROTOCOL.challengeWindow + 1n);
-    const escrowBefore = (await market.jobState(1n)).escrow;
-    const finalizeTx = settlement.connect(outsider).finalize(1n);
-    await expect(finalizeTx).to.emit(settlement, "ContributionFinalized").withArgs(1n, true, REWARD, FEE, 0n);
-    await expect(finalizeTx).to.emit(market, "ContributionSettled").withArgs(1n, true, REWARD, FEE);
-    await expect(finalizeTx)
-      .to.emit(stakes, "StakeUnlocked")
-      .withArgs(node1.address, PROTOCOL.minNodeStake, 0n);
-    expect((await (await finalizeTx).wait()).blockNumber).to.equal(Number(readyBlock));
-    expect((await market.jobState(1n)).escrow).to.equal(escrowBefore - REWARD - FEE);
-    expect(await token.balanceOf(marketAddr)).to.equal(escrow - REWARD - FEE);
-    expect(await token.balanceOf(settlementAddr)).to.equal(REWARD + FEE);
-    expect(await settlement.credits(node1.address)).to.equal(REWARD);
-    expect(await settlement.credits(assigned.address)).to.equal(FEE);
-    expect(await stakes.lockedOf(node1.address)).to.equal(0n);
-    expect(await stakes.stakeOf(node1.address)).to.equal(node1Stake);
-    expect((await market.getContribution(1n)).status).to.equal(ContributionStatus.Accepted);
-    expect((await market.slotState(1n, 0n, 0n)).status).to.equal(SlotStatus.Accepted);
-    expect((await settlement.verification(1n)).finalized).to.equal(true);
-    await expectConservation(f);
 
-    // -- withdraw (pull payments) ---------------------------------------------------------------
-    const nodeBal = await token.balanceOf(node1.address);
-    await expect(settlement.connect(node1).withdraw()).to.emit(settlement, "CreditsWithdrawn").withArgs(node1.address, REWARD);
-    expect(await token.balanceOf(node1.address)).to.equal(nodeBal + REWARD);
-    expect(await settlement.credits(node1.address)).to.equal(0n);
-    await expectConservation(f);
-    const verBal = await token.balanceOf(assigned.address);
-    await expect(settlement.connect(assigned).withdraw()).to.emit(settlement, "CreditsWithdrawn").withArgs(assigned.address, FEE);
-    expect(await token.balanceOf(assigned.address)).to.equal(verBal + FEE);
-    expect(await token.balanceOf(settlementAddr)).to.equal(0n);
-    await expectConservation(f);
-
-    // -- the round is not complete until every slot is accepted ----------------------------------
-    await expect(market.connect(node1).postAggregate(1n, 0n, digest("G_1"), "bafy-g1", 2_345_678n))
-      .to.be.revertedWithCustomError(market, "JobMarketRoundIncomplete")
-      .withArgs(1n, 0n, 1n, 2n);
-
-    // -- slot 1 by node2, through the helper ----------------------------------------------------
-    const second = await claimSubmitSeed(f, connection, { node: node2, slot: 1n });
-    await expectConservation(f);
-    expect(second.id).to.equal(2n);
-    await passAndFinalize(f, second.id, second.verifier);
+    // -- everything paid: escrow 0, nothing to refund; everyone withdraws ----------------------
     expect((await market.jobState(1n)).escrow).to.equal(0n);
-    expect(await settlement.credits(node2.address)).to.equal(REWARD);
-    expect(await stakes.lockedOf(node2.address)).to.equal(0n);
+    expect(await market.refundable(1n)).to.equal(0n);
+    await expect(market.connect(sponsor).refund(1n)).to.be.revertedWithCustomError(market, "JobMarketNothingToRefund");
+    for (const who of [node1, node2, verifier1, verifier2]) {
+      const credit = await stakes.creditsOf(who.address);
+      if (credit === 0n) continue;
+      await expect(stakes.connect(who).withdraw()).to.changeTokenBalances(ethers, token, [who, stakes], [credit, -credit]);
+      await expectConservation(f);
+    }
+    expect(await token.balanceOf(node1.address)).to.equal(FUNDING - node1Stake + 2n * REWARD);
+    expect(await token.balanceOf(sponsor.address)).to.equal(FUNDING - escrow);
+    expect(await token.balanceOf(stakesAddr)).to.equal(node1Stake + PROTOCOL.minNodeStake + 2n * PROTOCOL.minVerifierStake);
+
+    // -- unbond: after the delay, stake leaves -------------------------------------------------
+    const rx = await (await stakes.connect(node1).requestUnbond(node1Stake)).wait();
+    expect(await stakes.unbondingOf(node1.address)).to.deep.equal([node1Stake, BigInt(rx.blockNumber) + PROTOCOL.unbondingDelay]);
     await expectConservation(f);
-
-    // -- postAggregate completes the (1-round) job ----------------------------------------------
-    const aggTx = market.connect(node1).postAggregate(1n, 0n, digest("G_1"), "bafy-g1", 2_345_678n);
-    await expect(aggTx)
-      .to.emit(market, "RoundAggregated")
-      .withArgs(1n, 0n, digest("G_1"), "bafy-g1", 2_345_678n, node1.address);
-    await expect(aggTx).to.emit(market, "JobCompleted").withArgs(1n);
-    expect(await market.aggregateBlock(1n, 0n)).to.equal((await (await aggTx).wait()).blockNumber);
-    const done = await market.jobState(1n);
-    expect(done.status).to.equal(JobStatus.Completed);
-    expect(done.currentRound).to.equal(1n);
-    expect(done.currentModelDigest).to.equal(digest("G_1"));
-    await expectConservation(f);
-
-    // -- refund: a completed job has paid every slot, so nothing is left to refund ---------------
-    // (escrow = rounds * slots * (reward + fee) and completion needs every slot accepted).
-    expect(await token.balanceOf(sponsor.address)).to.equal(sponsorBefore - escrow);
-    await expect(market.connect(sponsor).refund(1n))
-      .to.be.revertedWithCustomError(market, "JobMarketNothingToRefund")
-      .withArgs(1n);
-
-    // -- everyone leaves: unbond after the delay ------------------------------------------------
-    const unbondTx = stakes.connect(node1).requestUnbond(node1Stake);
-    const unbondBlock = BigInt(await ethers.provider.getBlockNumber()) + 1n;
-    await expect(unbondTx)
-      .to.emit(stakes, "UnbondRequested")
-      .withArgs(node1.address, node1Stake, unbondBlock + PROTOCOL.unbondingDelay);
-    await expectConservation(f);
-    await executeNextAt(ethers, networkHelpers, unbondBlock + PROTOCOL.unbondingDelay);
-    await expect(stakes.connect(node1).withdrawUnbonded())
-      .to.emit(stakes, "UnbondWithdrawn")
-      .withArgs(node1.address, node1Stake);
-    await expectConservation(f);
-
-    // No token was created or destroyed on the straight path.
-    expect(await token.totalSupply()).to.equal(PROTOCOL.tokenSupply);
-    // The first fee was withdrawn; the second one waits in credits for its verifier.
-    expect(await settlement.credits(second.verifier.address)).to.equal(FEE);
-    const fees = (await settlement.credits(verifier1.address)) + (await settlement.credits(verifier2.address));
-    expect(fees).to.equal(FEE);
-  });
-
-  it("a 2-round job moves to round 1 after the first aggregate and completes after the second", async function () {
-    const f = await loadFixture(jobFixture);
-    const { market, settlement, sponsor, node1 } = f;
-    const params = jobParams({ rounds: 2, slotsPerRound: 1 });
-    await (await market.connect(sponsor).createJob(params, "bafy-spec2", "bafy-g0")).wait();
-    const jobId = 2n;
-    expect((await market.jobState(jobId)).escrow).to.equal(2n * (REWARD + FEE));
-
-    const r0 = await claimSubmitSeed(f, connection, { node: node1, jobId, round: 0n, slot: 0n });
-    await passAndFinalize(f, r0.id, r0.verifier);
-    await expectConservation(f);
-    const agg0 = market.connect(node1).postAggregate(jobId, 0n, digest("G_1"), "bafy-g1", 3_000_000n);
-    await expect(agg0).to.emit(market, "RoundAggregated").withArgs(jobId, 0n, digest("G_1"), "bafy-g1", 3_000_000n, node1.address);
-    await expect(agg0).to.not.emit(market, "JobCompleted");
-    let state = await market.jobState(jobId);
-    expect(state.status).to.equal(JobStatus.Open);
-    expect(state.currentRound).to.equal(1n);
-    expect(state.currentModelDigest).to.equal(digest("G_1"));
-
-    // Round 0 is over: its slots cannot be claimed again, and round 1's slot is fresh.
-    await expect(market.connect(node1).claimSlot(jobId, 0n, 0n))
-      .to.be.revertedWithCustomError(market, "JobMarketWrongRound")
-      .withArgs(jobId, 0n, 1n);
-    expect((await market.slotState(jobId, 1n, 0n)).status).to.equal(SlotStatus.Open);
-
-    const r1 = await claimSubmitSeed(f, connection, { node: node1, jobId, round: 1n, slot: 0n });
-    await passAndFinalize(f, r1.id, r1.verifier);
-    const agg1 = market.connect(node1).postAggregate(jobId, 1n, digest("G_2"), "bafy-g2", 2_000_000n);
-    await expect(agg1).to.emit(market, "JobCompleted").withArgs(jobId);
-    state = await market.jobState(jobId);
-    expect(state.status).to.equal(JobStatus.Completed);
-    expect(state.currentRound).to.equal(2n);
-    expect(state.escrow).to.equal(0n);
-    expect(await settlement.credits(node1.address)).to.equal(2n * REWARD);
+    await networkHelpers.mine(PROTOCOL.unbondingDelay);
+    await expect(stakes.connect(node1).withdrawUnbonded()).to.changeTokenBalances(ethers, token, [node1], [node1Stake]);
     await expectConservation(f);
   });
 });
 
 describe("protocol: fail path", function () {
-  it("a fail slashes the node's lock (half to the verifier, half burned) and reopens the slot", async function () {
+  it("an undisputed fail slashes the node's lock: half to the verifier, the rest burned; the slot reopens", async function () {
     const f = await loadFixture(jobFixture);
     const { token, stakes, market, settlement, node1, node2 } = f;
-    const stakesAddr = await stakes.getAddress();
-    const settlementAddr = await settlement.getAddress();
-
-    const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1, slot: 0n });
-    await expectConservation(f);
-    const escrowBefore = (await market.jobState(1n)).escrow;
-    const marketBalBefore = await token.balanceOf(await market.getAddress());
-    const supplyBefore = await token.totalSupply();
-    const stakesBalBefore = await token.balanceOf(stakesAddr);
-
-    const attestTx = settlement.connect(verifier).attest(id, false, "bafy-fail-report");
-    await expect(attestTx).to.emit(settlement, "Attested").withArgs(id, verifier.address, false, "bafy-fail-report");
-    const attestedAt = BigInt((await (await attestTx).wait()).blockNumber);
-    expect((await settlement.verification(id)).verdict).to.equal(Verdict.Fail);
-    await expectConservation(f);
-
-    // Still inside the challenge window: nothing moves.
-    await executeNextAt(ethers, networkHelpers, attestedAt + PROTOCOL.challengeWindow);
-    await expect(settlement.finalize(id))
-      .to.be.revertedWithCustomError(settlement, "SettlementChallengeWindowOpen")
-      .withArgs(id, attestedAt + PROTOCOL.challengeWindow + 1n);
-
-    await executeNextAt(ethers, networkHelpers, attestedAt + PROTOCOL.challengeWindow + 1n);
-    const stake = PROTOCOL.minNodeStake;
-    const reward = (stake * PROTOCOL.slashRewardBps) / 10_000n;
-    const burned = stake - reward;
-    expect(reward).to.equal(50n * TOKEN);
+    const supply = await token.totalSupply();
+    const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1 });
+    await (await settlement.connect(verifier).attest(id, false, "bafy-report")).wait();
+    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    const slashed = PROTOCOL.minNodeStake;
+    const reward = (slashed * PROTOCOL.slashRewardBps) / BPS;
     const tx = settlement.finalize(id);
-    await expect(tx).to.emit(settlement, "ContributionFinalized").withArgs(id, false, 0n, reward, stake);
+    await expect(tx).to.emit(settlement, "ContributionFinalized").withArgs(id, false, 0n, reward, slashed);
     await expect(tx).to.emit(market, "ContributionSettled").withArgs(id, false, 0n, 0n);
     await expect(tx)
       .to.emit(stakes, "StakeSlashed")
-      .withArgs(node1.address, stake, settlementAddr, reward, burned);
-    await expect(tx).to.not.emit(stakes, "StakeUnlocked");
-
-    expect(await token.totalSupply()).to.equal(supplyBefore - burned);
-    expect(await settlement.credits(verifier.address)).to.equal(reward);
-    expect(await token.balanceOf(settlementAddr)).to.equal(reward);
-    expect(await token.balanceOf(stakesAddr)).to.equal(stakesBalBefore - stake);
+      .withArgs(node1.address, slashed, verifier.address, reward, 0n, 0n, slashed - reward);
+    expect(await token.totalSupply()).to.equal(supply - (slashed - reward));
     expect(await stakes.stakeOf(node1.address)).to.equal(0n);
-    expect(await stakes.lockedOf(node1.address)).to.equal(0n);
-    // The job's escrow is untouched.
-    expect((await market.jobState(1n)).escrow).to.equal(escrowBefore);
-    expect(await token.balanceOf(await market.getAddress())).to.equal(marketBalBefore);
+    expect(await stakes.lockedOf(verifier.address)).to.equal(0n);
+    expect(await stakes.creditsOf(verifier.address)).to.equal(reward);
     expect((await market.getContribution(id)).status).to.equal(ContributionStatus.Rejected);
-    const slot = await market.slotState(1n, 0n, 0n);
-    expect(slot.status).to.equal(SlotStatus.Open);
-    expect(slot.node).to.equal(ethers.ZeroAddress);
+    const s = await market.slotState(1n, 0n, 0n);
+    expect([s.node, s.status]).to.deep.equal([ethers.ZeroAddress, SlotStatus.Open]);
+    expect((await market.jobState(1n)).escrow).to.equal(escrowOf(f.params)); // nothing paid
     await expectConservation(f);
-
-    // The slashed node has no stake left to claim with; another node takes the reopened slot.
-    await expect(market.connect(node1).claimSlot(1n, 0n, 0n))
-      .to.be.revertedWithCustomError(stakes, "StakeRegistryInsufficientFreeStake")
-      .withArgs(node1.address, 0n, PROTOCOL.minNodeStake);
-    await expect(market.connect(node2).claimSlot(1n, 0n, 0n)).to.emit(market, "SlotClaimed");
-    const outDigest = digest("honest output");
-    const rx = await (
-      await market.connect(node2).submitContribution(1n, 0n, 0n, outDigest, digest("honest trace"), "bafy-o", "bafy-m")
-    ).wait();
-    const id2 = contributionIdFrom(market, rx);
-    expect(id2).to.equal(id + 1n);
-    await networkHelpers.mine();
-    await (await settlement.recordSeed(id2)).wait();
-    const v2 = signerOf(f.signers, (await settlement.verification(id2)).verifier);
-    await (await settlement.connect(v2).attest(id2, true, "bafy-ok")).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
-    await (await settlement.finalize(id2)).wait();
-    expect((await market.slotState(1n, 0n, 0n)).status).to.equal(SlotStatus.Accepted);
-    expect((await market.jobState(1n)).escrow).to.equal(escrowBefore - REWARD - FEE);
-    expect(await settlement.credits(node2.address)).to.equal(REWARD);
-    await expectConservation(f);
-
-    // The verifier withdraws its slash reward (and fee, if it was drawn again).
-    const owed = await settlement.credits(verifier.address);
-    await expect(settlement.connect(verifier).withdraw())
-      .to.emit(settlement, "CreditsWithdrawn")
-      .withArgs(verifier.address, owed);
+    // the slot is redone by another node and paid
+    const redo = await claimSubmitSeed(f, connection, { node: node2 });
+    await attestAndFinalize(f, redo.id, redo.verifier);
+    expect(await stakes.creditsOf(node2.address)).to.equal(REWARD);
+    expect((await market.getContribution(id)).status).to.equal(ContributionStatus.Rejected);
+    expect((await market.getContribution(redo.id)).status).to.equal(ContributionStatus.Accepted);
     await expectConservation(f);
   });
 
-  it("slashing a registered verifier below the minimum removes it from the verifier set", async function () {
+  it("each round starts from the previous round's final aggregate; a 3-round job completes", async function () {
     const f = await loadFixture(jobFixture);
-    const { stakes, settlement, node1, verifier1, verifier2 } = f;
-    // node1's contribution is assigned to verifier1 or verifier2; then node1 also registers as a
-    // verifier (its stake is exactly the minimum).
-    const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1, slot: 0n });
-    await (await stakes.connect(node1).registerVerifier()).wait();
-    expect(await stakes.verifierCount()).to.equal(3n);
-    await (await settlement.connect(verifier).attest(id, false, "r")).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
-    const tx = settlement.finalize(id);
-    await expect(tx).to.emit(stakes, "VerifierDeregistered").withArgs(node1.address);
-    expect(await stakes.isVerifier(node1.address)).to.equal(false);
-    expect(await stakes.verifierCount()).to.equal(2n);
-    expect([await stakes.verifierAt(0), await stakes.verifierAt(1)]).to.have.members([
-      verifier1.address,
-      verifier2.address,
-    ]);
+    const { market, stakes, node1, node2, sponsor } = f;
+    await (await market.connect(sponsor).createJob(jobParams({ rounds: 3, slotsPerRound: 1 }), "s", "g")).wait();
+    await (await stakes.connect(node2).stake(PROTOCOL.disputeBond)).wait();
+    for (let round = 0n; round < 3n; round++) {
+      const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1, jobId: 2n, round });
+      await attestAndFinalize(f, id, verifier);
+      await (await market.connect(node2).postAggregate(2n, round, digest(`r${round}`), "cid", 1n)).wait();
+      await networkHelpers.mine(PROTOCOL.challengeWindow);
+      await (await market.finalizeAggregate(2n, round)).wait();
+      expect((await market.jobState(2n)).currentModelDigest).to.equal(digest(`r${round}`));
+    }
+    expect((await market.jobState(2n)).status).to.equal(JobStatus.Completed);
+    expect((await market.jobState(2n)).escrow).to.equal(0n);
     await expectConservation(f);
   });
 });
