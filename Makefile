@@ -10,7 +10,13 @@ STAMPS := .stamps
 
 .PHONY: setup demo test test-contracts test-python contracts check-artifacts lint slither chain bench clean
 
-setup: $(STAMPS)/python $(STAMPS)/node
+setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/system
+
+$(STAMPS)/system:
+	@mkdir -p $(STAMPS)
+	# Debian's Chromium for tests/test_dashboard_browser.py (never a downloaded browser)
+	command -v chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }
+	@touch $@
 
 $(STAMPS)/python: pyproject.toml
 	@mkdir -p $(STAMPS)

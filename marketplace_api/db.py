@@ -36,12 +36,16 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; for SQLite, creates the file's folder and enforces foreign keys
     (off by default there) and allows use from the API's worker threads."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {}
+    # Up to 40 requests run at once in the server's thread pool: enough connections for them
+    # (an in-memory SQLite database uses a single shared connection instead).
+    kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 20}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False}
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            del kwargs["pool_size"], kwargs["max_overflow"]
     engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_foreign_keys)
@@ -49,8 +53,16 @@ def make_engine(url: str) -> Engine:
 
 
 def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+    """Foreign keys on; for files, write-ahead logging so the API reads while the indexer
+    writes, and a busy timeout instead of an immediate "database is locked"."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+    if mode != "memory":
+        if mode != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

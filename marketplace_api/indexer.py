@@ -1,55 +1,103 @@
 """Chain indexer: copies the contracts' events into the database and projects them into tables.
 
-Each batch of blocks is one database transaction: the raw ``ChainEvent`` rows, their effect on
-the ``Job``/``Contribution``/``RoundRecord`` projections and the cursor move together, so a
-crash leaves the database at the end of the previous batch and the next ``sync`` resumes there.
-Projections are computed only from stored event rows (never from contract storage), so they
-can be rebuilt by replaying ``chain_events`` — what reorg handling will do.
+- Batches: each batch of blocks is one database transaction (raw ``ChainEvent`` rows, their
+  projection, the kept block hashes and the cursor move together), so a crash leaves the
+  database at the end of the previous batch and the next ``sync`` resumes there. Raw rows are
+  unique by (block hash, log index): re-reading a range never applies an event twice.
+- Confirmations: only blocks at least ``confirmations`` deep are indexed.
+- Reorgs: the hashes of indexed blocks inside the last ``reorg_window`` blocks are kept, and
+  every change their events made to the projections is journaled (``marketplace_api.journal``).
+  Before each batch the cursor's hash is compared with the chain; when it changed, the indexer
+  walks the kept hashes down to the newest block the chain still has (the common ancestor),
+  undoes everything above it and indexes the new branch. A reorg deeper than the window raises
+  ``ReorgTooDeepError`` instead of serving data the chain no longer says.
+- Replays: projections are computed only from stored rows, so when the projection code
+  changes (``PROJECTION_VERSION``) the stored events are replayed without touching the chain.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 
-from hexbytes import HexBytes
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 from web3 import Web3
-from web3.contract.contract import ContractEvent
-from web3.types import LogReceipt
+from web3.exceptions import BlockNotFound
+from web3.types import BlockData, LogReceipt
 
+from marketplace_api import journal
 from marketplace_api.db import check_migrated
+from marketplace_api.events import EventDecoder
+from marketplace_api.events import hex0x as _hex
+from marketplace_api.journal import journaling
 from marketplace_api.models import (
+    PROJECTED_MODELS,
     ChainEvent,
-    Contribution,
-    ContributionStatus,
+    IndexedBlock,
     IndexerCursor,
-    Job,
-    JobStatus,
-    RoundRecord,
-    Verdict,
+    ProjectionUndo,
+)
+from marketplace_api.projections import (
+    APPLY,
+    LOSS_SCALE,
+    PROJECTION_VERSION,
+    ProjectionError,
+    related_ids,
 )
 from opentrain.chain import CONTRACT_NAMES, Deployment, artifact
+
+__all__ = [
+    "APPLY",
+    "CURSOR",
+    "LOSS_SCALE",
+    "ChainMovedError",
+    "Indexer",
+    "IndexerError",
+    "ReorgTooDeepError",
+    "SyncStats",
+    "apply_event",
+    "apply_events",
+]
 
 log = logging.getLogger(__name__)
 
 CURSOR = "main"
-LOSS_SCALE = 1_000_000  # RoundAggregated carries validation loss times 1e6
+DEFAULT_REORG_WINDOW = 128
+MAX_RETRIES = 8
+REPLAY_PAGE = 2_000
+ZERO_HASH = "0x" + "00" * 32
 
 
 class IndexerError(RuntimeError):
     """The chain and the database disagree in a way the indexer cannot repair by itself."""
 
 
-@dataclass(frozen=True)
-class _Source:
-    """Where a log topic comes from: which contract and which event decodes it."""
+class ReorgTooDeepError(IndexerError):
+    """The chain replaced blocks below the reorg window: the database must be rebuilt."""
 
-    contract: str
-    event: ContractEvent
+
+class ChainMovedError(IndexerError):
+    """The chain reorganised while a batch was read; the batch is retried from the cursor."""
+
+
+@dataclass
+class SyncStats:
+    """What the last ``sync`` did (also logged)."""
+
+    events: int = 0
+    batches: int = 0
+    reorgs: int = 0
+    rolled_back_blocks: int = 0
+    undone_changes: int = 0
+    retries: int = 0
+    replayed: int = 0
+    head: int | None = None
+    reorg_depths: list[int] = field(default_factory=list)
 
 
 class Indexer:
@@ -63,100 +111,320 @@ class Indexer:
         *,
         batch_size: int = 500,
         confirmations: int = 0,
+        reorg_window: int = DEFAULT_REORG_WINDOW,
     ) -> None:
-        if batch_size < 1 or confirmations < 0:
-            raise ValueError("batch_size must be >= 1 and confirmations >= 0")
+        if batch_size < 1 or confirmations < 0 or reorg_window < 1:
+            raise ValueError("batch_size and reorg_window must be >= 1, confirmations >= 0")
         self.w3 = w3
         self.deployment = deployment
         self.session_factory = session_factory
         self.batch_size = batch_size
         self.confirmations = confirmations
-        self._sources = _event_sources(w3, deployment)
+        self.reorg_window = reorg_window
+        self.stats = SyncStats()
+        self._sources = _event_sources(deployment)
         self._addresses = [Web3.to_checksum_address(getattr(deployment, n)) for n in CONTRACT_NAMES]
         with session_factory() as session:
             check_migrated(session.connection())
 
+    # -- public --------------------------------------------------------------------------
+
     def sync(self, to_block: int | None = None) -> int:
-        """Index every block after the cursor up to ``to_block`` (default: the head minus the
-        confirmation depth). Returns how many new events were stored and applied."""
-        head = int(self.w3.eth.block_number) - self.confirmations
-        target = head if to_block is None else min(to_block, head)
-        start = self._next_block()
-        total = 0
-        for first in range(start, target + 1, self.batch_size):
-            last = min(first + self.batch_size - 1, target)
-            total += self._index_batch(first, last)
-        return total
+        """Index every confirmed block after the cursor up to ``to_block`` (default: the head
+        minus the confirmation depth), rolling back first if the chain reorganised. Returns
+        how many new events were stored and applied."""
+        self.stats = SyncStats()
+        self._replay_if_outdated()
+        retries = 0
+        while True:
+            try:
+                if not self._step(to_block):
+                    return self.stats.events
+            except ChainMovedError as exc:
+                retries += 1
+                self.stats.retries = retries
+                if retries > MAX_RETRIES:
+                    raise IndexerError(f"chain keeps moving under the indexer: {exc}") from None
+                log.info("retrying batch: %s", exc)
 
-    def _next_block(self) -> int:
-        """The first block not yet indexed; refuses to continue on top of a replaced block."""
-        with self.session_factory() as session:
+    def follow(self, poll_seconds: float = 2.0, *, stop_after: float | None = None) -> None:
+        """Keep syncing until interrupted (or for ``stop_after`` seconds)."""
+        deadline = None if stop_after is None else time.monotonic() + stop_after
+        while deadline is None or time.monotonic() < deadline:
+            count = self.sync()
+            if count:
+                log.info("indexed %d events up to block %s", count, self.stats.head)
+            time.sleep(poll_seconds)
+
+    def replay(self) -> int:
+        """Rebuild every projection from the stored raw events (no chain access); the undo
+        journal is rebuilt for blocks inside the window. Returns the number of events."""
+        with self.session_factory.begin() as session:
             cursor = session.get(IndexerCursor, CURSOR)
-        if cursor is None:
-            return self.deployment.block
-        on_chain = _hex(self.w3.eth.get_block(cursor.block_number)["hash"])
-        if on_chain != cursor.block_hash:
-            raise IndexerError(
-                f"block {cursor.block_number} changed since it was indexed (reorg deeper than "
-                f"the confirmation depth {self.confirmations}): re-index from scratch"
+            final = cursor.final_block if cursor is not None else -1
+            session.execute(delete(ProjectionUndo))
+            for model in reversed(PROJECTED_MODELS):
+                session.execute(delete(model))
+            count = 0
+            query = select(ChainEvent).order_by(
+                ChainEvent.block_number, ChainEvent.tx_index, ChainEvent.log_index
             )
-        return cursor.block_number + 1
+            while True:  # in pages: no open cursor while the projections are written
+                page = session.scalars(query.limit(REPLAY_PAGE).offset(count)).all()
+                apply_events(session, page, final=final)
+                count += len(page)
+                if len(page) < REPLAY_PAGE:
+                    break
+            if cursor is not None:
+                cursor.projection_version = PROJECTION_VERSION
+        self.stats.replayed = count
+        log.info("replayed %d stored events into the projections", count)
+        return count
 
-    def _index_batch(self, first: int, last: int) -> int:
-        """Store, apply and advance the cursor over blocks ``first..last`` in one transaction."""
+    # -- one step: check for a reorg, then index one batch -------------------------------
+
+    def _step(self, to_block: int | None) -> bool:
+        """Index the next batch; False when there is nothing left to do."""
+        head = int(self.w3.eth.block_number)
+        self.stats.head = head
+        target = head - self.confirmations
+        if to_block is not None:
+            target = min(to_block, target)
+        cursor = self._cursor()
+        if cursor is not None:
+            if cursor.halted:
+                raise ReorgTooDeepError(cursor.halted)
+            self._check_reorg(cursor, head)
+            cursor = self._cursor()
+        start = self.deployment.block if cursor is None else cursor.block_number + 1
+        if start > target:
+            return False
+        last = min(start + self.batch_size - 1, target)
+        previous = None if cursor is None else (cursor.block_number, cursor.block_hash)
+        self.stats.events += self._index_batch(start, last, head, previous)
+        self.stats.batches += 1
+        return True
+
+    def _cursor(self) -> IndexerCursor | None:
+        with self.session_factory() as session:
+            return session.get(IndexerCursor, CURSOR)
+
+    def _chain_hash(self, number: int) -> str | None:
+        try:
+            return _hex(self.w3.eth.get_block(number)["hash"])
+        except BlockNotFound:
+            return None  # the chain is now shorter than this
+
+    def _check_reorg(self, cursor: IndexerCursor, head: int) -> None:
+        """If the cursor's block was replaced, roll back to the common ancestor."""
+        if self._chain_hash(cursor.block_number) == cursor.block_hash:
+            return
+        with self.session_factory() as session:
+            kept = session.execute(
+                select(IndexedBlock.number, IndexedBlock.hash)
+                .where(IndexedBlock.number < cursor.block_number)
+                .where(IndexedBlock.number >= cursor.final_block)
+                .order_by(IndexedBlock.number.desc())
+            ).all()
+        ancestor = None
+        for number, block_hash in kept:
+            if self._chain_hash(number) == block_hash:
+                ancestor = (number, block_hash)
+                break
+        if ancestor is None:
+            message = (
+                f"block {cursor.block_number} was replaced and no block of the last "
+                f"{self.reorg_window} indexed still matches the chain (reorg deeper than the "
+                "window, or a different chain): stopping rather than serving replaced data; "
+                "rebuild the database from scratch (new database, `opentrain api migrate`, "
+                "`opentrain api index`)"
+            )
+            with self.session_factory.begin() as session:
+                halted = session.get(IndexerCursor, CURSOR)
+                if halted is not None:
+                    halted.halted = message
+            raise ReorgTooDeepError(message)
+        self._rollback(*ancestor)
+        depth = cursor.block_number - ancestor[0]
+        self.stats.reorgs += 1
+        self.stats.rolled_back_blocks += depth
+        self.stats.reorg_depths.append(depth)
+        log.warning(
+            "reorg: block %d replaced; rolled back %d blocks to %d (%s), head %d",
+            cursor.block_number,
+            depth,
+            ancestor[0],
+            ancestor[1],
+            head,
+        )
+
+    def _rollback(self, number: int, block_hash: str) -> None:
+        """Undo everything above block ``number`` in one transaction."""
+        with self.session_factory.begin() as session:
+            self.stats.undone_changes += journal.rollback(session, number)
+            session.execute(delete(ChainEvent).where(ChainEvent.block_number > number))
+            session.execute(delete(IndexedBlock).where(IndexedBlock.number > number))
+            cursor = session.get(IndexerCursor, CURSOR)
+            assert cursor is not None
+            cursor.block_number = number
+            cursor.block_hash = block_hash
+
+    def _replay_if_outdated(self) -> None:
+        cursor = self._cursor()
+        if cursor is not None and cursor.projection_version != PROJECTION_VERSION:
+            log.info(
+                "projections are version %d, code is %d: replaying stored events",
+                cursor.projection_version,
+                PROJECTION_VERSION,
+            )
+            self.replay()
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _index_batch(
+        self, first: int, last: int, head: int, previous: tuple[int, str] | None
+    ) -> int:
+        """Store, apply and advance the cursor over blocks ``first..last`` in one transaction.
+
+        Blocks inside the window get their headers read (hashes kept, parent links checked
+        against each other, the cursor and the logs); deeper blocks only the last one's."""
+        final = head - self.reorg_window  # blocks at or below cannot be rolled back
+        headers = self._headers(max(first, final), last) if last >= final else {}
+        if last not in headers:
+            headers[last] = self._header(last)
         logs = self.w3.eth.get_logs(
             {"fromBlock": first, "toBlock": last, "address": self._addresses}
         )
+        _check_links(headers, previous)
+        for entry in logs:
+            header = headers.get(int(entry["blockNumber"]))
+            if header is not None and _hex(entry["blockHash"]) != _hex(header["hash"]):
+                raise ChainMovedError(f"log of block {entry['blockNumber']} is from another fork")
+        if _hex(self._header(last)["hash"]) != _hex(headers[last]["hash"]):
+            raise ChainMovedError(f"block {last} changed while its batch was read")
+
         rows = [row for row in map(self._decode, logs) if row is not None]
         rows.sort(key=lambda r: (r.block_number, r.tx_index, r.log_index))
-        last_hash = _hex(self.w3.eth.get_block(last)["hash"])
         with self.session_factory.begin() as session:
+            cursor = session.get(IndexerCursor, CURSOR)
+            if cursor is None:
+                cursor = IndexerCursor(
+                    name=CURSOR,
+                    block_number=last,
+                    block_hash="",
+                    final_block=-1,
+                    projection_version=PROJECTION_VERSION,
+                )
+                session.add(cursor)
+            final = max(final, cursor.final_block)
             fresh = _drop_known(session, rows)
-            for row in fresh:
-                session.add(row)
-                apply_event(session, row)
-            session.merge(IndexerCursor(name=CURSOR, block_number=last, block_hash=last_hash))
+            session.add_all(fresh)
+            apply_events(session, fresh, final=final)
+            kept = {n: _hex(h["hash"]) for n, h in headers.items() if n >= final}
+            if kept:
+                session.execute(
+                    delete(IndexedBlock).where(IndexedBlock.number.between(min(kept), max(kept)))
+                )
+                session.add_all(IndexedBlock(number=n, hash=h) for n, h in kept.items())
+            cursor.block_number = last
+            cursor.block_hash = _hex(headers[last]["hash"])
+            cursor.final_block = final
+            session.execute(delete(IndexedBlock).where(IndexedBlock.number < final))
+            journal.prune(session, final)
         if fresh:
             log.info("indexed blocks %d-%d: %d events", first, last, len(fresh))
         return len(fresh)
+
+    def _header(self, number: int) -> BlockData:
+        try:
+            return self.w3.eth.get_block(number)
+        except BlockNotFound:
+            raise ChainMovedError(f"block {number} disappeared") from None
+
+    def _headers(self, first: int, last: int) -> dict[int, BlockData]:
+        return {n: self._header(n) for n in range(first, last + 1)}
 
     def _decode(self, entry: LogReceipt) -> ChainEvent | None:
         """A log as a ``ChainEvent`` row; logs of events not in the ABIs are skipped."""
         if not entry["topics"]:
             return None
         key = (Web3.to_checksum_address(entry["address"]), _hex(entry["topics"][0]))
-        source = self._sources.get(key)
-        if source is None:
+        decoder = self._sources.get(key)
+        if decoder is None:
             log.warning("skipping unknown log %s in block %d", key, entry["blockNumber"])
             return None
-        decoded = source.event.process_log(entry)
+        args = decoder.decode(entry["topics"], entry["data"])
+        job_id, contribution_id = related_ids(args)
         return ChainEvent(
             block_number=int(entry["blockNumber"]),
             block_hash=_hex(entry["blockHash"]),
             tx_hash=_hex(entry["transactionHash"]),
             tx_index=int(entry["transactionIndex"]),
             log_index=int(entry["logIndex"]),
-            contract=source.contract,
+            contract=decoder.contract,
             address=key[0],
-            name=str(decoded["event"]),
-            args=_jsonable(decoded["args"]),
+            name=decoder.name,
+            args=args,
+            job_id=job_id,
+            contribution_id=contribution_id,
         )
 
 
-def _event_sources(w3: Web3, deployment: Deployment) -> dict[tuple[str, str], _Source]:
-    """(contract address, topic0) -> decoder, over every event in the four ABIs."""
-    sources: dict[tuple[str, str], _Source] = {}
+def apply_event(session: Session, event: ChainEvent) -> None:
+    """Project one stored event (events nothing reads yet stay raw only)."""
+    handler = APPLY.get(event.name)
+    if handler is None:
+        return
+    try:
+        handler(session, event)
+    except ProjectionError as exc:
+        raise IndexerError(f"{event.name} in block {event.block_number}: {exc}") from None
+
+
+def apply_events(session: Session, events: Sequence[ChainEvent], *, final: int) -> None:
+    """Project events in chain order, one flush per block: a block's changes are journaled
+    under its number when it is above ``final`` (it may still be rolled back). Reads between
+    flushes see pending rows through autoflush."""
+    for block, group in groupby(events, key=attrgetter("block_number")):
+        journaled = block > final
+        if journaled:
+            session.flush()  # unjournaled changes of deeper blocks are not this block's
+        with journaling(session, block if journaled else None):
+            for event in group:
+                apply_event(session, event)
+
+
+def _check_links(headers: Mapping[int, BlockData], previous: tuple[int, str] | None) -> None:
+    """Consecutive headers must chain by parent hash, and onto the cursor's block: a header
+    read after a reorg next to one read before it is caught here, before anything is stored."""
+    for number in sorted(headers):
+        parent = headers.get(number - 1)
+        expected = _hex(parent["hash"]) if parent is not None else None
+        if expected is None and previous is not None and previous[0] == number - 1:
+            expected = previous[1]
+        parent_hash = _hex(headers[number]["parentHash"])
+        if parent_hash == ZERO_HASH:
+            continue  # Hardhat reports no parent for blocks it mined in bulk (hardhat_mine)
+        if expected is not None and parent_hash != expected:
+            raise ChainMovedError(
+                f"block {number} ({_hex(headers[number]['hash'])}) does not extend block "
+                f"{number - 1} ({expected})"
+            )
+
+
+def _event_sources(deployment: Deployment) -> dict[tuple[str, str], EventDecoder]:
+    """(contract address, topic0) -> decoder, over every event in the contracts' ABIs."""
+    sources: dict[tuple[str, str], EventDecoder] = {}
     for name in CONTRACT_NAMES:
         address = Web3.to_checksum_address(getattr(deployment, name))
-        contract = w3.eth.contract(address=address, abi=artifact(name)["abi"])
         for item in artifact(name)["abi"]:
             if item["type"] == "event" and not item.get("anonymous", False):
-                event = contract.events[item["name"]]()
-                sources[(address, _hex(event.topic))] = _Source(name, event)
+                decoder = EventDecoder.from_abi(name, item)
+                sources[(address, decoder.topic)] = decoder
     return sources
 
 
-def _drop_known(session: Session, rows: list[ChainEvent]) -> list[ChainEvent]:
+def _drop_known(session: Session, rows: Sequence[ChainEvent]) -> list[ChainEvent]:
     """Rows not stored yet: re-reading a range (a rewound cursor) must not apply twice.
     Looks up by block hash (at most one per block of the batch) to keep the query small."""
     if not rows:
@@ -167,180 +435,3 @@ def _drop_known(session: Session, rows: list[ChainEvent]) -> list[ChainEvent]:
     )
     known = {(block_hash, log_index) for block_hash, log_index in session.execute(query)}
     return [r for r in rows if (r.block_hash, r.log_index) not in known]
-
-
-def _hex(value: bytes | str) -> str:
-    return "0x" + bytes(HexBytes(value)).hex()
-
-
-def _jsonable(value: Any) -> Any:
-    """Event arguments as JSON: bytes as 0x-hex, structs as objects, ints kept exact."""
-    if isinstance(value, bytes):
-        return _hex(value)
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-# -- projections: one small function per event that changes a table ------------------------------
-
-Apply = Callable[[Session, ChainEvent], None]
-
-
-def apply_event(session: Session, event: ChainEvent) -> None:
-    """Project one stored event; events nothing reads yet (stakes, roles) stay raw only."""
-    handler = APPLY.get(event.name)
-    if handler is not None:
-        handler(session, event)
-        session.flush()  # later events of the batch may query what this one wrote
-
-
-def _job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise IndexerError(f"event refers to job {job_id}, which was never created")
-    return job
-
-
-def _contribution(session: Session, contribution_id: int) -> Contribution:
-    contribution = session.get(Contribution, contribution_id)
-    if contribution is None:
-        raise IndexerError(f"event refers to contribution {contribution_id}, never submitted")
-    return contribution
-
-
-def _job_created(session: Session, event: ChainEvent) -> None:
-    a, p = event.args, event.args["params"]
-    session.add(
-        Job(
-            id=int(a["jobId"]),
-            sponsor=a["sponsor"],
-            spec_digest=p["specDigest"],
-            initial_model_digest=p["initialModelDigest"],
-            spec_cid=a["specCid"],
-            initial_model_cid=a["initialModelCid"],
-            rounds=int(p["rounds"]),
-            slots_per_round=int(p["slotsPerRound"]),
-            num_segments=int(p["numSegments"]),
-            sample_count=int(p["sampleCount"]),
-            reward_per_slot=int(p["rewardPerSlot"]),
-            verifier_fee=int(p["verifierFee"]),
-            claim_timeout=int(p["claimTimeout"]),
-            escrow=int(a["escrow"]),
-            status=JobStatus.OPEN,
-            current_round=0,
-            current_model_digest=p["initialModelDigest"],
-            created_block=event.block_number,
-            created_tx=event.tx_hash,
-        )
-    )
-
-
-def _contribution_submitted(session: Session, event: ChainEvent) -> None:
-    a = event.args
-    session.add(
-        Contribution(
-            id=int(a["contributionId"]),
-            job_id=_job(session, int(a["jobId"])).id,
-            round=int(a["round"]),
-            slot=int(a["slot"]),
-            node=a["node"],
-            output_digest=a["outputDigest"],
-            trace_root=a["traceRoot"],
-            output_cid=a["outputCid"],
-            manifest_cid=a["manifestCid"],
-            status=ContributionStatus.SUBMITTED,
-            submit_block=event.block_number,
-            submit_tx=event.tx_hash,
-        )
-    )
-
-
-def _contribution_settled(session: Session, event: ChainEvent) -> None:
-    """JobMarket's side of settlement: the status, and the reward and fee leaving escrow."""
-    a = event.args
-    contribution = _contribution(session, int(a["contributionId"]))
-    accepted = bool(a["accepted"])
-    contribution.status = ContributionStatus.ACCEPTED if accepted else ContributionStatus.REJECTED
-    contribution.job.escrow -= int(a["reward"]) + int(a["fee"])
-
-
-def _round_aggregated(session: Session, event: ChainEvent) -> None:
-    a = event.args
-    job = _job(session, int(a["jobId"]))
-    micro = int(a["validationLossMicro"])
-    session.add(
-        RoundRecord(
-            job_id=job.id,
-            round=int(a["round"]),
-            model_digest=a["modelDigest"],
-            model_cid=a["modelCid"],
-            validation_loss_micro=micro,
-            validation_loss=micro / LOSS_SCALE,
-            poster=a["poster"],
-            block_number=event.block_number,
-            tx_hash=event.tx_hash,
-        )
-    )
-    job.current_round = int(a["round"]) + 1
-    job.current_model_digest = a["modelDigest"]
-
-
-def _job_completed(session: Session, event: ChainEvent) -> None:
-    _job(session, int(event.args["jobId"])).status = JobStatus.COMPLETED
-
-
-def _escrow_refunded(session: Session, event: ChainEvent) -> None:
-    job = _job(session, int(event.args["jobId"]))
-    job.escrow -= int(event.args["amount"])
-
-
-def _seed_recorded(session: Session, event: ChainEvent) -> None:
-    a = event.args
-    contribution = _contribution(session, int(a["contributionId"]))
-    contribution.seed = a["seed"]
-    contribution.seed_block = int(a["seedBlock"])
-    contribution.verifier = a["verifier"]
-    contribution.seed_recorded_block = event.block_number
-    contribution.seed_tx = event.tx_hash
-
-
-def _seed_block_reset(session: Session, event: ChainEvent) -> None:
-    contribution = _contribution(session, int(event.args["contributionId"]))
-    contribution.seed_block = int(event.args["newSeedBlock"])
-
-
-def _attested(session: Session, event: ChainEvent) -> None:
-    a = event.args
-    contribution = _contribution(session, int(a["contributionId"]))
-    contribution.verdict = Verdict.PASS if a["pass"] else Verdict.FAIL
-    contribution.report_cid = a["reportCid"]
-    contribution.attest_block = event.block_number
-    contribution.attest_tx = event.tx_hash
-
-
-def _contribution_finalized(session: Session, event: ChainEvent) -> None:
-    """Settlement's side: who was paid what, and how much of the node's stake was slashed."""
-    a = event.args
-    contribution = _contribution(session, int(a["contributionId"]))
-    contribution.node_reward = int(a["nodeReward"])
-    contribution.verifier_payment = int(a["verifierPayment"])
-    contribution.slashed = int(a["slashed"])
-    contribution.finalize_block = event.block_number
-    contribution.finalize_tx = event.tx_hash
-
-
-APPLY: dict[str, Apply] = {
-    "JobCreated": _job_created,
-    "ContributionSubmitted": _contribution_submitted,
-    "ContributionSettled": _contribution_settled,
-    "RoundAggregated": _round_aggregated,
-    "JobCompleted": _job_completed,
-    "EscrowRefunded": _escrow_refunded,
-    "SeedRecorded": _seed_recorded,
-    "SeedBlockReset": _seed_block_reset,
-    "Attested": _attested,
-    "ContributionFinalized": _contribution_finalized,
-}

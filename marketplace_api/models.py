@@ -1,8 +1,11 @@
 """Database tables of the marketplace: raw chain events and the projections built from them.
 
 ``ChainEvent`` rows are the source of truth (what the chain said, with block hashes so a reorg
-can be detected and undone); ``Job``, ``Contribution`` and ``RoundRecord`` are projections the
-indexer derives from them and the API reads. Token amounts are ``Uint256`` (exact), digests and
+can be detected and undone); ``Job``, ``Contribution``, ``RoundRecord``, ``Slot`` and
+``Participant`` are projections the indexer derives from them and the API reads
+(``PROJECTED_MODELS``: every change to them is journaled in ``ProjectionUndo`` so a reorg can be
+rolled back). ``IndexedBlock`` keeps the recent block hashes; ``JobSpecRecord`` caches job specs
+whose sha256 matched an on-chain digest. Token amounts are ``Uint256`` (exact), digests and
 hashes ``0x``-prefixed lowercase hex, addresses EIP-55 checksummed.
 """
 
@@ -14,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Integer,
@@ -51,6 +55,13 @@ class JobStatus(StrEnum):
     COMPLETED = "completed"
 
 
+class SlotStatus(StrEnum):
+    OPEN = "open"  # a claim expired or a contribution was rejected: free to claim again
+    CLAIMED = "claimed"
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+
+
 class ContributionStatus(StrEnum):
     SUBMITTED = "submitted"
     ACCEPTED = "accepted"
@@ -78,16 +89,65 @@ class ChainEvent(Base):
     address: Mapped[str] = mapped_column(ADDRESS)
     name: Mapped[str] = mapped_column(String(64), index=True)
     args: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Copied out of ``args`` when the event names them, so a job's or a contribution's whole
+    # history (disputes and votes included, projected or not) is one indexed lookup.
+    job_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    contribution_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
 
 class IndexerCursor(Base):
-    """The last block whose events are fully stored and applied (hash kept to spot reorgs)."""
+    """The last block whose events are fully stored and applied (hash kept to spot reorgs).
+
+    ``final_block``: blocks at or below it are deeper than the reorg window (no undo journal,
+    no kept hashes). ``projection_version``: the projection code that built the tables; a
+    newer one replays the stored events. ``halted``: set when the chain replaced blocks the
+    indexer cannot roll back; the API then refuses to serve data."""
 
     __tablename__ = "indexer_cursor"
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     block_number: Mapped[int] = mapped_column(BigInteger)
     block_hash: Mapped[str] = mapped_column(HASH)
+    final_block: Mapped[int] = mapped_column(BigInteger, server_default="-1")
+    projection_version: Mapped[int] = mapped_column(Integer, server_default="1")
+    halted: Mapped[str | None] = mapped_column(Text)  # why the indexer stopped, if it did
+
+
+class IndexedBlock(Base):
+    """Hash of an indexed block inside the reorg window: where a rollback can stop."""
+
+    __tablename__ = "indexed_blocks"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(HASH)
+
+
+class ProjectionUndo(Base):
+    """How to undo one change the indexer made to a projected row while applying an event of
+    ``block_number``: ``before`` is null for a row it created (undo: delete), else the changed
+    columns' previous values (or the whole row, for a row it deleted)."""
+
+    __tablename__ = "projection_undo"
+
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, index=True)
+    table_name: Mapped[str] = mapped_column(String(64))
+    row_key: Mapped[dict[str, Any]] = mapped_column(JSON)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    deleted: Mapped[bool] = mapped_column(Boolean, server_default="0")
+
+
+class JobSpecRecord(Base):
+    """A job spec whose sha256 equals an on-chain ``specDigest`` (content-addressed: no reorg
+    can make it wrong, so it is a cache, not a projection)."""
+
+    __tablename__ = "job_specs"
+
+    spec_digest: Mapped[str] = mapped_column(HASH, primary_key=True)
+    spec_cid: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(32), index=True)
+    body: Mapped[str] = mapped_column(Text)
 
 
 class Job(Base):
@@ -120,6 +180,11 @@ class Job(Base):
     )
     contributions: Mapped[list[Contribution]] = relationship(
         back_populates="job", order_by="Contribution.id"
+    )
+    spec: Mapped[JobSpecRecord | None] = relationship(
+        primaryjoin="foreign(Job.spec_digest) == JobSpecRecord.spec_digest",
+        viewonly=True,
+        lazy="selectin",
     )
 
 
@@ -174,3 +239,49 @@ class RoundRecord(Base):
     tx_hash: Mapped[str] = mapped_column(HASH)
 
     job: Mapped[Job] = relationship(back_populates="round_records")
+
+
+class Slot(Base):
+    """One slot of one round: who holds it and how far its work got."""
+
+    __tablename__ = "slots"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(16))
+    node: Mapped[str | None] = mapped_column(ADDRESS)
+    deadline: Mapped[int | None] = mapped_column(BigInteger)
+    claims: Mapped[int] = mapped_column(Integer)
+    expired_claims: Mapped[int] = mapped_column(Integer)
+    contribution_id: Mapped[int | None] = mapped_column(BigInteger)
+    updated_block: Mapped[int] = mapped_column(BigInteger)
+
+
+class Participant(Base):
+    """An address that staked, trained or verified: its stake and what it earned or lost."""
+
+    __tablename__ = "participants"
+
+    address: Mapped[str] = mapped_column(ADDRESS, primary_key=True)
+    staked: Mapped[int] = mapped_column(Uint256)
+    locked: Mapped[int] = mapped_column(Uint256)
+    unbonding: Mapped[int] = mapped_column(Uint256)
+    is_verifier: Mapped[bool] = mapped_column(Boolean)
+    submitted: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    node_earnings: Mapped[int] = mapped_column(Uint256)
+    slashed: Mapped[int] = mapped_column(Uint256)
+    slash_count: Mapped[int] = mapped_column(Integer)
+    attestations: Mapped[int] = mapped_column(Integer)
+    failed_attestations: Mapped[int] = mapped_column(Integer)
+    verifier_earnings: Mapped[int] = mapped_column(Uint256)
+    withdrawn: Mapped[int] = mapped_column(Uint256)
+    first_block: Mapped[int] = mapped_column(BigInteger)
+    last_block: Mapped[int] = mapped_column(BigInteger)
+
+
+# Tables the indexer derives from events: each change is journaled for reorg rollback and they
+# are emptied and replayed when the projection code changes. Order: parents before children.
+PROJECTED_MODELS: tuple[type[Base], ...] = (Job, Participant, Contribution, RoundRecord, Slot)

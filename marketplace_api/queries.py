@@ -1,14 +1,28 @@
-"""Read queries behind the routes, apart from HTTP so the dashboard and CLI can reuse them."""
+"""Read queries behind the routes and pages, apart from HTTP so both (and the CLI) reuse them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, RowMapping, Select, bindparam, case, func, or_, select
+from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
 
 from marketplace_api.indexer import CURSOR
-from marketplace_api.models import Contribution, IndexerCursor, Job, JobStatus
+from marketplace_api.models import (
+    ChainEvent,
+    Contribution,
+    ContributionStatus,
+    IndexerCursor,
+    Job,
+    JobSpecRecord,
+    JobStatus,
+    Participant,
+    RoundRecord,
+    Slot,
+)
 
 
 def indexed_block(session: Session) -> int | None:
@@ -16,13 +30,37 @@ def indexed_block(session: Session) -> int | None:
     return None if cursor is None else cursor.block_number
 
 
-def _job_filter(status: JobStatus | None, sponsor: str | None) -> Select[Job]:
-    query = select(Job)
+def _page(session: Session, query: Select[Any], limit: int, offset: int) -> tuple[int, list[Any]]:
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    return total or 0, list(session.scalars(query.limit(limit).offset(offset)).all())
+
+
+def _uint_desc(session: Session, column: Any) -> list[ColumnElement[Any]]:
+    """Order a ``Uint256`` column numerically, largest first: on SQLite it is a decimal string,
+    so shorter strings are smaller numbers (no leading zeros) and equal lengths compare as text."""
+    if session.get_bind().dialect.name == "sqlite":
+        return [func.length(column).desc(), column.desc()]
+    return [column.desc()]
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+def _job_filters(
+    query: Select[Any], status: JobStatus | None, sponsor: str | None, model: str | None
+) -> Select[Any]:
+    """Filters on ``query``, which must already join ``JobSpecRecord`` if ``model`` is set."""
     if status is not None:
         query = query.where(Job.status == status.value)
     if sponsor is not None:
         query = query.where(Job.sponsor == sponsor)
+    if model is not None:
+        query = query.where(JobSpecRecord.model == model)
     return query
+
+
+def _spec_join(query: Select[Any]) -> Select[Any]:
+    return query.outerjoin(JobSpecRecord, JobSpecRecord.spec_digest == Job.spec_digest)
 
 
 def list_jobs(
@@ -32,12 +70,65 @@ def list_jobs(
     offset: int,
     status: JobStatus | None = None,
     sponsor: str | None = None,
+    model: str | None = None,
 ) -> tuple[int, Sequence[Job]]:
-    """(total matching, one page of them), newest job first."""
-    query = _job_filter(status, sponsor)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = session.scalars(query.order_by(Job.id.desc()).limit(limit).offset(offset)).all()
-    return total, page
+    """(total matching, one page of them), newest job first, specs loaded (dashboard)."""
+    query = _job_filters(_spec_join(select(Job)), status, sponsor, model)
+    page = query.order_by(Job.id.desc()).options(contains_eager(Job.spec))
+    return _page(session, page, limit, offset)
+
+
+@cache
+def _summary_statements(
+    status: bool, sponsor: bool, model: bool
+) -> tuple[Select[Any], Select[Any]]:
+    """(page, count) statements for one combination of filters, built once: the values are
+    bound per call, so SQLAlchemy's compiled cache is hit without rebuilding anything."""
+    where: list[ColumnElement[bool]] = []
+    if status:
+        where.append(Job.status == bindparam("status"))
+    if sponsor:
+        where.append(Job.sponsor == bindparam("sponsor"))
+    if model:
+        where.append(JobSpecRecord.model == bindparam("model"))
+    columns = select(
+        *Job.__table__.columns,
+        JobSpecRecord.name.label("spec_name"),
+        JobSpecRecord.model.label("spec_model"),
+    )
+    page = (
+        _spec_join(columns)
+        .where(*where)
+        .order_by(Job.id.desc())
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    counted = _spec_join(select(Job.id)) if model else select(Job.id)
+    count = select(func.count()).select_from(counted.where(*where).subquery())
+    return page, count
+
+
+def job_summaries(
+    session: Session,
+    *,
+    limit: int,
+    offset: int,
+    status: JobStatus | None = None,
+    sponsor: str | None = None,
+    model: str | None = None,
+) -> tuple[int, list[RowMapping]]:
+    """``list_jobs`` as plain rows, with the spec's name and model (``spec_name``,
+    ``spec_model``): the bounty list is the API's most requested page."""
+    page, count = _summary_statements(status is not None, sponsor is not None, model is not None)
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if status is not None:
+        params["status"] = status.value
+    if sponsor is not None:
+        params["sponsor"] = sponsor
+    if model is not None:
+        params["model"] = model
+    total = session.execute(count, params).scalar_one()
+    return int(total), list(session.execute(page, params).mappings())
 
 
 def get_job(session: Session, job_id: int) -> Job | None:
@@ -45,10 +136,219 @@ def get_job(session: Session, job_id: int) -> Job | None:
     query = (
         select(Job)
         .where(Job.id == job_id)
-        .options(selectinload(Job.round_records), selectinload(Job.contributions))
+        .options(
+            joinedload(Job.spec),
+            selectinload(Job.round_records),
+            selectinload(Job.contributions),
+        )
     )
     return session.scalars(query).one_or_none()
 
 
+@dataclass(frozen=True)
+class RoundProgress:
+    """One round of a job: its aggregate (if posted) and how its contributions fared."""
+
+    round: int
+    status: str  # aggregated | open | pending | abandoned
+    submitted: int
+    accepted: int
+    rejected: int
+    record: RoundRecord | None
+
+
+def job_rounds(session: Session, job: Job) -> list[RoundProgress]:
+    counts: dict[int, dict[str, int]] = {}
+    query = (
+        select(Contribution.round, Contribution.status, func.count())
+        .where(Contribution.job_id == job.id)
+        .group_by(Contribution.round, Contribution.status)
+    )
+    for round_, status, count in session.execute(query):
+        counts.setdefault(round_, {})[status] = count
+    records = {
+        r.round: r for r in session.scalars(select(RoundRecord).where(RoundRecord.job_id == job.id))
+    }
+    out = []
+    for round_ in range(job.rounds):
+        c = counts.get(round_, {})
+        if round_ in records:
+            status = "aggregated"
+        elif job.status == JobStatus.OPEN and round_ == job.current_round:
+            status = "open"
+        else:
+            status = "pending" if job.status == JobStatus.OPEN else "abandoned"
+        out.append(
+            RoundProgress(
+                round=round_,
+                status=status,
+                submitted=sum(c.values()),
+                accepted=c.get(ContributionStatus.ACCEPTED, 0),
+                rejected=c.get(ContributionStatus.REJECTED, 0),
+                record=records.get(round_),
+            )
+        )
+    return out
+
+
+def job_slots(
+    session: Session, job_id: int, *, round_: int | None, limit: int, offset: int
+) -> tuple[int, list[Slot]]:
+    query = select(Slot).where(Slot.job_id == job_id)
+    if round_ is not None:
+        query = query.where(Slot.round == round_)
+    return _page(session, query.order_by(Slot.round, Slot.slot), limit, offset)
+
+
+# -- contributions ----------------------------------------------------------------------------
+
+
+def list_contributions(
+    session: Session,
+    *,
+    limit: int,
+    offset: int,
+    job_id: int | None = None,
+    node: str | None = None,
+    verifier: str | None = None,
+    status: ContributionStatus | None = None,
+) -> tuple[int, list[Contribution]]:
+    """Contributions, newest first, filtered by job, node, verifier or status."""
+    query = select(Contribution)
+    if job_id is not None:
+        query = query.where(Contribution.job_id == job_id)
+    if node is not None:
+        query = query.where(Contribution.node == node)
+    if verifier is not None:
+        query = query.where(Contribution.verifier == verifier)
+    if status is not None:
+        query = query.where(Contribution.status == status.value)
+    return _page(session, query.order_by(Contribution.id.desc()), limit, offset)
+
+
 def get_contribution(session: Session, contribution_id: int) -> Contribution | None:
-    return session.get(Contribution, contribution_id)
+    query = (
+        select(Contribution)
+        .where(Contribution.id == contribution_id)
+        .options(joinedload(Contribution.job).joinedload(Job.spec))
+    )
+    return session.scalars(query).one_or_none()
+
+
+def contribution_events(session: Session, contribution_id: int) -> list[ChainEvent]:
+    """Every stored event naming the contribution, in chain order (projected or not: disputes
+    and committee votes appear here as soon as the contracts emit them)."""
+    query = (
+        select(ChainEvent)
+        .where(ChainEvent.contribution_id == contribution_id)
+        .order_by(ChainEvent.block_number, ChainEvent.tx_index, ChainEvent.log_index)
+    )
+    return list(session.scalars(query))
+
+
+# -- participants -----------------------------------------------------------------------------
+
+
+def get_participant(session: Session, address: str) -> Participant | None:
+    return session.get(Participant, address)
+
+
+def list_nodes(session: Session, *, limit: int, offset: int) -> tuple[int, list[Participant]]:
+    """Addresses that claimed a slot or submitted work, highest earnings first."""
+    query = select(Participant).where(
+        or_(
+            Participant.submitted > 0,
+            Participant.address.in_(select(Slot.node).where(Slot.node.is_not(None))),
+        )
+    )
+    order = [*_uint_desc(session, Participant.node_earnings), Participant.address]
+    return _page(session, query.order_by(*order), limit, offset)
+
+
+def list_verifiers(session: Session, *, limit: int, offset: int) -> tuple[int, list[Participant]]:
+    """Registered verifiers and anyone who attested, most attestations first."""
+    query = select(Participant).where(
+        or_(Participant.is_verifier.is_(True), Participant.attestations > 0)
+    )
+    order = [Participant.attestations.desc(), Participant.address]
+    return _page(session, query.order_by(*order), limit, offset)
+
+
+def leaderboard(session: Session, *, limit: int, offset: int) -> tuple[int, list[Participant]]:
+    """Nodes by earnings, then accepted contributions; only those with settled work."""
+    query = select(Participant).where((Participant.accepted + Participant.rejected) > 0)
+    order = [
+        *_uint_desc(session, Participant.node_earnings),
+        Participant.accepted.desc(),
+        Participant.address,
+    ]
+    return _page(session, query.order_by(*order), limit, offset)
+
+
+# -- market -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarketStats:
+    jobs: int
+    open_jobs: int
+    completed_jobs: int
+    open_escrow: int
+    contributions: int
+    accepted: int
+    rejected: int
+    pending: int
+    paid_to_nodes: int
+    paid_to_verifiers: int
+    slashed: int
+    nodes: int
+    verifiers: int
+    events: int
+    indexed_block: int | None
+
+
+def _sum_uint(session: Session, column: Any, *where: ColumnElement[bool]) -> int:
+    """Exact sum of a ``Uint256`` column (SQLite stores text; PostgreSQL sums NUMERIC)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.scalar(select(func.coalesce(func.sum(column), 0)).where(*where)) or 0)
+    return sum(int(v) for v in session.scalars(select(column).where(*where)) if v is not None)
+
+
+def market_stats(session: Session) -> MarketStats:
+    jobs = session.execute(
+        select(
+            func.count(),
+            func.count(case((Job.status == JobStatus.OPEN.value, 1))),
+            func.count(case((Job.status == JobStatus.COMPLETED.value, 1))),
+        ).select_from(Job)
+    ).one()
+    contributions = session.execute(
+        select(
+            func.count(),
+            func.count(case((Contribution.status == ContributionStatus.ACCEPTED.value, 1))),
+            func.count(case((Contribution.status == ContributionStatus.REJECTED.value, 1))),
+        ).select_from(Contribution)
+    ).one()
+    nodes, verifiers = session.execute(
+        select(
+            func.count(case((Participant.submitted > 0, 1))),
+            func.count(case((Participant.is_verifier.is_(True), 1))),
+        ).select_from(Participant)
+    ).one()
+    return MarketStats(
+        jobs=jobs[0],
+        open_jobs=jobs[1],
+        completed_jobs=jobs[2],
+        open_escrow=_sum_uint(session, Job.escrow, Job.status == JobStatus.OPEN.value),
+        contributions=contributions[0],
+        accepted=contributions[1],
+        rejected=contributions[2],
+        pending=contributions[0] - contributions[1] - contributions[2],
+        paid_to_nodes=_sum_uint(session, Participant.node_earnings),
+        paid_to_verifiers=_sum_uint(session, Participant.verifier_earnings),
+        slashed=_sum_uint(session, Participant.slashed),
+        nodes=nodes,
+        verifiers=verifiers,
+        events=session.scalar(select(func.count()).select_from(ChainEvent)) or 0,
+        indexed_block=indexed_block(session),
+    )

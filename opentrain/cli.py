@@ -61,7 +61,7 @@ def demo(
         err.print("[red]demo failed:[/] payouts do not add up or the loss did not fall")
         raise typer.Exit(1)
     if serve:
-        _serve(result.database_url, "127.0.0.1", port)
+        _serve(result.database_url, "127.0.0.1", port, store_dir=home / "store")
 
 
 def _dev_deployer(settings: Settings):  # type: ignore[no-untyped-def]
@@ -138,10 +138,16 @@ def api_migrate(database: DatabaseOpt = None) -> None:
 
 
 @api_app.command("index")
-def api_index(database: DatabaseOpt = None) -> None:
-    """Index the deployed contracts' events once (RPC and deployment from settings).
+def api_index(
+    database: DatabaseOpt = None,
+    follow: Annotated[bool, typer.Option(help="keep following new blocks")] = False,
+    confirmations: Annotated[int | None, typer.Option(help="blocks deep before indexing")] = None,
+    reorg_window: Annotated[int, typer.Option(help="blocks kept for reorg rollback")] = 128,
+    batch_size: Annotated[int, typer.Option(help="blocks per transaction")] = 500,
+) -> None:
+    """Index the deployed contracts' events (RPC and deployment from settings).
 
-    Example: OPENTRAIN_RPC_URL=http://127.0.0.1:8545 opentrain api index
+    Example: OPENTRAIN_RPC_URL=http://127.0.0.1:8545 opentrain api index --follow
     """
     from marketplace_api.db import make_engine, make_session_factory
     from marketplace_api.indexer import Indexer
@@ -150,8 +156,22 @@ def api_index(database: DatabaseOpt = None) -> None:
     settings = Settings()
     deployment = Deployment.load(settings.resolved_deployment_file)
     factory = make_session_factory(make_engine(_database(database)))
-    count = Indexer(connect(settings.rpc_url), deployment, factory).sync()
-    out.print(f"{count} events indexed")
+    indexer = Indexer(
+        connect(settings.rpc_url),
+        deployment,
+        factory,
+        confirmations=settings.confirmations if confirmations is None else confirmations,
+        reorg_window=reorg_window,
+        batch_size=batch_size,
+    )
+    if follow:
+        indexer.follow()
+        return
+    count = indexer.sync()
+    out.print(
+        f"{count} events indexed up to block {indexer.stats.head}; "
+        f"{indexer.stats.reorgs} reorgs rolled back"
+    )
 
 
 @api_app.command("serve")
@@ -159,22 +179,39 @@ def api_serve(
     database: DatabaseOpt = None,
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    relay: Annotated[bool, typer.Option(help="accept signed bounties (POST /bounties)")] = False,
 ) -> None:
-    """Serve the REST API (OpenAPI at /docs).
+    """Serve the REST API (OpenAPI at /docs) and the dashboard (/).
 
     Example: opentrain api serve --port 8000
     """
-    _serve(_database(database), host, port)
+    _serve(_database(database), host, port, relay=relay)
 
 
-def _serve(database_url: str, host: str, port: int) -> None:
+def _serve(
+    database_url: str, host: str, port: int, store_dir: Path | None = None, relay: bool = False
+) -> None:
     import uvicorn
 
     from marketplace_api.app import create_app
+    from marketplace_api.bounties import BountyRelay
     from marketplace_api.db import make_engine, make_session_factory
+    from opentrain.chain import Deployment, connect
+    from opentrain.store import open_store
 
-    application = create_app(session_factory=make_session_factory(make_engine(database_url)))
-    out.print(f"marketplace API on http://{host}:{port} (OpenAPI at /docs); Ctrl-C stops it")
+    settings = Settings()
+    store = open_store(store_dir or settings.resolved_store_dir)
+    relay_to = None
+    if relay:
+        relay_to = BountyRelay(
+            connect(settings.rpc_url), Deployment.load(settings.resolved_deployment_file), store
+        )
+    application = create_app(
+        session_factory=make_session_factory(make_engine(database_url)),
+        store=store,
+        relay=relay_to,
+    )
+    out.print(f"dashboard: http://{host}:{port}/ (OpenAPI at /docs); Ctrl-C stops it")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 

@@ -22,6 +22,7 @@ from marketplace_api.indexer import Indexer
 from node.worker import NodeWorker
 from opentrain.chain import TOKEN, Chain, ChainAccount, JobParams, connect, deploy
 from opentrain.checkpoint import digest, encode_params
+from opentrain.data import ensure_job_data
 from opentrain.models import build_model, model_params
 from opentrain.spec import JobSpec, canonical_json, default_demo_spec, spec_digest
 from opentrain.store import ContentStore, EmbeddedStore
@@ -55,7 +56,9 @@ def _fund(chain: Chain, admin: ChainAccount, key: LocalAccount, tokens: int) -> 
 
 
 def post_bounty(sponsor: ChainAccount, store: ContentStore, spec: JobSpec) -> int:
-    """Store the spec and G_0, escrow the bounty; returns the job id."""
+    """Publish the job's data if needed, store the spec and G_0, escrow the bounty; returns
+    the job id."""
+    ensure_job_data(spec, store)
     spec_cid = store.put_bytes(canonical_json(spec))
     g0 = encode_params(model_params(build_model(spec.model)))
     g0_cid = store.put_bytes(g0)
