@@ -34,9 +34,12 @@ __all__ = [
     "encode_checkpoint",
     "encode_params",
     "fresh_state",
+    "load_checked",
     "make_optimizer",
+    "move_state",
     "sha256_hex",
     "state_params",
+    "state_tensors",
 ]
 
 ADAMW_EPS = 1e-8
@@ -89,6 +92,21 @@ def make_optimizer(model: nn.Module, training: TrainingSpec) -> torch.optim.Adam
     )
 
 
+def move_state(state: TrainState, device: str | torch.device) -> TrainState:
+    """Move parameters and AdamW moments to ``device`` in place and return ``state``.
+
+    Parameters keep their identity (``Module.to`` swaps ``.data``), so the optimizer's state
+    keys stay valid; step counters stay on the CPU, as non-fused AdamW expects. Encoding
+    always copies back to the CPU, so a GPU-trained state has the same checkpoint format."""
+    state.model.to(device)
+    for p in state.model.parameters():
+        opt = state.optimizer.state[p]
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in opt:
+                opt[key] = opt[key].to(device)
+    return state
+
+
 def _named_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return list(model.named_parameters())
 
@@ -118,6 +136,20 @@ def _scalar(value: int) -> torch.Tensor:
 def state_params(state: TrainState) -> dict[str, torch.Tensor]:
     """Detached CPU copies of the model parameters, by name."""
     return {name: _cpu(p).clone() for name, p in _named_params(state.model)}
+
+
+def state_tensors(state: TrainState) -> dict[str, torch.Tensor]:
+    """Every float tensor of the state under its checkpoint name: ``model.<p>`` and
+    ``optim.<p>.exp_avg`` / ``optim.<p>.exp_avg_sq`` (CPU copies). Tolerance mode compares
+    all of them, so a node cannot forge optimizer state that the next segment builds on."""
+    _materialize_optimizer_state(state)
+    out: dict[str, torch.Tensor] = {}
+    for name, p in _named_params(state.model):
+        opt = state.optimizer.state[p]
+        out[f"model.{name}"] = _cpu(p).clone()
+        out[f"optim.{name}.exp_avg"] = _cpu(opt["exp_avg"]).clone()
+        out[f"optim.{name}.exp_avg_sq"] = _cpu(opt["exp_avg_sq"]).clone()
+    return out
 
 
 def encode_checkpoint(state: TrainState, round: int, slot: int) -> bytes:
@@ -179,7 +211,7 @@ def _size_limit(expected: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> int
     return total + _HEADER_SLACK
 
 
-def _load_checked(
+def load_checked(
     data: bytes,
     expected: dict[str, tuple[tuple[int, ...], torch.dtype]],
     max_bytes: int | None,
@@ -246,7 +278,7 @@ def decode_checkpoint(
     ``max_bytes`` defaults to the exact tensor payload for the spec plus 1 MiB of header."""
     model = build_model(spec.model, initialize=False)
     expected = _expected_tensors(spec, model, with_optim=True)
-    tensors = _load_checked(data, expected, max_bytes, "checkpoint")
+    tensors = load_checked(data, expected, max_bytes, "checkpoint")
     step = _check_meta(tensors, spec, round, slot)
     _copy_params(model, {n: tensors[f"model.{n}"] for n, _ in _named_params(model)})
     optimizer = make_optimizer(model, spec.training)
@@ -270,7 +302,7 @@ def decode_global(
     """Parameters and outer momentum of a global checkpoint (G_r), validated like a checkpoint."""
     model = build_model(spec.model, initialize=False)
     expected = _expected_tensors(spec, model, with_optim=False)
-    tensors = _load_checked(data, expected, max_bytes, "model checkpoint")
+    tensors = load_checked(data, expected, max_bytes, "model checkpoint")
     names = [name for name, _ in _named_params(model)]
     params = {name: tensors[f"model.{name}"] for name in names}
     momentum = {name: tensors[f"outer.{name}.momentum"] for name in names}

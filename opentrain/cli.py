@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from node.cli import node_app
+from opentrain.cli_data import data_app
 from opentrain.cli_store import store_app
 from opentrain.settings import Settings
 from verifier.audit_cli import audit_app
@@ -29,6 +30,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(verifier_app, name="verifier")
 app.add_typer(audit_app, name="audit")
 app.add_typer(store_app, name="store")
+app.add_typer(data_app, name="data")
 err = Console(stderr=True)
 out = Console()
 

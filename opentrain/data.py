@@ -1,12 +1,15 @@
-"""Training data: shard assignment, shard contents, batch order, validation set.
+"""Training data: shard assignment, batch order, validation set, behind one ``DataSource``.
 
-Everything here is a pure function of the spec and protocol integers (round, slot, step), so a
+Every batch is a pure function of the job spec and protocol integers (round, slot, step), so a
 verifier can rebuild the exact batches of any segment without talking to the node.
 
-Data sources sit behind ``DataSource``: a source maps a shard index to ``(x, y)`` tensors with
-the same leading dimension, plus a held-out validation pair. Batches are ``x[idx], y[idx]``, so
-the same training loop serves classification (``y``: (N,)) and language modelling
-(``x``, ``y``: (N, T)).
+A ``DataSource`` serves one job's data: ``batch(shard, seed, size)`` and ``validation()``. It is
+built by ``data_source(spec, store)``:
+
+- ``synthetic`` data (the ``mlp`` job) is generated from the spec, no store needed;
+- ``corpus`` data (the ``gpt`` job) is fetched through the content store and checked against
+  the spec's manifest CID and sha256. Loaded corpora are cached per data spec (which pins the
+  exact bytes), so later ``data_source(spec)`` calls in the process need no store.
 """
 
 from __future__ import annotations
@@ -17,47 +20,49 @@ from typing import Protocol
 
 import torch
 
-from opentrain.determinism import derive_seed
-from opentrain.spec import DataSpec, JobSpec
+from opentrain.corpus import (
+    BlobStore,
+    CorpusSource,
+    LoadedCorpus,
+    builtin_corpus_spec,
+    load_corpus,
+    publish_corpus,
+)
+from opentrain.determinism import derive_seed, portable_normal
+from opentrain.spec import CorpusDataSpec, GPTSpec, JobSpec, MLPSpec, SyntheticDataSpec
 
 __all__ = [
+    "DataError",
     "DataSource",
     "SyntheticTeacher",
-    "batch_indices",
+    "batch_seed",
     "data_source",
+    "ensure_job_data",
     "load_batch",
-    "load_shard",
     "shard_for",
     "validation_set",
 ]
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 
-_SQRT3 = math.sqrt(3.0)
 _TEACHER_HIDDEN = 32
 
 
-class DataSource(Protocol):
-    """What the training core needs from a data kind."""
+class DataError(RuntimeError):
+    """A job's data cannot be served here (e.g. a corpus that was never fetched)."""
 
-    def shard(self, index: int) -> Pair:
-        """Examples of shard ``index``; callers must not modify the returned tensors."""
+
+class DataSource(Protocol):
+    """What the training core needs from a job's data."""
+
+    def batch(self, shard: int, seed: int, size: int) -> Pair:
+        """``size`` examples of shard ``shard``, chosen by a generator seeded with ``seed``.
+        Returns fresh tensors ``(x, y)`` with the same leading dimension."""
         ...
 
     def validation(self) -> Pair:
-        """The held-out set used for the round's published loss."""
+        """The held-out set used for the round's published loss; callers must not modify it."""
         ...
-
-
-def _portable_normal(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
-    """Approximately standard normal float64 samples with bit-identical results on any CPU.
-
-    ``torch.randn`` picks SIMD code paths (and libm calls) per CPU, so its bits differ between
-    machines; here only a serial uniform draw and separately rounded add/mul are used
-    (Irwin-Hall with 4 terms, rescaled to unit variance)."""
-    u = torch.rand((4, *shape), generator=gen, dtype=torch.float64)
-    total = (u[0] + u[1]) + (u[2] + u[3])
-    return (total - 2.0) * _SQRT3
 
 
 def _matmul_exact(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -71,55 +76,92 @@ def _matmul_exact(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 class SyntheticTeacher:
     """Gaussian-ish inputs labelled by a fixed random 2-layer ReLU "teacher" network.
 
-    The teacher is derived from ``DataSpec.seed``, so every shard and the validation set share
+    The teacher is derived from the data seed, so every shard and the validation set share
     one labelling rule that a student MLP can learn (the loss falls)."""
 
-    def __init__(self, data: DataSpec, input_dim: int, num_classes: int) -> None:
+    def __init__(self, data: SyntheticDataSpec, input_dim: int, num_classes: int) -> None:
         self.data = data
         self.input_dim = input_dim
         self.num_classes = num_classes
         gen = torch.Generator().manual_seed(derive_seed("opentrain/data/teacher", data.seed))
-        self._w1 = _portable_normal((input_dim, _TEACHER_HIDDEN), gen) / math.sqrt(input_dim)
-        self._w2 = _portable_normal((_TEACHER_HIDDEN, num_classes), gen)
+        self._w1 = portable_normal((input_dim, _TEACHER_HIDDEN), gen) / math.sqrt(input_dim)
+        self._w2 = portable_normal((_TEACHER_HIDDEN, num_classes), gen)
+        self._shards: dict[int, Pair] = {}
+        self._validation: Pair | None = None
 
     def _examples(self, n: int, seed: int) -> Pair:
         gen = torch.Generator().manual_seed(seed)
-        x64 = _portable_normal((n, self.input_dim), gen)
+        x64 = portable_normal((n, self.input_dim), gen)
         hidden = torch.clamp(_matmul_exact(x64, self._w1), min=0.0)
         labels = torch.argmax(_matmul_exact(hidden, self._w2), dim=1)
         return x64.to(torch.float32).contiguous(), labels.to(torch.int64).contiguous()
 
     def shard(self, index: int) -> Pair:
+        """All examples of one shard (cached; read-only)."""
         if not 0 <= index < self.data.num_shards:
             raise ValueError(f"shard index {index} out of range [0, {self.data.num_shards})")
-        seed = derive_seed("opentrain/data/shard", self.data.seed, index)
-        return self._examples(self.data.shard_size, seed)
+        if index not in self._shards:
+            seed = derive_seed("opentrain/data/shard", self.data.seed, index)
+            self._shards[index] = self._examples(self.data.shard_size, seed)
+        return self._shards[index]
+
+    def batch(self, shard: int, seed: int, size: int) -> Pair:
+        """``size`` distinct examples of the shard, by a seeded permutation."""
+        x, y = self.shard(shard)
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(self.data.shard_size, generator=gen, dtype=torch.int64)[:size]
+        return x[idx], y[idx]
 
     def validation(self) -> Pair:
-        seed = derive_seed("opentrain/data/validation", self.data.seed)
-        return self._examples(self.data.validation_size, seed)
+        if self._validation is None:
+            seed = derive_seed("opentrain/data/validation", self.data.seed)
+            self._validation = self._examples(self.data.validation_size, seed)
+        return self._validation
 
 
 @functools.lru_cache(maxsize=8)
-def _source(data: DataSpec, input_dim: int, output_dim: int) -> DataSource:
-    if data.kind == "synthetic":
-        return SyntheticTeacher(data, input_dim, output_dim)
-    raise ValueError(f"unknown data kind {data.kind!r}")
+def _synthetic(data: SyntheticDataSpec, input_dim: int, output_dim: int) -> SyntheticTeacher:
+    return SyntheticTeacher(data, input_dim, output_dim)
 
 
-def data_source(spec: JobSpec) -> DataSource:
-    """The (cached) source for a job; keyed only by what the data depends on."""
-    return _source(spec.data, spec.model.input_dim, spec.model.output_dim)
+_CORPORA: dict[CorpusDataSpec, LoadedCorpus] = {}
 
 
-@functools.lru_cache(maxsize=16)
-def _cached_shard(data: DataSpec, input_dim: int, output_dim: int, index: int) -> Pair:
-    return _source(data, input_dim, output_dim).shard(index)
+def data_source(spec: JobSpec, store: BlobStore | None = None) -> DataSource:
+    """The job's data source; corpus data is fetched through ``store`` on first use.
+
+    Node, verifier and aggregator call this once per job with their content store (e.g. when
+    loading the job) and pass the result to ``train_segment``/``evaluate_loss`` (or rely on
+    the per-process cache, keyed by the content-pinning data spec)."""
+    data, model = spec.data, spec.model
+    if isinstance(data, SyntheticDataSpec):
+        if not isinstance(model, MLPSpec):
+            raise DataError("synthetic data needs the mlp model")
+        return _synthetic(data, model.input_dim, model.output_dim)
+    if not isinstance(model, GPTSpec):
+        raise DataError("corpus data needs the gpt model")
+    corpus = _CORPORA.get(data)
+    if corpus is None:
+        if store is None:
+            raise DataError(
+                f"job data is corpus {data.manifest_cid} in the content store: open it with "
+                "data_source(spec, store) first"
+            )
+        corpus = load_corpus(data, store)
+        _CORPORA[data] = corpus
+    return CorpusSource(corpus, model.block_size, data.validation_size)
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_validation(data: DataSpec, input_dim: int, output_dim: int) -> Pair:
-    return _source(data, input_dim, output_dim).validation()
+def ensure_job_data(spec: JobSpec, store: BlobStore) -> DataSource:
+    """For a sponsor posting a job (and the demo): publish the builtin corpus to ``store`` if
+    the spec names it (a no-op when already there), then open the job's data source, which
+    fails if a corpus the spec names is not in the store."""
+    data = spec.data
+    if isinstance(data, CorpusDataSpec) and data == builtin_corpus_spec(
+        data.num_shards, data.validation_size
+    ):
+        publish_corpus(store, num_shards=data.num_shards)
+    return data_source(spec, store)
 
 
 def shard_for(spec: JobSpec, round: int, slot: int) -> int:
@@ -131,30 +173,21 @@ def shard_for(spec: JobSpec, round: int, slot: int) -> int:
     return (round * spec.slots_per_round + slot) % spec.data.num_shards
 
 
-def load_shard(spec: JobSpec, shard_index: int) -> Pair:
-    """Shard contents ``(x, y)``, a pure function of (data spec, shard index); cached, so
-    callers must treat the tensors as read-only."""
-    return _cached_shard(spec.data, spec.model.input_dim, spec.model.output_dim, shard_index)
+def batch_seed(spec: JobSpec, round: int, slot: int, step: int) -> int:
+    """sha256-derived seed of inner step ``step`` of slot ``(round, slot)``: any step's batch
+    can be rebuilt on its own, which is what lets a verifier start mid-slot."""
+    return derive_seed("opentrain/data/batch", spec.training.seed, round, slot, step)
 
 
-def validation_set(spec: JobSpec) -> Pair:
-    """The held-out ``(x, y)`` pair (disjoint seed stream from every shard); read-only."""
-    return _cached_validation(spec.data, spec.model.input_dim, spec.model.output_dim)
-
-
-def batch_indices(spec: JobSpec, round: int, slot: int, step: int) -> torch.Tensor:
-    """Indices (int64, distinct) into the slot's shard for inner step ``step``.
-
-    Seeded from sha256(training.seed, round, slot, step), so any step's batch can be
-    rebuilt on its own: this is what lets a verifier start mid-slot."""
-    seed = derive_seed("opentrain/data/batch", spec.training.seed, round, slot, step)
-    gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(spec.data.shard_size, generator=gen, dtype=torch.int64)
-    return perm[: spec.training.batch_size].clone()
-
-
-def load_batch(spec: JobSpec, round: int, slot: int, step: int) -> Pair:
+def load_batch(
+    spec: JobSpec, round: int, slot: int, step: int, data: DataSource | None = None
+) -> Pair:
     """The ``(x, y)`` batch of inner step ``step`` of slot ``(round, slot)``."""
-    x, y = load_shard(spec, shard_for(spec, round, slot))
-    idx = batch_indices(spec, round, slot, step)
-    return x[idx], y[idx]
+    source = data if data is not None else data_source(spec)
+    seed = batch_seed(spec, round, slot, step)
+    return source.batch(shard_for(spec, round, slot), seed, spec.training.batch_size)
+
+
+def validation_set(spec: JobSpec, data: DataSource | None = None) -> Pair:
+    """The held-out ``(x, y)`` pair; read-only."""
+    return (data if data is not None else data_source(spec)).validation()

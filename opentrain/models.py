@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from opentrain.determinism import derive_seed
-from opentrain.spec import ModelSpec
+from opentrain.determinism import derive_seed, portable_normal, portable_uniform_
+from opentrain.spec import GPTSpec, MLPSpec, ModelSpec
 
 __all__ = [
+    "GPT",
     "MLP",
     "build_model",
     "model_params",
@@ -26,7 +28,7 @@ __all__ = [
 
 PARAM_DTYPE = torch.float32
 
-Builder = Callable[[ModelSpec], nn.Module]
+Builder = Callable[[Any], nn.Module]
 Initializer = Callable[[nn.Module, torch.Generator], None]
 
 _BUILDERS: dict[str, tuple[Builder, Initializer]] = {}
@@ -48,7 +50,8 @@ def build_model(spec: ModelSpec, *, initialize: bool = True) -> nn.Module:
     """Build the spec's model on CPU in float32.
 
     With ``initialize=False`` the parameters are uninitialized memory: use it when every value
-    is about to be overwritten (loading a checkpoint) to skip the init cost."""
+    is about to be overwritten (loading a checkpoint) to skip the init cost. Models hold
+    parameters only, no buffers: ``to_empty`` would leave a buffer uninitialized too."""
     try:
         builder, init = _BUILDERS[spec.name]
     except KeyError:
@@ -56,6 +59,8 @@ def build_model(spec: ModelSpec, *, initialize: bool = True) -> nn.Module:
     with torch.device("meta"):
         model = builder(spec)
     model = model.to_empty(device="cpu").to(PARAM_DTYPE)
+    if any(True for _ in model.buffers()):
+        raise ValueError(f"model {spec.name!r} has buffers; registered models must not")
     if initialize:
         gen = torch.Generator(device="cpu")
         gen.manual_seed(derive_seed("opentrain/model-init", spec.init_seed))
@@ -77,17 +82,10 @@ def model_params(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def _uniform_(t: torch.Tensor, bound: float, gen: torch.Generator) -> None:
-    """Fill with U(-bound, bound) using only portable ops: rand in [0, 1) (a serial kernel)
-    then separate mul and sub, each correctly rounded (no fused multiply-add anywhere)."""
-    u = torch.rand(t.shape, generator=gen, dtype=t.dtype)
-    t.copy_(u.mul_(2.0 * bound).sub_(bound))
-
-
 class MLP(nn.Module):
     """Linear/GELU stack: input -> depth x (Linear, GELU) at hidden width -> Linear to logits."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: MLPSpec) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = spec.input_dim
@@ -107,11 +105,110 @@ def _init_linear_layers(model: nn.Module, gen: torch.Generator) -> None:
     for module in model.modules():
         if isinstance(module, nn.Linear):
             bound = 1.0 / math.sqrt(module.in_features)
-            _uniform_(module.weight, bound, gen)
+            portable_uniform_(module.weight, bound, gen)
             if module.bias is not None:
-                _uniform_(module.bias, bound, gen)
+                portable_uniform_(module.bias, bound, gen)
 
 
 @register_model("mlp", _init_linear_layers)
-def _build_mlp(spec: ModelSpec) -> nn.Module:
+def _build_mlp(spec: MLPSpec) -> nn.Module:
     return MLP(spec)
+
+
+# --- gpt: nanoGPT, byte level ------------------------------------------------------------------
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention written out in plain ops.
+
+    Not ``scaled_dot_product_attention``: that picks a backend (flash, memory-efficient, math)
+    per device and build, and some backward kernels are not deterministic; explicit matmuls
+    and a masked softmax are the same arithmetic everywhere, and cost little at this size."""
+
+    def __init__(self, spec: GPTSpec) -> None:
+        super().__init__()
+        self.n_head = spec.n_head
+        self.c_attn = nn.Linear(spec.n_embd, 3 * spec.n_embd, bias=False)
+        self.c_proj = nn.Linear(spec.n_embd, spec.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.c_attn(x).split(c, dim=2)
+        shape = (b, t, self.n_head, c // self.n_head)
+        q, k, v = (z.view(shape).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))
+        causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        att = att.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(b, t, c)
+        return self.c_proj(y)  # type: ignore[no-any-return]
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, spec: GPTSpec) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(spec.n_embd, bias=False)
+        self.attn = CausalSelfAttention(spec)
+        self.ln_2 = nn.LayerNorm(spec.n_embd, bias=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(spec.n_embd, 4 * spec.n_embd, bias=False),
+            nn.GELU(),
+            nn.Linear(4 * spec.n_embd, spec.n_embd, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))  # type: ignore[no-any-return]
+
+
+class GPT(nn.Module):
+    """nanoGPT over bytes: token + position embeddings, blocks, final norm, untied head.
+
+    No biases anywhere (nanoGPT's ``bias=False``). Besides being a little better, this removes
+    the attention key bias, whose true gradient is identically zero (softmax ignores a shift
+    shared by all keys): its computed gradient is pure rounding noise, which Adam normalizes
+    into full-size updates, and that alone made honest re-executions on 1 vs 2 threads differ
+    by ~1e-5 instead of ~1e-8 (docs/determinism.md). The head is not tied to the token
+    embedding, so every parameter has exactly one name. ``forward`` returns (B, T, 256) logits."""
+
+    def __init__(self, spec: GPTSpec) -> None:
+        super().__init__()
+        self.block_size = spec.block_size
+        self.wte = nn.Embedding(spec.vocab_size, spec.n_embd)
+        self.wpe = nn.Embedding(spec.block_size, spec.n_embd)
+        self.blocks = nn.ModuleList(Block(spec) for _ in range(spec.n_layer))
+        self.ln_f = nn.LayerNorm(spec.n_embd, bias=False)
+        self.lm_head = nn.Linear(spec.n_embd, spec.vocab_size, bias=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        t = idx.shape[1]
+        if t > self.block_size:
+            raise ValueError(f"sequence of {t} tokens exceeds block_size {self.block_size}")
+        pos = torch.arange(t, device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))  # type: ignore[no-any-return]
+
+
+def _fill_normal_(t: torch.Tensor, std: float, gen: torch.Generator) -> None:
+    t.copy_(portable_normal(tuple(t.shape), gen).mul_(std))
+
+
+def _init_gpt(model: nn.Module, gen: torch.Generator) -> None:
+    """nanoGPT's init, drawn from ``gen`` in parameter order: N(0, 0.02) weights and
+    embeddings, residual projections scaled by 1/sqrt(2 * n_layer), unit norm gains."""
+    n_layer = sum(1 for m in model.modules() if isinstance(m, Block))
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight") or name.endswith("mlp.2.weight"):
+            _fill_normal_(p, 0.02 / math.sqrt(2 * n_layer), gen)
+        elif p.dim() >= 2:
+            _fill_normal_(p, 0.02, gen)
+        else:  # the LayerNorm gains, the only vectors
+            p.fill_(1.0)
+
+
+@register_model("gpt", _init_gpt)
+def _build_gpt(spec: GPTSpec) -> nn.Module:
+    return GPT(spec)

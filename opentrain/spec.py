@@ -9,28 +9,37 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
+    "CorpusDataSpec",
     "DataSpec",
+    "GPTSpec",
     "JobSpec",
+    "MLPSpec",
     "ModelSpec",
     "RewardSpec",
     "SpecError",
+    "SyntheticDataSpec",
     "TrainingSpec",
     "VerificationSpec",
     "canonical_json",
     "default_demo_spec",
     "load_spec_file",
+    "mlp_demo_spec",
     "parse_spec",
+    "small_gpt_spec",
     "spec_digest",
 ]
 
 MAX_SEED = 2**63 - 1
 MAX_UINT256 = 2**256 - 1
 MAX_SPEC_BYTES = 1 << 20
+BYTE_VOCAB = 256
+# Calibrated by bench/determinism.py (docs/determinism.md).
+DEMO_TOLERANCE = 1e-4
 
 
 class SpecError(ValueError):
@@ -44,8 +53,8 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class ModelSpec(_Frozen):
-    """Which architecture to build (a key into ``opentrain.models``) and its shape."""
+class MLPSpec(_Frozen):
+    """A Linear/GELU stack for the synthetic teacher task: fast enough for unit tests."""
 
     name: Literal["mlp"] = "mlp"
     input_dim: int = Field(default=16, gt=0, le=4096)
@@ -55,8 +64,36 @@ class ModelSpec(_Frozen):
     init_seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
 
-class DataSpec(_Frozen):
-    """Where the training data comes from; shards are a pure function of this part."""
+class GPTSpec(_Frozen):
+    """A nanoGPT-style byte-level language model (vocabulary: the 256 byte values)."""
+
+    name: Literal["gpt"] = "gpt"
+    n_layer: int = Field(default=2, gt=0, le=64)
+    n_head: int = Field(default=4, gt=0, le=128)
+    n_embd: int = Field(default=128, gt=0, le=8192)
+    block_size: int = Field(default=64, ge=2, le=8192)
+    init_seed: int = Field(default=0, ge=0, le=MAX_SEED)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> Self:
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})"
+            )
+        return self
+
+    @property
+    def vocab_size(self) -> int:
+        """Byte-level: every token is one byte of the corpus."""
+        return BYTE_VOCAB
+
+
+# Which architecture to build (a key into ``opentrain.models``) and its shape.
+ModelSpec = Annotated[MLPSpec | GPTSpec, Field(discriminator="name")]
+
+
+class SyntheticDataSpec(_Frozen):
+    """Teacher-labelled random inputs (for ``mlp``); shards are a pure function of this part."""
 
     kind: Literal["synthetic"] = "synthetic"
     num_shards: int = Field(default=8, gt=0, le=65536)
@@ -65,20 +102,42 @@ class DataSpec(_Frozen):
     seed: int = Field(default=1234, ge=0, le=MAX_SEED)
 
 
+class CorpusDataSpec(_Frozen):
+    """A text corpus published to the content store (``opentrain data publish``), for ``gpt``.
+
+    The manifest's CID says where to fetch it and its sha256 pins the exact bytes; the
+    manifest in turn pins every shard by sha256, so the whole corpus is part of the job's
+    identity. ``num_shards`` repeats the manifest's count so the shard rule needs no fetch."""
+
+    kind: Literal["corpus"] = "corpus"
+    manifest_cid: str = Field(min_length=1, max_length=200)
+    manifest_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    num_shards: int = Field(gt=0, le=65536)
+    validation_size: int = Field(default=64, gt=0, le=1 << 20)
+
+
+# Where the training data comes from.
+DataSpec = Annotated[SyntheticDataSpec | CorpusDataSpec, Field(discriminator="kind")]
+
+
 class TrainingSpec(_Frozen):
     """Inner-loop hyperparameters of one slot: H = inner_steps AdamW steps cut into segments
-    of c = segment_steps steps, each segment ending in a committed checkpoint."""
+    of c = segment_steps steps, each segment ending in a committed checkpoint; then the outer
+    (DiLoCo) step's hyperparameters."""
 
     inner_steps: int = Field(default=40, gt=0, le=1_000_000)
     segment_steps: int = Field(default=10, gt=0, le=1_000_000)
     batch_size: int = Field(default=32, gt=0, le=65536)
+    micro_batches: int = Field(default=1, gt=0, le=65536)
     lr: float = Field(default=1e-2, gt=0.0, le=10.0)
+    warmup_steps: int = Field(default=0, ge=0, le=1_000_000)
     weight_decay: float = Field(default=0.0, ge=0.0, le=10.0)
     beta1: float = Field(default=0.9, ge=0.0, lt=1.0)
     beta2: float = Field(default=0.999, ge=0.0, lt=1.0)
     seed: int = Field(default=7, ge=0, le=MAX_SEED)
     outer_lr: float = Field(default=0.7, gt=0.0, le=10.0)
     outer_momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    pseudo_gradient: Literal["float32", "int8"] = "float32"
 
     @model_validator(mode="after")
     def _segments_tile_the_slot(self) -> Self:
@@ -87,12 +146,31 @@ class TrainingSpec(_Frozen):
                 f"inner_steps ({self.inner_steps}) must be a multiple of "
                 f"segment_steps ({self.segment_steps})"
             )
+        if self.warmup_steps > self.inner_steps:
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must not exceed inner_steps "
+                f"({self.inner_steps})"
+            )
+        if self.batch_size % self.micro_batches != 0:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of "
+                f"micro_batches ({self.micro_batches})"
+            )
         return self
 
     @property
     def num_segments(self) -> int:
         """H // c: the number of segments, hence checkpoints 0..num_segments per slot."""
         return self.inner_steps // self.segment_steps
+
+    def lr_at(self, step: int) -> float:
+        """Inner learning rate of inner step ``step`` (0-based): linear warmup over the first
+        ``warmup_steps`` steps of every slot, then constant. Each slot starts with fresh AdamW
+        state, whose first updates are sign-like (size lr for every element); warming up
+        keeps those from kicking the W slots apart before they are averaged."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        return self.lr
 
 
 class VerificationSpec(_Frozen):
@@ -115,8 +193,8 @@ class JobSpec(_Frozen):
 
     version: Literal[1] = 1
     name: str = Field(min_length=1, max_length=100)
-    model: ModelSpec = ModelSpec()
-    data: DataSpec = DataSpec()
+    model: ModelSpec = MLPSpec()
+    data: DataSpec = SyntheticDataSpec()
     training: TrainingSpec = TrainingSpec()
     verification: VerificationSpec = VerificationSpec()
     rounds: int = Field(default=1, ge=1, le=1000)
@@ -130,11 +208,16 @@ class JobSpec(_Frozen):
                 f"verification.samples ({self.verification.samples}) must not exceed the "
                 f"number of segments ({self.training.num_segments})"
             )
-        if self.training.batch_size > self.data.shard_size:
-            raise ValueError(
-                f"training.batch_size ({self.training.batch_size}) must not exceed "
-                f"data.shard_size ({self.data.shard_size})"
-            )
+        if isinstance(self.data, SyntheticDataSpec):
+            if not isinstance(self.model, MLPSpec):
+                raise ValueError("synthetic data needs the mlp model (it has no tokens)")
+            if self.training.batch_size > self.data.shard_size:
+                raise ValueError(
+                    f"training.batch_size ({self.training.batch_size}) must not exceed "
+                    f"data.shard_size ({self.data.shard_size})"
+                )
+        if isinstance(self.data, CorpusDataSpec) and not isinstance(self.model, GPTSpec):
+            raise ValueError("corpus data needs a language model (model.name 'gpt')")
         return self
 
 
@@ -154,6 +237,9 @@ def spec_digest(spec: JobSpec) -> bytes:
     return hashlib.sha256(canonical_json(spec)).digest()
 
 
+_UNION_TAGS = {("model", "mlp"), ("model", "gpt"), ("data", "synthetic"), ("data", "corpus")}
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -162,7 +248,10 @@ def _format_validation_error(err: ValidationError) -> str:
     """First error as ``job spec: <dotted.path>: <message>`` (+ how many more), one line."""
     errors = err.errors(include_url=False)
     first = errors[0]
-    loc = ".".join(str(part) for part in first["loc"])
+    parts = [str(part) for part in first["loc"]]
+    # A discriminated union puts the tag in the path ("model.mlp.hidden_dim"): drop it.
+    parts = [p for i, p in enumerate(parts) if i == 0 or (parts[i - 1], p) not in _UNION_TAGS]
+    loc = ".".join(parts)
     msg = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "json_invalid":
         msg = f"invalid JSON ({first.get('ctx', {}).get('error', msg)})"
@@ -194,9 +283,49 @@ def load_spec_file(path: str | os.PathLike[str]) -> JobSpec:
 
 
 def default_demo_spec(**overrides: Any) -> JobSpec:
-    """The small CPU job used by ``opentrain demo`` and tests (seconds per slot).
+    """The CPU job of ``opentrain demo``: the demo gpt on CPython's docs, 2 rounds x 2 slots.
+
+    Sized so the whole demo runs in about a minute on 2 CPU cores and a segment's proof work
+    (checkpoint, digest, upload) stays under 2 % of its training time (``bench/``). The data
+    part names the builtin corpus by CID, which is computed locally, so the spec exists
+    before anything is published; ``opentrain.corpus.publish_corpus`` stores the same bytes.
 
     Top-level fields may be overridden, e.g. ``default_demo_spec(rounds=3)``."""
+    from opentrain.corpus import builtin_corpus_spec
+
+    fields: dict[str, Any] = {
+        "name": "demo-gpt",
+        "rounds": 2,
+        "slots_per_round": 2,
+        "reward": RewardSpec(reward_per_slot=10**18, verifier_fee=10**17),
+        "model": GPTSpec(n_layer=2, n_head=4, n_embd=128, block_size=128),
+        "data": builtin_corpus_spec(),
+        "training": TrainingSpec(
+            inner_steps=60, segment_steps=15, batch_size=32, lr=3e-3, warmup_steps=10,
+            outer_lr=0.7, outer_momentum=0.5,
+        ),
+        "verification": VerificationSpec(mode="tolerance", tolerance=DEMO_TOLERANCE, samples=2),
+    }
+    fields.update(overrides)
+    return JobSpec(**fields)
+
+
+def small_gpt_spec(**overrides: Any) -> JobSpec:
+    """A tiny gpt job on the builtin corpus for tests: same code paths, a fraction of the cost."""
+    fields: dict[str, Any] = {
+        "model": GPTSpec(n_layer=1, n_head=2, n_embd=32, block_size=32),
+        "training": TrainingSpec(
+            inner_steps=8, segment_steps=2, batch_size=8, lr=3e-3, outer_lr=0.7,
+            outer_momentum=0.5,
+        ),
+        "name": "test-gpt",
+    }
+    fields.update(overrides)
+    return default_demo_spec(**fields)
+
+
+def mlp_demo_spec(**overrides: Any) -> JobSpec:
+    """The walking skeleton's synthetic mlp job (no corpus, no store): the fastest tests."""
     fields: dict[str, Any] = {
         "name": "demo-mlp",
         "rounds": 2,

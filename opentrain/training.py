@@ -3,6 +3,7 @@
 ``train_segment`` is the only inner loop in the project. Nodes call it segment by segment
 (encoding a checkpoint after each), verifiers call it once from a decoded checkpoint, and the
 plain benchmark loop calls it for a whole slot; all three therefore produce the same bits.
+It trains on whatever device the state's parameters are on (``checkpoint.move_state``).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from opentrain.checkpoint import TrainState, fresh_state, state_params
-from opentrain.data import load_batch, validation_set
+from opentrain.data import DataSource, load_batch, validation_set
 from opentrain.determinism import derive_seed, set_determinism
 from opentrain.models import build_model
 from opentrain.spec import JobSpec
 
 __all__ = ["compute_loss", "evaluate_loss", "train_segment", "train_slot_plain"]
+
+EVAL_BATCH = 64  # validation examples per forward pass: bounds memory, not the result's rule
 
 
 def compute_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -26,17 +29,28 @@ def compute_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Te
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
 
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def train_segment(
     spec: JobSpec,
     state: TrainState,
     round: int,
     slot: int,
     steps: int | None = None,
+    *,
+    data: DataSource | None = None,
 ) -> TrainState:
     """Run ``steps`` (default ``segment_steps``) AdamW steps from ``state.step``.
 
-    Mutates and returns ``state``. Step ``t`` uses batch ``batch_indices(spec, round, slot, t)``
-    of the slot's shard, so the result depends only on the starting state and these integers."""
+    Mutates and returns ``state``. Step ``t`` uses the batch ``load_batch(spec, round, slot,
+    t)``, so the result depends only on the starting state and these integers. With
+    ``training.micro_batches = m`` each batch is split into m equal slices whose gradients
+    are accumulated (each slice's mean loss scaled by 1/m): the same update up to float
+    rounding, for nodes whose memory holds only a slice. The learning rate of step ``t`` is
+    ``training.lr_at(t)``. ``data`` defaults to the job's cached source
+    (``data.data_source``)."""
     n = spec.training.segment_steps if steps is None else steps
     if n < 0 or state.step + n > spec.training.inner_steps:
         raise ValueError(
@@ -44,12 +58,20 @@ def train_segment(
             f"(slot has {spec.training.inner_steps} inner steps)"
         )
     set_determinism(derive_seed("opentrain/segment", spec.training.seed, round, slot, state.step))
+    device = _device(state.model)
+    m = spec.training.micro_batches
     state.model.train()
     for _ in range(n):
-        x, y = load_batch(spec, round, slot, state.step)
+        x, y = load_batch(spec, round, slot, state.step, data)
+        x, y = x.to(device), y.to(device)
+        for group in state.optimizer.param_groups:
+            group["lr"] = spec.training.lr_at(state.step)
         state.optimizer.zero_grad(set_to_none=True)
-        loss = compute_loss(state.model, x, y)
-        loss.backward()  # type: ignore[no-untyped-call]
+        if m == 1:
+            compute_loss(state.model, x, y).backward()  # type: ignore[no-untyped-call]
+        else:
+            for xs, ys in zip(x.chunk(m), y.chunk(m), strict=True):
+                (compute_loss(state.model, xs, ys) / m).backward()  # type: ignore[no-untyped-call]
         state.optimizer.step()
         state.step += 1
     return state
@@ -63,23 +85,43 @@ def _as_model(spec: JobSpec, params_or_model: dict[str, torch.Tensor] | nn.Modul
     return model
 
 
-def evaluate_loss(spec: JobSpec, params_or_model: dict[str, torch.Tensor] | nn.Module) -> float:
-    """Mean cross-entropy on the job's validation set (the loss published per round)."""
+def evaluate_loss(
+    spec: JobSpec,
+    params_or_model: dict[str, torch.Tensor] | nn.Module,
+    data: DataSource | None = None,
+) -> float:
+    """Mean cross-entropy over every target of the job's validation set (the loss published
+    per round), summed in fixed chunks of ``EVAL_BATCH`` examples in float64."""
     set_determinism()
     model = _as_model(spec, params_or_model)
     was_training = model.training
     model.eval()
-    x, y = validation_set(spec)
+    x, y = validation_set(spec, data)
+    device = _device(model)
+    total, count = 0.0, 0
     with torch.no_grad():
-        loss = compute_loss(model, x, y)
+        for start in range(0, x.shape[0], EVAL_BATCH):
+            xs = x[start : start + EVAL_BATCH].to(device)
+            ys = y[start : start + EVAL_BATCH].to(device)
+            logits = model(xs)
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), ys.reshape(-1), reduction="sum"
+            )
+            total += float(loss.double().item())
+            count += ys.numel()
     model.train(was_training)
-    return float(loss.item())
+    return total / count
 
 
 def train_slot_plain(
-    spec: JobSpec, global_params: dict[str, torch.Tensor], round: int, slot: int
+    spec: JobSpec,
+    global_params: dict[str, torch.Tensor],
+    round: int,
+    slot: int,
+    *,
+    data: DataSource | None = None,
 ) -> dict[str, torch.Tensor]:
     """A whole slot with no checkpoints: the baseline that proof overhead is measured against."""
     state = fresh_state(spec, global_params)
-    train_segment(spec, state, round, slot, steps=spec.training.inner_steps)
+    train_segment(spec, state, round, slot, steps=spec.training.inner_steps, data=data)
     return state_params(state)

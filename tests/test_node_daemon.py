@@ -61,8 +61,11 @@ def test_kill_9_mid_slot_then_rerun_resumes_to_the_same_output(
     folder = tmp_path / "node" / f"job-{job_id}" / "round-0" / "slot-0"
 
     proc = subprocess.Popen(
-        [OPENTRAIN, "node", "run", "--once"], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        [OPENTRAIN, "node", "run", "--once"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while not (folder / "ckpt-4.safetensors").exists():
@@ -113,7 +116,9 @@ def test_unrunnable_jobs_are_skipped_with_a_reason_and_never_claimed(
     assert status == 0  # still open: never claimed
 
 
-@pytest.mark.parametrize("command", ["init", "stake", "unstake", "withdraw", "status", "jobs", "run"])
+@pytest.mark.parametrize(
+    "command", ["init", "stake", "unstake", "withdraw", "status", "jobs", "run"]
+)
 def test_every_node_command_has_help_with_an_example(command: str) -> None:
     result = subprocess.run([OPENTRAIN, "node", command, "--help"], capture_output=True, text=True)
     assert result.returncode == 0

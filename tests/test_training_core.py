@@ -1,8 +1,11 @@
-"""Shared training core: spec encoding, checkpoints, and the determinism verification rests on."""
+"""Shared training core: spec encoding, models, corpus data, checkpoints, and the determinism
+verification rests on. Most tests use the synthetic mlp job (no store, fastest); the gpt and
+corpus tests use the tiny gpt job on the builtin corpus."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -22,27 +25,52 @@ from opentrain.checkpoint import (
     encode_checkpoint,
     encode_params,
     fresh_state,
+    move_state,
     sha256_hex,
+    state_tensors,
 )
-from opentrain.data import batch_indices, load_batch, load_shard, shard_for, validation_set
+from opentrain.corpus import (
+    CHUNK_BYTES,
+    DEFAULT_NUM_SHARDS,
+    CorpusError,
+    CorpusManifest,
+    builtin_corpus,
+    builtin_corpus_spec,
+    corpus_data_spec,
+    publish_corpus,
+)
+from opentrain.data import (
+    DataError,
+    DataSource,
+    batch_seed,
+    data_source,
+    load_batch,
+    shard_for,
+    validation_set,
+)
 from opentrain.models import build_model, model_params, parameter_names
 from opentrain.spec import (
+    CorpusDataSpec,
     JobSpec,
     SpecError,
+    TrainingSpec,
     canonical_json,
-    default_demo_spec,
     load_spec_file,
+    mlp_demo_spec,
     parse_spec,
+    small_gpt_spec,
     spec_digest,
 )
+from opentrain.store import ContentError, EmbeddedStore
 from opentrain.training import evaluate_loss, train_segment, train_slot_plain
+from opentrain.verification import relative_l2
 
 ROUND, SLOT = 1, 1
 
 
 @pytest.fixture(scope="module")
 def spec() -> JobSpec:
-    return default_demo_spec()
+    return mlp_demo_spec()
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +95,7 @@ def trace(spec: JobSpec, g0: dict[str, torch.Tensor]) -> list[bytes]:
 
 def test_canonical_json_is_stable_and_round_trips(spec: JobSpec) -> None:
     raw = canonical_json(spec)
-    assert raw == canonical_json(default_demo_spec())
+    assert raw == canonical_json(mlp_demo_spec())
     assert b" " not in raw and raw.isascii()
     assert list(json.loads(raw)) == sorted(json.loads(raw))
     again = parse_spec(raw)
@@ -81,7 +109,7 @@ def test_canonical_json_is_stable_and_round_trips(spec: JobSpec) -> None:
 
 
 def test_spec_digest_changes_with_content(spec: JobSpec) -> None:
-    other = default_demo_spec(rounds=spec.rounds + 1)
+    other = mlp_demo_spec(rounds=spec.rounds + 1)
     assert spec_digest(other) != spec_digest(spec)
 
 
@@ -105,7 +133,9 @@ def _mutated(spec: JobSpec, section: str | None, key: str, value: object) -> str
         ("training", "segment_steps", 15, "training: inner_steps (40) must be a multiple"),
         ("model", "hidden_dim", 0, "model.hidden_dim: Input should be greater than 0"),
         ("model", "hidden_dim", "64", "model.hidden_dim: Input should be a valid integer"),
-        ("model", "name", "gpt9", "model.name"),
+        ("model", "name", "gpt9", "model: Input tag 'gpt9'"),
+        ("training", "micro_batches", 5, "batch_size (32) must be a multiple of micro_batches"),
+        ("training", "warmup_steps", 41, "warmup_steps (41) must not exceed"),
         ("verification", "samples", 5, "verification.samples (5) must not exceed"),
         ("training", "lr", -1.0, "training.lr"),
         (None, "extra_field", 1, "extra_field: Extra inputs are not permitted"),
@@ -149,17 +179,17 @@ def test_model_init_is_seeded_and_leaves_global_rng_alone(spec: JobSpec) -> None
 
 def test_data_is_pure_and_follows_the_shard_rule(spec: JobSpec) -> None:
     assert shard_for(spec, 3, 1) == (3 * 2 + 1) % 8
-    x, y = load_shard(spec, 2)
+    source = data_source(spec)
+    x, y = source.shard(2)  # type: ignore[attr-defined]
     assert x.shape == (1024, 16) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert len(torch.unique(y)) == spec.model.output_dim
     fresh = type(spec).model_validate(spec.model_dump())  # equal spec, different object
-    x2, y2 = load_shard(fresh, 2)
-    assert torch.equal(x, x2) and torch.equal(y, y2)
-    assert not torch.equal(load_shard(spec, 3)[0], x)
-    idx = batch_indices(spec, 0, 1, 5)
-    assert torch.equal(idx, batch_indices(spec, 0, 1, 5))
-    assert len(set(idx.tolist())) == spec.training.batch_size
-    assert not torch.equal(idx, batch_indices(spec, 0, 1, 6))
+    x2, y2 = load_batch(fresh, 0, 1, 5)
+    x1, y1 = load_batch(spec, 0, 1, 5)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert x1.shape == (spec.training.batch_size, 16)
+    assert not torch.equal(load_batch(spec, 0, 1, 6)[0], x1)
+    assert batch_seed(spec, 0, 1, 5) != batch_seed(spec, 0, 1, 6)
     assert validation_set(spec)[0].shape == (512, 16)
     with pytest.raises(ValueError):
         shard_for(spec, 0, spec.slots_per_round)
@@ -232,7 +262,7 @@ def test_decode_rejects_bad_bytes_and_wrong_slot(trace: list[bytes], spec: JobSp
         decode_checkpoint(spec, raw, round=0, slot=SLOT)
     with pytest.raises(CheckpointError, match="expected slot 0"):
         decode_checkpoint(spec, raw, round=ROUND, slot=0)
-    narrower = default_demo_spec(model={"hidden_dim": 32})
+    narrower = mlp_demo_spec(model={"name": "mlp", "hidden_dim": 32})
     with pytest.raises(CheckpointError, match="tensor model.net"):
         decode_checkpoint(narrower, raw)
 
@@ -284,8 +314,9 @@ def test_training_reduces_validation_loss(
 
 def test_batches_come_from_the_slot_shard(spec: JobSpec) -> None:
     x, y = load_batch(spec, ROUND, SLOT, 3)
-    sx, sy = load_shard(spec, shard_for(spec, ROUND, SLOT))
-    idx = batch_indices(spec, ROUND, SLOT, 3)
+    sx, sy = data_source(spec).shard(shard_for(spec, ROUND, SLOT))  # type: ignore[attr-defined]
+    gen = torch.Generator().manual_seed(batch_seed(spec, ROUND, SLOT, 3))
+    idx = torch.randperm(spec.data.shard_size, generator=gen)[: spec.training.batch_size]
     assert torch.equal(x, sx[idx]) and torch.equal(y, sy[idx])
 
 
@@ -295,9 +326,9 @@ _THREAD_SCRIPT = textwrap.dedent(
     torch.set_num_threads(int(sys.argv[1]))
     from opentrain.checkpoint import encode_checkpoint, fresh_state, sha256_hex
     from opentrain.models import build_model, model_params
-    from opentrain.spec import default_demo_spec
+    from opentrain.spec import mlp_demo_spec
     from opentrain.training import train_segment
-    spec = default_demo_spec()
+    spec = mlp_demo_spec()
     state = fresh_state(spec, model_params(build_model(spec.model)))
     train_segment(spec, state, 1, 1, steps=spec.training.inner_steps)
     print(torch.get_num_threads(), sha256_hex(encode_checkpoint(state, 1, 1)))
@@ -325,3 +356,190 @@ def test_digest_is_independent_of_thread_count(trace: list[bytes]) -> None:
         results.append(out.split())
     assert [r[0] for r in results] == ["1", "2"]
     assert results[0][1] == results[1][1] == sha256_hex(trace[-1])
+
+
+# --- gpt on the builtin corpus ----------------------------------------------------------------
+
+GPT_INIT_SHA256 = "79062e2d3b064d55d16e1be4d78f580dc9fbbc5609e5566872fb34d7697ef11c"
+
+
+@pytest.fixture(scope="module")
+def gpt_spec() -> JobSpec:
+    return small_gpt_spec()
+
+
+@pytest.fixture(scope="module")
+def corpus_store(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedStore:
+    store = EmbeddedStore(tmp_path_factory.mktemp("corpus") / "store")
+    publish_corpus(store)
+    return store
+
+
+@pytest.fixture(scope="module")
+def gpt_data(gpt_spec: JobSpec, corpus_store: EmbeddedStore) -> DataSource:
+    return data_source(gpt_spec, corpus_store)
+
+
+def test_builtin_corpus_publishes_to_the_cid_the_spec_names(
+    gpt_spec: JobSpec, corpus_store: EmbeddedStore
+) -> None:
+    assert isinstance(gpt_spec.data, CorpusDataSpec)
+    cid = publish_corpus(corpus_store)  # publishing again is a no-op with the same CID
+    assert cid == gpt_spec.data.manifest_cid
+    assert corpus_data_spec(corpus_store, cid) == builtin_corpus_spec()
+    manifest = CorpusManifest.from_json(corpus_store.get_bytes(cid))
+    assert len(manifest.shards) == gpt_spec.data.num_shards == DEFAULT_NUM_SHARDS
+    text = builtin_corpus()
+    held = manifest.validation.size
+    assert sum(s.size for s in manifest.shards) + held == len(text) > 400_000
+    assert 0.04 < held / len(text) < 0.06
+    first = corpus_store.get_bytes(manifest.shards[0].cid)
+    assert first.startswith(text[:CHUNK_BYTES])  # chunk 0 is dealt to shard 0
+
+
+def test_any_file_can_be_published(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"the quick brown fox jumps over the lazy dog. " * 4000)
+    store = EmbeddedStore(tmp_path / "store")
+    cid = publish_corpus(store, path, num_shards=3)
+    data = corpus_data_spec(store, cid, validation_size=8)
+    assert data.num_shards == 3 and data.validation_size == 8
+    spec = small_gpt_spec(data=data)
+    x, y = load_batch(spec, 0, 0, 0, data_source(spec, store))
+    assert x.shape == (spec.training.batch_size, spec.model.block_size)
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_bytes(b"too small")
+    with pytest.raises(CorpusError, match="too small"):
+        publish_corpus(store, tiny)
+    with pytest.raises(CorpusError, match="cannot read"):
+        publish_corpus(store, tmp_path / "missing.txt")
+
+
+def test_corpus_data_comes_only_through_the_store_and_is_checked(tmp_path: Path) -> None:
+    spec = small_gpt_spec(data=builtin_corpus_spec(num_shards=5))  # a corpus nobody opened
+    with pytest.raises(DataError, match="open it with data_source"):
+        data_source(spec)
+    empty = EmbeddedStore(tmp_path / "empty")
+    with pytest.raises(ContentError):
+        data_source(spec, empty)
+    store = EmbeddedStore(tmp_path / "tampered")
+    cid = publish_corpus(store, num_shards=5)
+    manifest = CorpusManifest.from_json(store.get_bytes(cid))
+    block = store.block_path(manifest.shards[2].cid)
+    block.write_bytes(block.read_bytes()[:-1] + b"!")
+    with pytest.raises(ContentError, match="mismatch"):
+        data_source(spec, store)
+
+
+def test_gpt_batches_are_pure_windows_of_the_slot_shard(
+    gpt_spec: JobSpec, corpus_store: EmbeddedStore, gpt_data: DataSource
+) -> None:
+    x, y = load_batch(gpt_spec, ROUND, SLOT, 3, gpt_data)
+    b, t = gpt_spec.training.batch_size, gpt_spec.model.block_size
+    assert x.shape == y.shape == (b, t) and x.dtype == y.dtype == torch.int64
+    assert torch.equal(x[:, 1:], y[:, :-1])  # next-byte targets
+    assert torch.equal(x, load_batch(gpt_spec, ROUND, SLOT, 3, gpt_data)[0])
+    assert torch.equal(x, load_batch(gpt_spec, ROUND, SLOT, 3)[0])  # cached source
+    assert not torch.equal(x, load_batch(gpt_spec, ROUND, SLOT, 4, gpt_data)[0])
+    assert not torch.equal(x, load_batch(gpt_spec, ROUND, 0, 3, gpt_data)[0])
+    manifest = CorpusManifest.from_json(corpus_store.get_bytes(gpt_spec.data.manifest_cid))
+    shard = corpus_store.get_bytes(manifest.shards[shard_for(gpt_spec, ROUND, SLOT)].cid)
+    for row, last in zip(x.tolist(), y[:, -1].tolist(), strict=True):
+        assert bytes([*row, last]) in shard
+    vx, vy = validation_set(gpt_spec, gpt_data)
+    assert vx.shape == (gpt_spec.data.validation_size, t)
+    held = corpus_store.get_bytes(manifest.validation.cid)
+    assert bytes(vx[0].tolist()) in held and bytes(vx[-1].tolist()) in held
+
+
+def test_gpt_init_is_seeded_and_golden(gpt_spec: JobSpec) -> None:
+    """The init uses only serial RNG draws and separately rounded ops, so its bytes are the
+    same on every CPU; the golden digest catches any change to that."""
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    model = build_model(gpt_spec.model)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert parameter_names(model) == [
+        "wte.weight", "wpe.weight", "blocks.0.ln_1.weight", "blocks.0.attn.c_attn.weight",
+        "blocks.0.attn.c_proj.weight", "blocks.0.ln_2.weight", "blocks.0.mlp.0.weight",
+        "blocks.0.mlp.2.weight", "ln_f.weight", "lm_head.weight",
+    ]
+    assert sha256_hex(encode_params(model_params(model))) == GPT_INIT_SHA256
+    logits = model(torch.zeros(2, gpt_spec.model.block_size, dtype=torch.int64))
+    assert logits.shape == (2, gpt_spec.model.block_size, 256)
+    with pytest.raises(ValueError, match="exceeds block_size"):
+        model(torch.zeros(1, gpt_spec.model.block_size + 1, dtype=torch.int64))
+
+
+def test_gpt_segments_reproduce_and_the_loss_falls(
+    gpt_spec: JobSpec, gpt_data: DataSource
+) -> None:
+    g0 = model_params(build_model(gpt_spec.model))
+    state = fresh_state(gpt_spec, g0)
+    trace = [encode_checkpoint(state, ROUND, SLOT)]
+    for _ in range(gpt_spec.training.num_segments):
+        train_segment(gpt_spec, state, ROUND, SLOT, data=gpt_data)
+        trace.append(encode_checkpoint(state, ROUND, SLOT))
+    for j in range(gpt_spec.training.num_segments):
+        again = decode_checkpoint(gpt_spec, trace[j])
+        train_segment(gpt_spec, again, ROUND, SLOT, data=gpt_data)
+        assert encode_checkpoint(again, ROUND, SLOT) == trace[j + 1]
+    before = evaluate_loss(gpt_spec, g0, gpt_data)
+    assert before == pytest.approx(math.log(256), rel=0.01)  # uniform over bytes at init
+    assert evaluate_loss(gpt_spec, state.model, gpt_data) < 0.9 * before
+
+
+def test_micro_batches_give_the_same_update_up_to_rounding(
+    gpt_spec: JobSpec, gpt_data: DataSource
+) -> None:
+    start = encode_checkpoint(fresh_state(gpt_spec, model_params(build_model(gpt_spec.model))),
+                              ROUND, SLOT)
+    ends = []
+    for m in (1, 2, 4):
+        spec = gpt_spec.model_copy(
+            update={"training": gpt_spec.training.model_copy(update={"micro_batches": m})}
+        )
+        state = decode_checkpoint(spec, start)
+        train_segment(spec, state, ROUND, SLOT, data=gpt_data)
+        ends.append(state_tensors(state))
+    for other in ends[1:]:
+        for name, t in ends[0].items():
+            assert relative_l2(other[name], t) < 1e-5, name
+
+
+def test_warmup_is_a_pure_function_of_the_step(gpt_spec: JobSpec, gpt_data: DataSource) -> None:
+    training = TrainingSpec(inner_steps=10, segment_steps=5, lr=1.0, warmup_steps=4)
+    assert [training.lr_at(t) for t in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    spec = gpt_spec.model_copy(
+        update={"training": gpt_spec.training.model_copy(update={"warmup_steps": 4})}
+    )
+    state = fresh_state(spec, model_params(build_model(spec.model)))
+    train_segment(spec, state, ROUND, SLOT, steps=2, data=gpt_data)
+    assert state.optimizer.param_groups[0]["lr"] == spec.training.lr * 2 / 4
+
+
+def test_move_state_keeps_the_state(gpt_spec: JobSpec) -> None:
+    state = fresh_state(gpt_spec, model_params(build_model(gpt_spec.model)))
+    raw = encode_checkpoint(state, ROUND, SLOT)
+    assert encode_checkpoint(move_state(state, "cpu"), ROUND, SLOT) == raw
+
+
+def test_data_cli_publishes_and_shows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from opentrain.cli_data import data_app
+
+    monkeypatch.setenv("OPENTRAIN_HOME", str(tmp_path))
+    monkeypatch.delenv("OPENTRAIN_IPFS_API", raising=False)
+    monkeypatch.delenv("OPENTRAIN_STORE_DIR", raising=False)
+    runner = CliRunner()
+    result = runner.invoke(data_app, ["publish"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == builtin_corpus_spec().manifest_cid
+    result = runner.invoke(data_app, ["publish", "--json"])
+    assert json.loads(result.stdout) == builtin_corpus_spec().model_dump(mode="json")
+    result = runner.invoke(data_app, ["show", builtin_corpus_spec().manifest_cid])
+    assert result.exit_code == 0 and "8 shards" in result.stdout
+    result = runner.invoke(data_app, ["publish", str(tmp_path / "missing.txt")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot read") and "Traceback" not in result.output

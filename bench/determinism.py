@@ -1,0 +1,218 @@
+"""How far apart are honest re-executions of one segment? And how far is the nearest cheat?
+
+Tolerance mode accepts a segment when every tensor's relative L2 distance to the verifier's
+re-execution is below the job's tolerance. This study re-runs segments of the demo job from
+the same checkpoint under conditions an honest node may differ in:
+
+- thread count: 1 vs 2 (subprocesses with OMP_NUM_THREADS / MKL_NUM_THREADS),
+- gradient accumulation: micro_batches 1 vs 2 vs 4 (the spec field),
+- device: CPU vs CUDA and CUDA vs CUDA (with --device cuda; skipped without CUDA),
+
+and under the smallest cheats of the attack tests (1 % larger learning rate, one step short,
+another slot's shard). Distances are the max relative L2 over tensors of each kind (parameters,
+AdamW first and second moments); tolerance mode checks all three, so a run's figure is the
+largest of them. It recommends the smallest power of ten at least 10x above every honest
+distance and reports its margin below the nearest cheat.
+
+Run: python bench/determinism.py [--device cuda] [--quick]
+Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from opentrain.checkpoint import (
+    TrainState,
+    decode_checkpoint,
+    digest,
+    encode_checkpoint,
+    fresh_state,
+    move_state,
+)
+from opentrain.corpus import publish_corpus
+from opentrain.data import data_source
+from opentrain.models import build_model, model_params
+from opentrain.spec import JobSpec, canonical_json, default_demo_spec, parse_spec, small_gpt_spec
+from opentrain.store import EmbeddedStore
+from opentrain.training import train_segment
+from opentrain.verification import relative_l2
+
+ROUND, SLOT = 0, 1
+
+
+def distances(a: bytes, b: bytes, spec: JobSpec) -> dict[str, float]:
+    """Max relative L2 over parameters, first moments and second moments (separately)."""
+    sa, sb = decode_checkpoint(spec, a), decode_checkpoint(spec, b)
+    out = {"params": 0.0, "exp_avg": 0.0, "exp_avg_sq": 0.0}
+    for pa, pb in zip(sa.model.parameters(), sb.model.parameters(), strict=True):
+        out["params"] = max(out["params"], relative_l2(pa.detach(), pb.detach()))
+        for key in ("exp_avg", "exp_avg_sq"):
+            ma, mb = sa.optimizer.state[pa][key], sb.optimizer.state[pb][key]
+            out[key] = max(out[key], relative_l2(ma, mb))
+    return out
+
+
+def run_segment(
+    spec: JobSpec, start: bytes, store: EmbeddedStore, *, device: str = "cpu",
+    steps: int | None = None, slot: int = SLOT,
+) -> bytes:
+    state: TrainState = decode_checkpoint(spec, start)
+    if device != "cpu":
+        move_state(state, device)
+    train_segment(spec, state, ROUND, slot, steps, data=data_source(spec, store))
+    if steps is not None and steps < spec.training.segment_steps:
+        # a short cheat claims the full segment: bump the step counters it skipped
+        missing = spec.training.segment_steps - steps
+        state.step += missing
+        for p in state.model.parameters():
+            state.optimizer.state[p]["step"] += missing
+    return encode_checkpoint(state, ROUND, SLOT)
+
+
+def _worker(argv: list[str]) -> None:
+    """Child process: run one segment with the thread count set by the parent's env."""
+    spec_path, start_path, out_path, store_dir = argv
+    spec = parse_spec(Path(spec_path).read_bytes())
+    store = EmbeddedStore(Path(store_dir))
+    end = run_segment(spec, Path(start_path).read_bytes(), store)
+    Path(out_path).write_bytes(end)
+    print(torch.get_num_threads())
+
+
+def run_with_threads(
+    threads: int, spec: JobSpec, start: bytes, store: EmbeddedStore, tmp: Path
+) -> bytes:
+    (tmp / "spec.json").write_bytes(canonical_json(spec))
+    (tmp / "start.safetensors").write_bytes(start)
+    out = tmp / f"end-{threads}.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    args = [str(tmp / "spec.json"), str(tmp / "start.safetensors"), str(out), str(store.root)]
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", *args], env=env, capture_output=True, text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker failed: {proc.stderr.strip().splitlines()[-1:]}")
+    if proc.stdout.split()[-1] != str(threads):
+        raise RuntimeError(f"worker ran {proc.stdout.split()[-1]} threads, not {threads}")
+    return out.read_bytes()
+
+
+def start_checkpoints(spec: JobSpec, store: EmbeddedStore) -> dict[str, bytes]:
+    """Checkpoint 0 (G_0, fresh AdamW) and the last segment's start of slot (ROUND, SLOT)."""
+    state = fresh_state(spec, model_params(build_model(spec.model)))
+    first = encode_checkpoint(state, ROUND, SLOT)
+    late_steps = (spec.training.num_segments - 1) * spec.training.segment_steps
+    train_segment(spec, state, ROUND, SLOT, late_steps, data=data_source(spec, store))
+    return {"first": first, f"step {late_steps}": encode_checkpoint(state, ROUND, SLOT)}
+
+
+def recommend(worst_honest: float, nearest_cheat: float) -> tuple[float, float, float]:
+    """Smallest power of ten >= 10x the worst honest distance (at least 1e-6), and the safety
+    margins on both sides."""
+    tol = 10.0 ** math.ceil(math.log10(max(worst_honest * 10.0, 1e-6)))
+    honest_margin = tol / worst_honest if worst_honest > 0 else math.inf
+    return tol, honest_margin, nearest_cheat / tol
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--quick", action="store_true", help="the tiny test model instead")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args.worker)
+        return
+
+    began = time.perf_counter()
+    spec = small_gpt_spec() if args.quick else default_demo_spec()
+    cuda = args.device == "cuda" and torch.cuda.is_available()
+    if args.device == "cuda" and not cuda:
+        print("CUDA requested but not available: CPU comparisons only")
+    tmp = Path(tempfile.mkdtemp(prefix="opentrain-determinism-"))
+    store = EmbeddedStore(tmp / "store")
+    publish_corpus(store)
+    starts = start_checkpoints(spec, store)
+
+    cuda_error = ""
+    rows: list[tuple[str, str, bool, dict[str, float]]] = []
+    honest: list[float] = []
+    cheats: list[float] = []
+    for where, start in starts.items():
+        ref = run_segment(spec, start, store)
+        t1 = run_with_threads(1, spec, start, store, tmp)
+        t2 = run_with_threads(2, spec, start, store, tmp)
+        compared = [("threads 1 vs 2", t1, t2), ("threads 1 vs this process", t1, ref)]
+        for m in (2, 4):
+            mspec = spec.model_copy(
+                update={"training": spec.training.model_copy(update={"micro_batches": m})}
+            )
+            compared.append((f"micro-batches 1 vs {m}", ref, run_segment(mspec, start, store)))
+        if cuda:
+            try:
+                g1 = run_segment(spec, start, store, device="cuda")
+                g2 = run_segment(spec, start, store, device="cuda")
+                compared += [("cpu vs cuda", ref, g1), ("cuda vs cuda", g1, g2)]
+            except Exception as exc:  # report, keep the CPU figures
+                print(f"CUDA run failed: {type(exc).__name__}: {exc}")
+                cuda_error = f"{type(exc).__name__}: {exc}"
+        for label, a, b in compared:
+            d = distances(a, b, spec)
+            rows.append((where, label, digest(a) == digest(b), d))
+            honest.append(max(d.values()))  # tolerance mode checks every tensor
+        lr_spec = spec.model_copy(
+            update={"training": spec.training.model_copy(update={"lr": spec.training.lr * 1.01})}
+        )
+        for label, cheat in [
+            ("CHEAT lr x1.01", run_segment(lr_spec, start, store)),
+            ("CHEAT one step short", run_segment(spec, start, store, steps=spec.training.segment_steps - 1)),  # noqa: E501
+            ("CHEAT other slot's shard", run_segment(spec, start, store, slot=0)),
+        ]:
+            d = distances(ref, cheat, spec)
+            rows.append((where, label, False, d))
+            cheats.append(max(d.values()))  # caught if any tensor is off
+
+    worst, nearest = max(honest), min(cheats)
+    tol, honest_margin, cheat_margin = recommend(worst, nearest)
+    print(f"model {spec.model}, segment {spec.training.segment_steps} steps, "
+          f"batch {spec.training.batch_size}, threads here {torch.get_num_threads()}")
+    print(f"{'start':<10} {'comparison':<27} {'bits equal':>10} {'params':>10} "
+          f"{'exp_avg':>10} {'exp_avg_sq':>10}")
+    for where, label, same, d in rows:
+        print(f"{where:<10} {label:<27} {str(same):>10} {d['params']:>10.2e} "
+              f"{d['exp_avg']:>10.2e} {d['exp_avg_sq']:>10.2e}")
+    print(f"worst honest {worst:.2e}, nearest cheat {nearest:.2e}: recommended tolerance "
+          f"{tol:g} ({honest_margin:.0f}x above honest, {cheat_margin:.0f}x below the nearest "
+          f"cheat)")
+    print(json.dumps({
+        "bench": "determinism",
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "cuda_error": cuda_error,
+        "torch": torch.__version__,
+        "model": spec.model.model_dump(),
+        "segment_steps": spec.training.segment_steps,
+        "rows": [
+            {"start": w, "comparison": label, "bits_equal": same, **d}
+            for w, label, same, d in rows
+        ],
+        "worst_honest": worst,
+        "nearest_cheat": nearest,
+        "recommended_tolerance": tol,
+        "seconds": round(time.perf_counter() - began, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""Every known way to fake a segment is caught by re-executing it in tolerance mode, and honest
+re-execution on another thread count or gradient-accumulation split is always accepted.
+
+The job is the tiny gpt on the builtin corpus with the demo's calibrated tolerance; each attack
+forges checkpoint j+1 of slot (0, 1) and ``verification.check_segment`` must reject it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+
+from opentrain.checkpoint import decode_checkpoint, encode_checkpoint, fresh_state
+from opentrain.corpus import publish_corpus
+from opentrain.data import DataSource, data_source
+from opentrain.models import build_model, model_params
+from opentrain.spec import DEMO_TOLERANCE, JobSpec, canonical_json, small_gpt_spec
+from opentrain.store import EmbeddedStore
+from opentrain.training import train_segment
+from opentrain.verification import check_segment, relative_l2
+
+ROUND, SLOT, OTHER_SLOT = 0, 1, 0
+J = 2  # the attacked segment: checkpoint J -> J + 1
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+@pytest.fixture(scope="module")
+def spec() -> JobSpec:
+    spec = small_gpt_spec()
+    assert spec.verification.mode == "tolerance"
+    assert spec.verification.tolerance == DEMO_TOLERANCE
+    return spec
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedStore:
+    store = EmbeddedStore(tmp_path_factory.mktemp("attacks") / "store")
+    publish_corpus(store)
+    return store
+
+
+@pytest.fixture(scope="module")
+def data(spec: JobSpec, store: EmbeddedStore) -> DataSource:
+    return data_source(spec, store)
+
+
+def _trace(spec: JobSpec, data: DataSource, slot: int) -> list[bytes]:
+    state = fresh_state(spec, model_params(build_model(spec.model)))
+    out = [encode_checkpoint(state, ROUND, slot)]
+    for _ in range(spec.training.num_segments):
+        train_segment(spec, state, ROUND, slot, data=data)
+        out.append(encode_checkpoint(state, ROUND, slot))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trace(spec: JobSpec, data: DataSource) -> list[bytes]:
+    return _trace(spec, data, SLOT)
+
+
+@pytest.fixture(scope="module")
+def other_trace(spec: JobSpec, data: DataSource) -> list[bytes]:
+    return _trace(spec, data, OTHER_SLOT)
+
+
+def _verify(spec: JobSpec, trace: list[bytes], forged_end: bytes, data: DataSource) -> str:
+    """Check segment J with a forged end checkpoint; returns the rejection reason."""
+    result = check_segment(spec, trace[J], forged_end, J, ROUND, SLOT, data=data)
+    assert not result.passed, result.reason
+    return result.reason
+
+
+def _bump_steps(spec: JobSpec, state_bytes: bytes, steps: int) -> bytes:
+    """Claim ``steps`` more steps than were trained (step and AdamW counters)."""
+    state = decode_checkpoint(spec, state_bytes)
+    state.step += steps
+    for p in state.model.parameters():
+        state.optimizer.state[p]["step"] += steps
+    return encode_checkpoint(state, ROUND, SLOT)
+
+
+def _retag(raw: bytes, slot: int) -> bytes:
+    tensors = dict(safetensors.torch.load(raw))
+    tensors["meta.slot"] = torch.tensor(slot, dtype=torch.int64)
+    return safetensors.torch.save(tensors)
+
+
+def test_honest_segment_passes(spec: JobSpec, trace: list[bytes], data: DataSource) -> None:
+    for j in range(spec.training.num_segments):
+        result = check_segment(spec, trace[j], trace[j + 1], j, ROUND, SLOT, data=data)
+        assert result.passed, result.reason
+        assert result.max_relative_distance == 0.0  # same machine, same threads: same bits
+        assert len(result.distances) == 3 * len(list(build_model(spec.model).parameters()))
+
+
+# (a) no training ---------------------------------------------------------------------------
+
+
+def test_a_checkpoint_copied_forward(
+    spec: JobSpec, trace: list[bytes], data: DataSource
+) -> None:
+    assert "expected" in _verify(spec, trace, trace[J], data)  # still at the start step
+    lazy = _bump_steps(spec, trace[J], spec.training.segment_steps)  # claims the steps
+    assert "not below tolerance" in _verify(spec, trace, lazy, data)
+
+
+# (b) fewer steps than claimed ---------------------------------------------------------------
+
+
+def test_b_fewer_steps_than_claimed(
+    spec: JobSpec, trace: list[bytes], data: DataSource
+) -> None:
+    state = decode_checkpoint(spec, trace[J])
+    train_segment(spec, state, ROUND, SLOT, spec.training.segment_steps - 1, data=data)
+    short = _bump_steps(spec, encode_checkpoint(state, ROUND, SLOT), 1)
+    assert "not below tolerance" in _verify(spec, trace, short, data)
+
+
+# (c) noise at or above the tolerance ----------------------------------------------------------
+
+
+def _add_noise(spec: JobSpec, raw: bytes, factor: float, *, moments: bool) -> bytes:
+    """Perturb every parameter (or every AdamW first moment) by seeded noise whose relative L2
+    size is ``factor`` x tolerance, measured the way the verifier measures it."""
+    state = decode_checkpoint(spec, raw)
+    gen = torch.Generator().manual_seed(1)
+    for p in state.model.parameters():
+        target = state.optimizer.state[p]["exp_avg"] if moments else p.data
+        honest = target.clone()
+        noise = torch.randn(honest.shape, generator=gen)
+        scale = factor * spec.verification.tolerance * float(honest.norm()) / float(noise.norm())
+        while True:  # float32 rounding may land just short of the target: nudge up
+            target.copy_(honest + noise * scale)
+            if relative_l2(target, honest) >= factor * spec.verification.tolerance:
+                break
+            scale *= 1.0001
+    return encode_checkpoint(state, ROUND, SLOT)
+
+
+@pytest.mark.parametrize("factor", [1.0, 2.0, 10.0])
+def test_c_noise_at_or_above_tolerance(
+    spec: JobSpec, trace: list[bytes], data: DataSource, factor: float
+) -> None:
+    reason = _verify(spec, trace, _add_noise(spec, trace[J + 1], factor, moments=False), data)
+    assert "not below tolerance" in reason
+
+
+def test_c_noise_on_optimizer_state_only(
+    spec: JobSpec, trace: list[bytes], data: DataSource
+) -> None:
+    """Moments are checked too: the next segment starts from them."""
+    forged = _add_noise(spec, trace[J + 1], 1.0, moments=True)
+    assert "not below tolerance" in _verify(spec, trace, forged, data)
+
+
+def test_c_noise_well_below_tolerance_is_accepted(
+    spec: JobSpec, trace: list[bytes], data: DataSource
+) -> None:
+    """The boundary is the tolerance: a tenth of it is indistinguishable from hardware noise."""
+    forged = _add_noise(spec, trace[J + 1], 0.1, moments=False)
+    result = check_segment(spec, trace[J], forged, J, ROUND, SLOT, data=data)
+    assert result.passed, result.reason
+
+
+# (d) the wrong data shard ---------------------------------------------------------------------
+
+
+class WrongShard:
+    """The job's data, but every batch drawn (same seeds) from one fixed other shard."""
+
+    def __init__(self, inner: DataSource, shard: int) -> None:
+        self.inner, self.shard = inner, shard
+
+    def batch(self, shard: int, seed: int, size: int) -> Pair:
+        return self.inner.batch(self.shard, seed, size)
+
+    def validation(self) -> Pair:
+        return self.inner.validation()
+
+
+def test_d_wrong_data_shard(spec: JobSpec, trace: list[bytes], data: DataSource) -> None:
+    state = decode_checkpoint(spec, trace[J])
+    wrong = (ROUND * spec.slots_per_round + SLOT + 1) % spec.data.num_shards
+    train_segment(spec, state, ROUND, SLOT, data=WrongShard(data, wrong))
+    forged = encode_checkpoint(state, ROUND, SLOT)
+    assert "not below tolerance" in _verify(spec, trace, forged, data)
+
+
+# (e) a checkpoint replayed from another slot ------------------------------------------------
+
+
+def test_e_replayed_from_another_slot(
+    spec: JobSpec, trace: list[bytes], other_trace: list[bytes], data: DataSource
+) -> None:
+    replay = other_trace[J + 1]
+    assert f"is for slot {OTHER_SLOT}" in _verify(spec, trace, replay, data)
+    retagged = _retag(replay, SLOT)  # the tag rewritten to pass decoding
+    assert "not below tolerance" in _verify(spec, trace, retagged, data)
+    # ... or replayed from another position of the same slot
+    assert "expected" in _verify(spec, trace, trace[J + 2], data)
+
+
+# (f) a changed learning rate ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factor", [1.01, 0.5, 2.0])
+def test_f_changed_learning_rate(
+    spec: JobSpec, trace: list[bytes], data: DataSource, factor: float
+) -> None:
+    cheat = spec.model_copy(
+        update={"training": spec.training.model_copy(update={"lr": spec.training.lr * factor})}
+    )
+    state = decode_checkpoint(cheat, trace[J])
+    train_segment(cheat, state, ROUND, SLOT, data=data)
+    forged = encode_checkpoint(state, ROUND, SLOT)
+    assert "not below tolerance" in _verify(spec, trace, forged, data)
+
+
+# honest runs are always accepted ------------------------------------------------------------
+
+_NODE = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    import torch
+    from opentrain.checkpoint import encode_checkpoint, fresh_state
+    from opentrain.data import data_source
+    from opentrain.models import build_model, model_params
+    from opentrain.spec import parse_spec
+    from opentrain.store import EmbeddedStore
+    from opentrain.training import train_segment
+    spec = parse_spec(Path(sys.argv[1]).read_bytes())
+    data = data_source(spec, EmbeddedStore(Path(sys.argv[2])))
+    out = Path(sys.argv[3])
+    state = fresh_state(spec, model_params(build_model(spec.model)))
+    (out / "0").write_bytes(encode_checkpoint(state, 0, 1))
+    for j in range(spec.training.num_segments):
+        train_segment(spec, state, 0, 1, data=data)
+        (out / str(j + 1)).write_bytes(encode_checkpoint(state, 0, 1))
+    print(torch.get_num_threads())
+    """
+)
+
+
+def _node_traces(spec: JobSpec, store: EmbeddedStore, tmp: Path) -> dict[int, list[bytes]]:
+    """A node's whole slot trained in a subprocess with 1 and with 2 threads."""
+    (tmp / "spec.json").write_bytes(canonical_json(spec))
+    procs = {}
+    for threads in (1, 2):
+        (tmp / str(threads)).mkdir()
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        args = [str(tmp / "spec.json"), str(store.root), str(tmp / str(threads))]
+        procs[threads] = subprocess.Popen(
+            [sys.executable, "-c", _NODE, *args], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+    traces = {}
+    for threads, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out.split()[-1] == str(threads)
+        n = spec.training.num_segments
+        traces[threads] = [(tmp / str(threads) / str(j)).read_bytes() for j in range(n + 1)]
+    return traces
+
+
+def test_honest_nodes_on_1_and_2_threads_are_accepted(
+    spec: JobSpec, store: EmbeddedStore, data: DataSource, tmp_path: Path
+) -> None:
+    for threads, node_trace in _node_traces(spec, store, tmp_path).items():
+        for j in range(spec.training.num_segments):
+            result = check_segment(
+                spec, node_trace[j], node_trace[j + 1], j, ROUND, SLOT, data=data
+            )
+            assert result.passed, (threads, j, result.reason)
+            assert result.max_relative_distance < spec.verification.tolerance / 10
+
+
+def test_honest_node_with_another_accumulation_split_is_accepted(
+    spec: JobSpec, data: DataSource
+) -> None:
+    """A node short of memory splits each batch in 2 micro-batches; the verifier does not."""
+    split = spec.model_copy(
+        update={"training": spec.training.model_copy(update={"micro_batches": 2})}
+    )
+    node_trace = _trace(split, data, SLOT)
+    for j in range(spec.training.num_segments):
+        result = check_segment(spec, node_trace[j], node_trace[j + 1], j, ROUND, SLOT, data=data)
+        assert result.passed, (j, result.reason)
