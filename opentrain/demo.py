@@ -19,7 +19,7 @@ from web3.types import Wei
 
 from marketplace_api.db import make_engine, make_session_factory, migrate
 from marketplace_api.indexer import Indexer
-from node.worker import NodeWorker
+from node.daemon import NodeDaemon
 from opentrain.chain import TOKEN, Chain, ChainAccount, JobParams, connect, deploy
 from opentrain.checkpoint import digest, encode_params
 from opentrain.data import ensure_job_data
@@ -104,15 +104,14 @@ def run_demo(home: Path, spec: JobSpec | None = None, console: Console | None = 
     )
     out.print(f"[bold]bounty posted[/]: job {job_id}, escrow {escrow / TOKEN:g} TRAIN")
 
-    nodes = [NodeWorker(accounts[f"node-{i + 1}"], store, home / f"node-{i + 1}") for i in range(2)]
+    # the nodes run the GPU owner's daemon: each pass picks the first open slot it can run
+    nodes = [NodeDaemon(accounts[f"node-{i + 1}"], store, home / f"node-{i + 1}") for i in range(2)]
     verifier = VerifierWorker(accounts["verifier"], store)
     aggregator = RoundAggregator(accounts["verifier"], store)
     result = DemoResult(job_id, escrow, 0, 0, before, {}, chain=chain)
     result.losses.append(_initial_loss(spec))
     for round_ in range(spec.rounds):
-        ids = [
-            nodes[s % len(nodes)].work_slot(job_id, round_, s) for s in range(spec.slots_per_round)
-        ]
+        ids = [_work(nodes[s % len(nodes)]) for s in range(spec.slots_per_round)]
         chain.mine(1)  # the seed block must exist before anyone can record the seed
         for cid in ids:
             _verify(verifier, cid, result, round_)
@@ -144,6 +143,13 @@ def _index(chain: Chain, home: Path, out: Console) -> str:
     events = Indexer(chain.w3, chain.deployment, make_session_factory(make_engine(url))).sync()
     out.print(f"marketplace database: {events} events indexed into {url}")
     return url
+
+
+def _work(daemon: NodeDaemon) -> int:
+    contribution = daemon.run_once()
+    if contribution is None:
+        raise RuntimeError("a demo node found no slot to work on")
+    return contribution
 
 
 def _initial_loss(spec: JobSpec) -> float:
