@@ -1,0 +1,43 @@
+"""The auditor re-checks a job from public data: nothing on an honest job, a finding for a
+checkpoint tampered with after the fact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from opentrain.chain import contribution_info, verification_info
+from opentrain.demo import run_demo
+from opentrain.manifest import TraceManifest
+from opentrain.sampling import sample_indices
+from opentrain.spec import mlp_demo_spec
+from opentrain.store import EmbeddedStore
+from verifier.audit import Auditor, write_report
+
+
+def test_honest_job_has_no_findings_and_a_tampered_checkpoint_is_found(tmp_path: Path) -> None:
+    spec = mlp_demo_spec()
+    result = run_demo(tmp_path, spec=spec, console=Console(quiet=True))
+    assert result.chain is not None
+    store = EmbeddedStore(tmp_path / "store")
+    auditor = Auditor(result.chain, store)
+
+    honest = auditor.job(result.job_id)
+    assert honest.findings == []
+    assert len(honest.checks) > 20
+    assert len(honest.losses) == spec.rounds + 1 and honest.losses[-1] < honest.losses[0]
+    json_path, html_path = write_report(honest, tmp_path / "audit")
+    assert "no findings" in html_path.read_text() and json_path.exists()
+
+    info = contribution_info(result.chain, 1)
+    seed = verification_info(result.chain, 1).seed
+    sampled = sample_indices(seed, spec.training.num_segments, spec.verification.samples)
+    manifest = TraceManifest.from_json(store.get_bytes(info.manifest_cid))
+    block = store.block_path(manifest.checkpoints[sampled[0] + 1].cid)
+    data = bytearray(block.read_bytes())
+    data[-1] ^= 0xFF
+    block.write_bytes(bytes(data))
+
+    tampered = auditor.contribution(1)
+    assert any("checkpoints available" in c.name for c in tampered.findings)
