@@ -15,8 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from opentrain.chain import (
+    AggregateStatus,
     ChainAccount,
     ChainError,
+    aggregate_info,
     verification_info,
 )
 from opentrain.store import ContentStore
@@ -45,7 +47,8 @@ class VerifierDaemon:
         self.aggregator = RoundAggregator(account, store)
         self.state_file = state_file
         self.aggregate = aggregate
-        self.open: set[int] = set(self._load_state().get("open", []))
+        saved = self._load_state().get("open", [])
+        self.open: set[int] = set(saved) if isinstance(saved, list) else set()
 
     def _load_state(self) -> dict[str, list[int] | int]:
         if self.state_file.exists():
@@ -125,6 +128,19 @@ class VerifierDaemon:
                 continue
             actions += self._advance_aggregate(job_id, round_)
         return actions
+
+    def _advance_aggregate(self, job_id: int, round_: int) -> int:
+        """Post G_{r+1} if nobody has; finalize a pending one whose window has closed."""
+        chain = self.account.chain
+        agg = aggregate_info(chain, job_id, round_)
+        if agg.status == AggregateStatus.NONE:
+            cid, loss = self.aggregator.aggregate_and_post(job_id, round_, wait_final=False)
+            log.info("job %s round %s aggregate posted: %s, loss %.4f", job_id, round_, cid, loss)
+            return 1
+        if agg.status == AggregateStatus.PENDING and chain.block_number() >= agg.challenge_deadline:
+            self.account.finalize_aggregate(job_id, round_)
+            return 1
+        return 0
 
     def run(
         self, poll_seconds: float = 5.0, should_stop: Callable[[], bool] = lambda: False
