@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from opentrain.models import build_model
@@ -222,7 +223,7 @@ def load_checked(
     if len(data) > limit:
         raise CheckpointError(f"{what}: {len(data)} bytes exceeds the limit of {limit}")
     try:
-        tensors = safetensors.torch.load(data)
+        tensors = load_safetensors(data)
     except Exception as err:  # safetensors raises its own untyped errors on bad input
         raise CheckpointError(f"{what}: not valid safetensors ({err})") from None
     missing = sorted(expected.keys() - tensors.keys())

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors
 
 from opentrain.checkpoint import decode_checkpoint, encode_checkpoint, fresh_state
 from opentrain.corpus import publish_corpus
@@ -87,7 +88,7 @@ def _bump_steps(spec: JobSpec, state_bytes: bytes, steps: int) -> bytes:
 
 
 def _retag(raw: bytes, slot: int) -> bytes:
-    tensors = dict(safetensors.torch.load(raw))
+    tensors = dict(load_safetensors(raw))
     tensors["meta.slot"] = torch.tensor(slot, dtype=torch.int64)
     return safetensors.torch.save(tensors)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors
 
 from opentrain.checkpoint import (
     CheckpointError,
@@ -206,11 +207,11 @@ def test_checkpoint_encoding_is_canonical(trace: list[bytes], spec: JobSpec) -> 
     assert len({digest(raw) for raw in trace}) == len(trace)
     assert sha256_hex(trace[0]) == digest(trace[0]).hex()
     # Checkpoint 0 has the full tensor set with zero moments and step 0.
-    t0 = safetensors.torch.load(trace[0])
-    assert set(t0) == set(safetensors.torch.load(trace[-1]))
+    t0 = load_safetensors(trace[0])
+    assert set(t0) == set(load_safetensors(trace[-1]))
     assert float(t0["optim.net.0.weight.exp_avg"].abs().sum()) == 0.0
     assert int(t0["meta.step"]) == 0
-    assert int(safetensors.torch.load(trace[-1])["meta.step"]) == spec.training.inner_steps
+    assert int(load_safetensors(trace[-1])["meta.step"]) == spec.training.inner_steps
 
 
 def test_params_encoding_round_trips(spec: JobSpec, g0: dict[str, torch.Tensor]) -> None:
@@ -223,7 +224,7 @@ def test_params_encoding_round_trips(spec: JobSpec, g0: dict[str, torch.Tensor])
 
 
 def _reencode(raw: bytes, edit: dict[str, torch.Tensor | None]) -> bytes:
-    tensors = dict(safetensors.torch.load(raw))
+    tensors = dict(load_safetensors(raw))
     for name, t in edit.items():
         if t is None:
             del tensors[name]
