@@ -48,56 +48,15 @@ def shared_market(tmp_path_factory: pytest.TempPathFactory) -> Market:
     return _deploy_market(tmp_path_factory.mktemp("market"))
 
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
-def hardhat_rpc(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def hardhat_rpc():  # type: ignore[no-untyped-def]
     """A real Hardhat JSON-RPC node on a free loopback port, for multi-process tests."""
-    import subprocess
-    import time
+    from marketplace_api.testing import hardhat_executable, hardhat_node
 
-    import httpx
-
-    hardhat = ROOT / "node_modules" / ".bin" / "hardhat"
-    if not hardhat.exists():
+    if hardhat_executable() is None:
         pytest.skip("node_modules absent: run `make setup` to get a Hardhat node")
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("hardhat") / "node.log", "w")  # noqa: SIM115
-    import os
-
-    # node_modules/.bin first: Hardhat needs the Node 22 that the node@22 package brings
-    env = {**os.environ, "PATH": f"{hardhat.parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen(
-        [str(hardhat), "node", "--hostname", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
-    for _ in range(300):
-        try:
-            if httpx.post(url, json=body, timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("Hardhat node did not start within 30 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
+    with hardhat_node() as url:
+        yield url
 
 
 def deploy_on(url: str, home: Path) -> Market:
