@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from node import metrics
+from node.disputes import Aftercare
 from node.worker import NodeWorker, ProgressFn, SegmentFn, honest_segment
 from opentrain.chain import ChainAccount, ChainError, JobInfo, job_info
 from opentrain.checkpoint import fresh_state
@@ -92,6 +93,7 @@ class NodeDaemon:
         self.account = account
         self.store = store
         self.worker = NodeWorker(account, store, workdir)
+        self.aftercare = Aftercare(account, store, workdir / "aftercare.json")
         self.memory_limit = memory_limit or available_memory()
         self.segment_fn = segment_fn
         # torch imports its optimizer machinery lazily (seconds): pay it before any claim
@@ -211,6 +213,7 @@ class NodeDaemon:
         """Keep the machine earning until ``should_stop``."""
         while not should_stop():
             try:
+                self.aftercare.step()  # contest unfounded fails, release expired claims
                 worked = self.run_once(progress) is not None
             except (ChainError, ContentError, JobError) as exc:
                 metrics.ERRORS.inc()

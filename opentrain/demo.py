@@ -21,7 +21,7 @@ from marketplace_api.db import make_engine, make_session_factory, migrate
 from marketplace_api.indexer import Indexer
 from node.daemon import NodeDaemon
 from opentrain.chain import TOKEN, Chain, ChainAccount, JobParams, connect, deploy
-from opentrain.checkpoint import digest, encode_params
+from opentrain.checkpoint import TrainState, digest, encode_params
 from opentrain.data import ensure_job_data
 from opentrain.models import build_model, model_params
 from opentrain.spec import JobSpec, canonical_json, default_demo_spec, spec_digest
@@ -53,6 +53,15 @@ def _fund(chain: Chain, admin: ChainAccount, key: LocalAccount, tokens: int) -> 
     chain.fund_eth(key.address, 10 * ETHER)
     admin.transfer(key.address, tokens)
     return chain.account(key)
+
+
+def skip_training(spec: JobSpec, state: TrainState, round_: int, slot: int) -> TrainState:
+    """A cheating node's segment: claim the steps (and AdamW's step counts), train nothing."""
+    state.step += spec.training.segment_steps
+    for group in state.optimizer.param_groups:
+        for p in group["params"]:
+            state.optimizer.state[p]["step"] += spec.training.segment_steps
+    return state
 
 
 def post_bounty(sponsor: ChainAccount, store: ContentStore, spec: JobSpec) -> int:

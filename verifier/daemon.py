@@ -1,5 +1,7 @@
 """The verifier's daemon: watch submissions, record seeds, verify what this verifier was drawn
-for, attest, finalize what is due, and aggregate rounds whose slots are all accepted.
+for, attest, finalize what is due, aggregate rounds whose slots are all accepted, check the
+aggregates others post (challenging a wrong one), and take part in disputes: draw committees,
+re-execute and vote where drawn, resolve when the vote window has closed.
 
 Crash-safe: every decision is re-derived from the chain (is the seed recorded? did I attest?
 is it finalized?), so a restart neither loses nor repeats an attestation; only the block cursor
@@ -18,10 +20,14 @@ from opentrain.chain import (
     AggregateStatus,
     ChainAccount,
     ChainError,
+    DisputeStatus,
+    Phase,
     aggregate_info,
+    dispute_info,
     verification_info,
 )
 from opentrain.store import ContentStore
+from verifier.disputes import AggregateWatch, CommitteeDuty
 from verifier.worker import RoundAggregator, VerifierWorker
 
 log = logging.getLogger("opentrain.verifier")
@@ -45,10 +51,13 @@ class VerifierDaemon:
         self.account = account
         self.worker = VerifierWorker(account, store)
         self.aggregator = RoundAggregator(account, store)
+        self.committee = CommitteeDuty(account, store, self.worker, self.aggregator)
+        self.aggregate_watch = AggregateWatch(account, self.aggregator)
         self.state_file = state_file
         self.aggregate = aggregate
-        saved = self._load_state().get("open", [])
-        self.open: set[int] = set(saved) if isinstance(saved, list) else set()
+        state = self._load_state()
+        self.open: set[int] = set(_ids(state.get("open")))
+        self.disputes: set[int] = set(_ids(state.get("disputes")))
 
     def _load_state(self) -> dict[str, list[int] | int]:
         if self.state_file.exists():
@@ -59,7 +68,12 @@ class VerifierDaemon:
     def _save_state(self, next_block: int) -> None:
         tmp = self.state_file.with_suffix(".tmp")
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"next_block": next_block, "open": sorted(self.open)}))
+        doc = {
+            "next_block": next_block,
+            "open": sorted(self.open),
+            "disputes": sorted(self.disputes),
+        }
+        tmp.write_text(json.dumps(doc))
         tmp.replace(self.state_file)
 
     def scan(self) -> None:
@@ -72,6 +86,8 @@ class VerifierDaemon:
             return
         logs = chain.market.events.ContributionSubmitted.get_logs(from_block=start, to_block=head)
         self.open.update(int(entry["args"]["contributionId"]) for entry in logs)
+        opened = chain.disputes.events.DisputeOpened.get_logs(from_block=start, to_block=head)
+        self.disputes.update(int(entry["args"]["disputeId"]) for entry in opened)
         self._save_state(head + 1)
 
     def step(self) -> int:
@@ -80,6 +96,10 @@ class VerifierDaemon:
         actions = 0
         for contribution_id in sorted(self.open):
             actions += self._advance(contribution_id)
+        for dispute_id in sorted(self.disputes):
+            actions += self.committee.advance(dispute_id)
+            if dispute_info(self.account.chain, dispute_id).status is DisputeStatus.RESOLVED:
+                self.disputes.discard(dispute_id)
         if self.aggregate:
             actions += self._aggregate_ready_rounds()
         self._save_state(self.account.chain.block_number() + 1)
@@ -103,6 +123,8 @@ class VerifierDaemon:
         if info.finalized:
             self.open.discard(contribution_id)
             return 0
+        if info.phase is Phase.DISPUTED:
+            return 0  # the committee settles it
         if chain.block_number() >= info.challenge_deadline:
             try:
                 self.account.finalize(contribution_id)
@@ -137,10 +159,12 @@ class VerifierDaemon:
             cid, loss = self.aggregator.aggregate_and_post(job_id, round_, wait_final=False)
             log.info("job %s round %s aggregate posted: %s, loss %.4f", job_id, round_, cid, loss)
             return 1
-        if agg.status == AggregateStatus.PENDING and chain.block_number() >= agg.challenge_deadline:
+        if agg.status != AggregateStatus.PENDING:
+            return 0  # final, or under dispute (committee duty handles that)
+        if chain.block_number() >= agg.challenge_deadline:
             self.account.finalize_aggregate(job_id, round_)
             return 1
-        return 0
+        return self.aggregate_watch.check(job_id, round_)
 
     def run(
         self, poll_seconds: float = 5.0, should_stop: Callable[[], bool] = lambda: False
@@ -148,3 +172,7 @@ class VerifierDaemon:
         while not should_stop():
             if self.step() == 0:
                 time.sleep(poll_seconds)
+
+
+def _ids(value: object) -> list[int]:
+    return [int(v) for v in value] if isinstance(value, list) else []

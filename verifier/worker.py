@@ -5,60 +5,17 @@ re-execute each with the shared segment function, publish a report and attest.
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
 from opentrain.aggregation import aggregate
 from opentrain.chain import ChainAccount, ChainError, contribution_info, verification_info
 from opentrain.checkpoint import decode_params, digest
-from opentrain.commitments import build_trace_tree
+from opentrain.contribution_check import ProgressFn, VerificationReport, check_contribution
 from opentrain.jobs import LoadedJob, load_global_model, load_job
-from opentrain.manifest import ManifestError, TraceManifest
-from opentrain.sampling import sample_indices
-from opentrain.store import ContentError, ContentStore
+from opentrain.store import ContentStore
 from opentrain.training import evaluate_loss
-from opentrain.verification import SegmentCheck, check_initial_checkpoint, check_segment
 
 SLOT_ACCEPTED = 3  # SlotStatus.Accepted in contracts/interfaces/Types.sol
 
-ProgressFn = Callable[[int, int], None]
-
-
-@dataclass
-class VerificationReport:
-    """What the verifier recomputed; stored in the content store, its CID on-chain."""
-
-    contribution_id: int
-    job_id: int
-    round: int
-    slot: int
-    seed: str
-    sampled_segments: list[int]
-    passed: bool
-    reason: str
-    checks: list[SegmentCheck] = field(default_factory=list)
-    proofs: dict[int, list[str]] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def to_json(self) -> bytes:
-        doc: dict[str, Any] = {
-            "version": 1,
-            "contribution_id": self.contribution_id,
-            "job_id": self.job_id,
-            "round": self.round,
-            "slot": self.slot,
-            "seed": self.seed,
-            "sampled_segments": self.sampled_segments,
-            "passed": self.passed,
-            "reason": self.reason,
-            "checks": [c.to_dict() for c in self.checks],
-            "proofs": {str(k): v for k, v in self.proofs.items()},
-            "seconds": self.seconds,
-        }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+__all__ = ["RoundAggregator", "VerificationReport", "VerifierWorker"]
 
 
 class VerifierWorker:
@@ -98,83 +55,7 @@ class VerifierWorker:
         self, contribution_id: int, progress: ProgressFn | None = None
     ) -> VerificationReport:
         """Everything short of attesting: fetch, check commitments, re-execute samples."""
-        began = time.perf_counter()
-        chain = self.account.chain
-        info = contribution_info(chain, contribution_id)
-        seed = verification_info(chain, contribution_id).seed
-        if seed == bytes(32):
-            raise ChainError(f"contribution {contribution_id} has no seed yet")
-        job = load_job(chain, self.store, info.job_id)
-        n = job.spec.training.num_segments
-        sampled = sample_indices(seed, n, job.spec.verification.samples)
-        report = VerificationReport(
-            contribution_id,
-            info.job_id,
-            info.round,
-            info.slot,
-            "0x" + seed.hex(),
-            sampled,
-            passed=False,
-            reason="",
-        )
-        try:
-            manifest = self._checked_manifest(job, info.manifest_cid, info)
-            self._check_samples(job, manifest, info.round, info.slot, report, progress)
-        except (ContentError, ManifestError) as exc:
-            report.reason = str(exc).splitlines()[0]
-        report.seconds = time.perf_counter() - began
-        return report
-
-    def _checked_manifest(self, job: LoadedJob, cid: str, info: Any) -> TraceManifest:
-        manifest = TraceManifest.from_json(self.store.get_bytes(cid))
-        n = job.spec.training.num_segments
-        if len(manifest.checkpoints) != n + 1:
-            raise ManifestError(
-                f"manifest lists {len(manifest.checkpoints)} checkpoints, not {n + 1}"
-            )
-        if (manifest.job_id, manifest.round, manifest.slot) != (info.job_id, info.round, info.slot):
-            raise ManifestError("manifest is for another job, round or slot")
-        if manifest.trace_root != info.trace_root:
-            raise ManifestError("manifest digests do not match the on-chain trace root")
-        if manifest.digests[-1] != info.output_digest:
-            raise ManifestError("manifest output digest does not match the on-chain output digest")
-        return manifest
-
-    def _check_samples(
-        self,
-        job: LoadedJob,
-        manifest: TraceManifest,
-        round_: int,
-        slot: int,
-        report: VerificationReport,
-        progress: ProgressFn | None,
-    ) -> None:
-        tree = build_trace_tree(manifest.digests)
-        fetched: dict[int, bytes] = {}
-
-        def fetch(index: int) -> bytes:
-            if index not in fetched:
-                ref = manifest.checkpoints[index]
-                fetched[index] = self.store.get_bytes(ref.cid, expected_sha256=ref.sha256)
-                report.proofs[index] = ["0x" + p.hex() for p in tree.proof(index)]
-            return fetched[index]
-
-        _, global_params = load_global_model(self.account.chain, self.store, job, round_)
-        checks = [check_initial_checkpoint(job.spec, global_params, fetch(0), round_, slot)]
-        for done, index in enumerate(report.sampled_segments):
-            checks.append(
-                check_segment(job.spec, fetch(index), fetch(index + 1), index, round_, slot)
-            )
-            if progress:
-                progress(done + 1, len(report.sampled_segments))
-        report.checks = checks
-        failed = [c for c in checks if not c.passed]
-        report.passed = not failed
-        report.reason = (
-            "all sampled segments re-executed to their committed checkpoints"
-            if not failed
-            else f"segment {failed[0].index}: {failed[0].reason}"
-        )
+        return check_contribution(self.account.chain, self.store, contribution_id, progress)
 
 
 class RoundAggregator:
@@ -200,16 +81,21 @@ class RoundAggregator:
             )
         return outputs
 
-    def aggregate_and_post(
-        self, job_id: int, round_: int, wait_final: bool | None = None
-    ) -> tuple[str, float]:
-        """Aggregate round ``round_`` of the job and post G_{r+1}; returns its CID and loss."""
+    def compute(self, job_id: int, round_: int) -> tuple[bytes, str, float]:
+        """G_{r+1} from G_r and the accepted outputs, stored; returns (bytes, CID, loss)."""
         chain = self.account.chain
         job = load_job(chain, self.store, job_id)
         global_model, _ = load_global_model(chain, self.store, job, round_)
         new_model = aggregate(job.spec, global_model, self.accepted_outputs(job, round_))
         cid = self.store.put_bytes(new_model)
         loss = evaluate_loss(job.spec, decode_params(job.spec, new_model))
+        return new_model, cid, loss
+
+    def aggregate_and_post(
+        self, job_id: int, round_: int, wait_final: bool | None = None
+    ) -> tuple[str, float]:
+        """Aggregate round ``round_`` of the job and post G_{r+1}; returns its CID and loss."""
+        new_model, cid, loss = self.compute(job_id, round_)
         self.account.post_aggregate(
             job_id, round_, digest(new_model), cid, loss, wait_final=wait_final
         )

@@ -1,0 +1,210 @@
+"""Disputes end to end on the chain with real re-execution, driven by the daemons themselves:
+a cheating node that contests its fail loses and is slashed; an honest node failed by a lying
+verifier contests on its own, wins the committee vote and the liar is slashed; a wrong
+aggregate is challenged by a verifier, replaced, and the next round trains from the right one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from conftest import Market
+
+from node.daemon import NodeDaemon
+from opentrain.chain import (
+    TOKEN,
+    AggregateStatus,
+    ChainAccount,
+    ContributionStatus,
+    DisputeKind,
+    ProtocolParams,
+    Ruling,
+    Verdict,
+    aggregate_info,
+    contribution_info,
+    dispute_info,
+    job_info,
+    round_model_cid,
+    stake_info,
+    verification_info,
+)
+from opentrain.checkpoint import decode_params, digest, encode_params
+from opentrain.demo import post_bounty, skip_training
+from opentrain.spec import JobSpec, mlp_demo_spec
+from verifier.daemon import VerifierDaemon
+
+P = ProtocolParams()
+STAKE = 200 * TOKEN
+
+
+class Cast:
+    """A sponsor, nodes running the node daemon and four verifiers running the verifier
+    daemon (a contest excludes node and verifier, leaving exactly a committee of three)."""
+
+    def __init__(self, market: Market, spec: JobSpec) -> None:
+        self.market, self.chain, self.spec = market, market.chain, spec
+        self.sponsor = market.new_account()
+        self.verifiers = [market.new_account() for _ in range(4)]
+        for v in self.verifiers:
+            v.stake(STAKE)
+            v.register_verifier()
+        self.daemons = {
+            v.address: VerifierDaemon(v, market.store, market.home / f"v{i}.json")
+            for i, v in enumerate(self.verifiers)
+        }
+        self.job_id = post_bounty(self.sponsor, market.store, spec)
+
+    def node(self, name: str, **kwargs: object) -> tuple[ChainAccount, NodeDaemon]:
+        account = self.market.new_account()
+        account.stake(STAKE)
+        return account, NodeDaemon(account, self.market.store, self.market.home / name, **kwargs)  # type: ignore[arg-type]
+
+    def run(
+        self,
+        done: Callable[[], bool],
+        nodes: tuple[NodeDaemon, ...] = (),
+        skip: tuple[str, ...] = (),
+        passes: int = 80,
+    ) -> None:
+        """Step every daemon (verifiers not in ``skip``, the nodes' aftercare), one block per
+        pass, until ``done``."""
+        for _ in range(passes):
+            if done():
+                return
+            for address, daemon in self.daemons.items():
+                if address not in skip:
+                    daemon.step()
+            for n in nodes:
+                n.aftercare.step()
+            self.chain.mine(1)
+        raise AssertionError("the daemons did not get there")
+
+    def drawn_verifier(self, contribution_id: int) -> ChainAccount:
+        self.chain.mine(1)
+        self.sponsor.record_seed(contribution_id)
+        drawn = verification_info(self.chain, contribution_id).verifier
+        return next(v for v in self.verifiers if v.address == drawn)
+
+
+def spec_one_slot() -> JobSpec:
+    return mlp_demo_spec(rounds=1, slots_per_round=1)
+
+
+def test_cheating_node_contests_its_fail_loses_the_vote_and_is_slashed(market: Market) -> None:
+    cast = Cast(market, spec_one_slot())
+    cheat, daemon = cast.node("cheat", segment_fn=skip_training)
+    contribution = daemon.run_once()
+    assert contribution is not None
+    cast.run(lambda: verification_info(cast.chain, contribution).verdict is Verdict.FAIL)
+    accuser = verification_info(cast.chain, contribution).verifier
+
+    # its own daemon re-executes first and does not throw a bond after a fail it cannot win
+    daemon.aftercare.step()
+    assert verification_info(cast.chain, contribution).phase.name == "ASSIGNED"
+    assert contribution in daemon.aftercare.upheld
+
+    dispute_id = cheat.contest(contribution)  # a cheat that tries its luck anyway
+    cast.run(lambda: dispute_info(cast.chain, dispute_id).ruling is not Ruling.NONE)
+    d = dispute_info(cast.chain, dispute_id)
+    assert (d.kind, d.ruling, d.valid_votes, d.invalid_votes) == (
+        DisputeKind.CONTEST,
+        Ruling.INVALID,
+        0,
+        3,
+    )
+    assert accuser not in d.members and cheat.address not in d.members
+    assert contribution_info(cast.chain, contribution).status is ContributionStatus.REJECTED
+    assert stake_info(cast.chain, cheat.address).staked == STAKE - P.min_node_stake - P.dispute_bond
+    assert cheat.credits() == 0
+    share = (P.min_node_stake + P.dispute_bond) * P.slash_reward_bps // 10_000
+    assert stake_info(cast.chain, accuser).credits == share
+    # every vote is backed by a report in the store that re-executed the sampled segments
+    votes = cast.chain.disputes.events.Voted.get_logs(from_block=cast.chain.deployment.block)
+    assert len(votes) == 3
+    for vote in votes:
+        report = market.store.get_bytes(vote["args"]["reportCid"])
+        assert b'"passed":false' in report and b"digest differs" in report
+
+
+def test_honest_node_failed_by_a_lying_verifier_contests_wins_and_the_liar_is_slashed(
+    market: Market,
+) -> None:
+    spec = spec_one_slot()
+    cast = Cast(market, spec)
+    node, daemon = cast.node("honest")
+    contribution = daemon.run_once()
+    assert contribution is not None
+    liar = cast.drawn_verifier(contribution)
+    liar.attest(contribution, False, market.store.put_bytes(b'{"passed":false}'))
+
+    # the node's aftercare re-executes, disagrees and contests; the committee re-executes too
+    cast.run(
+        lambda: verification_info(cast.chain, contribution).finalized,
+        nodes=(daemon,),
+        skip=(liar.address,),
+    )
+    opened = cast.chain.disputes.events.DisputeOpened.get_logs(
+        from_block=cast.chain.deployment.block
+    )
+    assert len(opened) == 1  # exactly one contest, sent by the node's daemon
+    d = dispute_info(cast.chain, int(opened[0]["args"]["disputeId"]))
+    assert (d.kind, d.disputer, d.defendant, d.ruling) == (
+        DisputeKind.CONTEST,
+        node.address,
+        liar.address,
+        Ruling.VALID,
+    )
+    assert d.valid_votes == 3
+    assert contribution_info(cast.chain, contribution).status is ContributionStatus.ACCEPTED
+    winner_share = P.verifier_lock * P.slash_reward_bps // 10_000
+    assert node.credits() == spec.reward.reward_per_slot + winner_share
+    assert stake_info(cast.chain, node.address).locked == 0
+    assert stake_info(cast.chain, liar.address).staked == STAKE - P.verifier_lock
+    assert liar.credits() == 0  # no fee for a false fail
+
+
+def test_a_wrong_aggregate_is_challenged_replaced_and_the_next_round_uses_the_right_one(
+    market: Market,
+) -> None:
+    spec = mlp_demo_spec(rounds=2, slots_per_round=1)
+    cast = Cast(market, spec)
+    node, daemon = cast.node("node")
+    rogue = market.new_account()
+    rogue.stake(STAKE)
+    contribution = daemon.run_once()
+    assert contribution is not None
+    # verifiers settle the slot but do not aggregate yet: the rogue posts first
+    for verifier in cast.daemons.values():
+        verifier.aggregate = False
+    cast.run(lambda: contribution_info(cast.chain, contribution).status.name == "ACCEPTED")
+    g0 = market.store.get_bytes(job_info(cast.chain, cast.job_id).initial_model_cid)
+    wrong = encode_params({k: v + 0.01 for k, v in decode_params(spec, g0).items()})
+    rogue.post_aggregate(
+        cast.job_id, 0, digest(wrong), market.store.put_bytes(wrong), 1.0, wait_final=False
+    )
+    for verifier in cast.daemons.values():
+        verifier.aggregate = True
+    cast.run(lambda: job_info(cast.chain, cast.job_id).current_round == 1)
+
+    opened = cast.chain.disputes.events.DisputeOpened.get_logs(
+        from_block=cast.chain.deployment.block
+    )
+    assert len(opened) == 1
+    d = dispute_info(cast.chain, int(opened[0]["args"]["disputeId"]))
+    assert (d.kind, d.defendant, d.ruling, d.invalid_votes) == (
+        DisputeKind.AGGREGATE,
+        rogue.address,
+        Ruling.INVALID,
+        3,
+    )
+    agg = aggregate_info(cast.chain, cast.job_id, 0)
+    assert agg.status is AggregateStatus.FINAL and agg.poster == d.disputer
+    assert agg.model_digest != digest(wrong)
+    cid, g1_digest = round_model_cid(cast.chain, job_info(cast.chain, cast.job_id), 1)
+    assert digest(market.store.get_bytes(cid)) == g1_digest == agg.model_digest
+    assert stake_info(cast.chain, rogue.address).staked == STAKE - P.dispute_bond
+
+    # round 1 trains from the replaced aggregate and the job completes
+    second = daemon.run_once()
+    assert second is not None
+    cast.run(lambda: job_info(cast.chain, cast.job_id).status.name == "COMPLETED")
+    assert node.credits() == 2 * spec.reward.reward_per_slot

@@ -1,0 +1,135 @@
+"""A verifier's duties beyond its own attestations: sit on committees (re-execute what is
+disputed and vote), and check aggregates other parties post, challenging a wrong one with the
+aggregate it computes itself.
+
+Every vote is backed by a JSON report in the content store (what was recomputed), its CID on
+chain with the vote, so auditors can hold committee members to the same standard as verifiers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from opentrain.chain import (
+    AggregateStatus,
+    ChainAccount,
+    DisputeInfo,
+    DisputeKind,
+    DisputeStatus,
+    aggregate_info,
+    dispute_info,
+)
+from opentrain.checkpoint import digest
+from opentrain.disputes import advance_dispute, has_voted
+from opentrain.store import ContentStore
+from verifier.worker import RoundAggregator, VerifierWorker
+
+__all__ = ["AggregateWatch", "CommitteeDuty"]
+
+log = logging.getLogger("opentrain.verifier")
+
+
+def _put_json(store: ContentStore, doc: dict[str, Any]) -> str:
+    return store.put_bytes(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+
+
+class CommitteeDuty:
+    """Moves disputes along and votes where this verifier was drawn."""
+
+    def __init__(
+        self,
+        account: ChainAccount,
+        store: ContentStore,
+        worker: VerifierWorker,
+        aggregator: RoundAggregator,
+    ) -> None:
+        self.account = account
+        self.store = store
+        self.worker = worker
+        self.aggregator = aggregator
+
+    def is_member(self, info: DisputeInfo) -> bool:
+        me = self.account.address.lower()
+        return any(m.lower() == me for m in info.members)
+
+    def advance(self, dispute_id: int) -> int:
+        """Draw, vote or resolve as due; returns the number of transactions sent."""
+        actions = advance_dispute(self.account, dispute_id)
+        chain = self.account.chain
+        info = dispute_info(chain, dispute_id)
+        if (
+            info.status is DisputeStatus.VOTING
+            and chain.block_number() < info.vote_deadline  # our vote lands in the next block
+            and self.is_member(info)
+            and not has_voted(chain, dispute_id, self.account.address)
+        ):
+            valid, report_cid = self.judge(info)
+            self.account.vote(dispute_id, valid, report_cid)
+            log.info("dispute %s: voted %s", dispute_id, "valid" if valid else "invalid")
+            actions += 1
+        return actions
+
+    def judge(self, info: DisputeInfo) -> tuple[bool, str]:
+        """Re-execute what the dispute is about; returns (valid, CID of the report)."""
+        if info.kind is DisputeKind.AGGREGATE:
+            return self._judge_aggregate(info)
+        report = self.worker.verify(info.contribution_id)
+        doc = json.loads(report.to_json())
+        doc["dispute_id"] = info.dispute_id
+        return report.passed, _put_json(self.store, doc)
+
+    def _judge_aggregate(self, info: DisputeInfo) -> tuple[bool, str]:
+        model, cid, loss = self.aggregator.compute(info.job_id, info.round)
+        posted = aggregate_info(self.account.chain, info.job_id, info.round)
+        ours = digest(model)
+        valid = ours == posted.model_digest
+        doc = {
+            "version": 1,
+            "dispute_id": info.dispute_id,
+            "job_id": info.job_id,
+            "round": info.round,
+            "posted_digest": "0x" + posted.model_digest.hex(),
+            "recomputed_digest": "0x" + ours.hex(),
+            "recomputed_cid": cid,
+            "recomputed_loss": loss,
+            "valid": valid,
+        }
+        return valid, _put_json(self.store, doc)
+
+
+class AggregateWatch:
+    """Recomputes aggregates posted by others inside their window and challenges wrong ones."""
+
+    def __init__(self, account: ChainAccount, aggregator: RoundAggregator) -> None:
+        self.account = account
+        self.aggregator = aggregator
+        self.checked: set[tuple[int, int, bytes]] = set()
+
+    def check(self, job_id: int, round_: int) -> int:
+        """Returns 1 when a challenge was sent."""
+        chain = self.account.chain
+        posted = aggregate_info(chain, job_id, round_)
+        key = (job_id, round_, posted.model_digest)
+        if (
+            posted.status is not AggregateStatus.PENDING
+            or posted.poster.lower() == self.account.address.lower()
+            or chain.block_number() >= posted.challenge_deadline
+            or key in self.checked
+        ):
+            return 0
+        model, cid, loss = self.aggregator.compute(job_id, round_)
+        self.checked.add(key)
+        if digest(model) == posted.model_digest:
+            return 0
+        dispute_id = self.account.challenge_aggregate(job_id, round_, digest(model), cid, loss)
+        log.warning(
+            "job %s round %s: posted aggregate %s is wrong, challenged (dispute %s) with %s",
+            job_id,
+            round_,
+            posted.model_digest.hex()[:12],
+            dispute_id,
+            cid,
+        )
+        return 1
