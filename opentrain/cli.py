@@ -49,6 +49,12 @@ def demo(
     home: Annotated[Path | None, typer.Option(help="state folder (default: a fresh one)")] = None,
     serve: Annotated[bool, typer.Option(help="keep serving the dashboard API afterwards")] = False,
     port: Annotated[int, typer.Option(help="port for --serve")] = 8000,
+    cheat: Annotated[
+        bool, typer.Option(help="include a node that skips training (caught and slashed)")
+    ] = True,
+    audit: Annotated[
+        bool, typer.Option(help="audit the finished job and print the verdict")
+    ] = True,
 ) -> None:
     """Run the whole market once on the embedded defaults.
 
@@ -57,10 +63,16 @@ def demo(
     from opentrain.demo import run_demo
 
     home = home or Path(tempfile.mkdtemp(prefix="opentrain-demo-"))
-    result = run_demo(home)
+    result = run_demo(home, cheat=cheat, audit=audit)
     spent = result.balances_before["sponsor"] - result.balances_after["sponsor"]
     if spent != result.paid_out or result.losses[-1] >= result.losses[0]:
         err.print("[red]demo failed:[/] payouts do not add up or the loss did not fall")
+        raise typer.Exit(1)
+    if cheat and result.cheat_slashed == 0:
+        err.print("[red]demo failed:[/] the cheating node was not caught")
+        raise typer.Exit(1)
+    if audit and result.audit_findings != 0:
+        err.print(f"[red]demo failed:[/] the audit has findings ({result.audit_report})")
         raise typer.Exit(1)
     if serve:
         _serve(result.database_url, "127.0.0.1", port, store_dir=home / "store")

@@ -3,7 +3,10 @@
 Deploys the contracts on the in-process EVM, funds a sponsor, posts a bounty, lets two nodes
 train their slots for every DiLoCo round, has the drawn verifier re-execute sampled segments and
 attest, finalizes after the challenge window, aggregates each round, refunds the sponsor and has
-everyone withdraw. Prints balances, contributions and the loss before and after.
+everyone withdraw. With ``cheat`` a third node claims a slot of round 0 and skips training: the
+verifier's re-execution fails it, finalization slashes it, and an honest node redoes the slot.
+With ``audit`` the finished job is audited from the chain and the store alone. Prints balances,
+contributions, the loss by round and the audit verdict.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from opentrain.models import build_model, model_params
 from opentrain.spec import JobSpec, canonical_json, default_demo_spec, spec_digest
 from opentrain.store import ContentStore, EmbeddedStore
 from opentrain.training import evaluate_loss
+from verifier.audit import Auditor, write_report
 from verifier.worker import RoundAggregator, VerifierWorker
 
-ROLES = ("sponsor", "node-1", "node-2", "verifier")
+ROLES = ("sponsor", "node-1", "node-2", "cheat", "verifier")
+CONTRIBUTION_REJECTED = 3
 ETHER = 10**18
 
 
@@ -47,6 +52,10 @@ class DemoResult:
     losses: list[float] = field(default_factory=list)
     chain: Chain | None = None
     database_url: str = ""
+    cheat_slashed: int = 0
+    audit_checks: int = 0
+    audit_findings: int = -1  # -1: not audited
+    audit_report: Path | None = None
 
 
 def _fund(chain: Chain, admin: ChainAccount, key: LocalAccount, tokens: int) -> ChainAccount:
@@ -84,7 +93,13 @@ def post_bounty(sponsor: ChainAccount, store: ContentStore, spec: JobSpec) -> in
     return sponsor.create_job(params, spec_cid, g0_cid)
 
 
-def run_demo(home: Path, spec: JobSpec | None = None, console: Console | None = None) -> DemoResult:
+def run_demo(
+    home: Path,
+    spec: JobSpec | None = None,
+    console: Console | None = None,
+    cheat: bool = False,
+    audit: bool = False,
+) -> DemoResult:
     """Run the whole market once; ``home`` holds the content store and the nodes' disks."""
     out = console or Console()
     spec = spec or default_demo_spec()
@@ -100,7 +115,7 @@ def run_demo(home: Path, spec: JobSpec | None = None, console: Console | None = 
 
     accounts = {role: _fund(chain, admin, Account.create(), 1_000 * TOKEN) for role in ROLES}
     before = {role: a.balance() for role, a in accounts.items()}
-    for role in ("node-1", "node-2", "verifier"):
+    for role in ("node-1", "node-2", "cheat", "verifier"):
         accounts[role].stake(200 * TOKEN)
     accounts["verifier"].register_verifier()
 
@@ -115,34 +130,103 @@ def run_demo(home: Path, spec: JobSpec | None = None, console: Console | None = 
 
     # the nodes run the GPU owner's daemon: each pass picks the first open slot it can run
     nodes = [NodeDaemon(accounts[f"node-{i + 1}"], store, home / f"node-{i + 1}") for i in range(2)]
+    cheater = NodeDaemon(accounts["cheat"], store, home / "cheat", segment_fn=skip_training)
     verifier = VerifierWorker(accounts["verifier"], store)
     aggregator = RoundAggregator(accounts["verifier"], store)
     result = DemoResult(job_id, escrow, 0, 0, before, {}, chain=chain)
     result.losses.append(_initial_loss(spec))
+    turn = 0
     for round_ in range(spec.rounds):
-        ids = [_work(nodes[s % len(nodes)]) for s in range(spec.slots_per_round)]
-        chain.mine(1)  # the seed block must exist before anyone can record the seed
-        for cid in ids:
-            _verify(verifier, cid, result, round_)
-        chain.mine(chain.settlement.functions.challengeWindow().call() + 1)
-        for cid in ids:
-            admin.finalize(cid)
+        ids = [_work(cheater)] if cheat and round_ == 0 else []
+        while len(ids) < spec.slots_per_round:
+            ids.append(_work(nodes[turn % len(nodes)]))
+            turn += 1
+        while ids:  # settle; slots whose work was rejected reopen and honest nodes redo them
+            _settle(chain, admin, verifier, ids, result, round_)
+            rejected = [c for c in ids if _rejected(chain, c)]
+            for c in rejected:
+                _report_cheat(out, chain, accounts["cheat"], c, result)
+            ids = []
+            for _ in rejected:
+                ids.append(_work(nodes[turn % len(nodes)]))
+                turn += 1
         _, loss = aggregator.aggregate_and_post(job_id, round_)
         result.losses.append(loss)
-        out.print(f"round {round_}: {len(ids)} slots accepted, validation loss {loss:.4f}")
+        out.print(
+            f"round {round_}: {spec.slots_per_round} slots accepted, validation loss {loss:.4f}"
+        )
 
     sponsor_before_refund = sponsor.balance()
     if chain.market.functions.jobState(job_id).call()[3] > 0:
         sponsor.refund(job_id)
     result.refunded = sponsor.balance() - sponsor_before_refund
-    for role in ("node-1", "node-2", "verifier"):
+    for role in ("node-1", "node-2", "cheat", "verifier"):
         if accounts[role].credits() > 0:
             accounts[role].withdraw()
     result.balances_after = {role: a.balance() for role, a in accounts.items()}
     result.paid_out = escrow - result.refunded
     _print_tables(out, result, accounts)
     result.database_url = _index(chain, home, out)
+    if audit:
+        _audit(out, chain, store, job_id, home, result)
     return result
+
+
+def _settle(
+    chain: Chain,
+    admin: ChainAccount,
+    verifier: VerifierWorker,
+    ids: list[int],
+    result: DemoResult,
+    round_: int,
+) -> None:
+    """Seed, verify and attest each contribution, then finalize after the challenge window."""
+    chain.mine(1)  # the seed block must exist before anyone can record the seed
+    for cid in ids:
+        _verify(verifier, cid, result, round_)
+    chain.mine(chain.settlement.functions.challengeWindow().call() + 1)
+    for cid in ids:
+        admin.finalize(cid)
+
+
+def _rejected(chain: Chain, contribution_id: int) -> bool:
+    status = chain.market.functions.getContribution(contribution_id).call()[6]
+    return int(status) == CONTRIBUTION_REJECTED
+
+
+def _report_cheat(
+    out: Console, chain: Chain, cheat: ChainAccount, contribution_id: int, result: DemoResult
+) -> None:
+    slashed = int(chain.stakes.functions.minNodeStake().call())
+    result.cheat_slashed += slashed
+    row = next(r for r in result.contributions if r[0] == contribution_id)
+    out.print(
+        f"[bold red]caught[/]: contribution {contribution_id} (round {row[1]} slot {row[2]}) "
+        f"by {cheat.address[:10]}… skipped training; re-execution of segments {row[3]} failed, "
+        f"its {slashed / TOKEN:g} TRAIN lock was slashed and the slot reopened"
+    )
+
+
+def _audit(
+    out: Console, chain: Chain, store: ContentStore, job_id: int, home: Path, result: DemoResult
+) -> None:
+    """Audit the finished job from public data alone and print the verdict."""
+    report = Auditor(chain, store).job(job_id)
+    _, html_path = write_report(report, home / "audit")
+    result.audit_checks = len(report.checks)
+    result.audit_findings = len(report.findings)
+    result.audit_report = html_path
+    verdict = (
+        "[bold green]no findings[/]"
+        if not report.findings
+        else f"[bold red]{len(report.findings)} finding(s)[/]: "
+        + "; ".join(f"{c.subject}: {c.name}" for c in report.findings[:3])
+    )
+    out.print(
+        f"audit of job {job_id}: {len(report.checks)} checks from the chain and the store, "
+        f"{verdict}; re-executed {report.segments_checked} of {report.segments_total} segments "
+        f"({report.compute_share:.0%}); report {html_path}"
+    )
 
 
 def _index(chain: Chain, home: Path, out: Console) -> str:

@@ -24,11 +24,25 @@ def small_spec(**overrides: object) -> JobSpec:
     return mlp_demo_spec(rounds=1, slots_per_round=1, **overrides)
 
 
-def test_demo_pays_both_nodes_and_spends_exactly_what_it_paid(tmp_path: Path) -> None:
-    result = run_demo(tmp_path, spec=mlp_demo_spec(), console=Console(quiet=True))
+def test_demo_catches_the_cheat_pays_both_nodes_and_its_audit_finds_nothing(
+    tmp_path: Path,
+) -> None:
     spec = mlp_demo_spec()
-    assert all(verdict == "pass" for *_, verdict in result.contributions)
-    assert len(result.contributions) == spec.rounds * spec.slots_per_round
+    result = run_demo(tmp_path, spec=spec, console=Console(quiet=True), cheat=True, audit=True)
+    verdicts = [verdict for *_, verdict in result.contributions]
+    assert verdicts[0] == "fail" and verdicts[1:] == ["pass"] * spec.rounds * spec.slots_per_round
+    assert result.cheat_slashed == 100 * TOKEN
+    cheat_lost = result.balances_before["cheat"] - result.balances_after["cheat"] - 200 * TOKEN
+    assert cheat_lost == 0  # wallet: 200 still staked (100 of it slashed); see stake below
+    assert result.chain is not None
+    cheat_stake = result.chain.stakes.functions.stakeOf(
+        result.chain.market.events.ContributionSubmitted.get_logs(
+            from_block=result.chain.deployment.block
+        )[0]["args"]["node"]
+    ).call()
+    assert cheat_stake == 100 * TOKEN
+    assert result.audit_findings == 0 and result.audit_checks > 40
+    assert result.audit_report is not None and "no findings" in result.audit_report.read_text()
     sponsor_spent = result.balances_before["sponsor"] - result.balances_after["sponsor"]
     assert sponsor_spent == result.paid_out == result.escrow - result.refunded
     stake = 200 * TOKEN
