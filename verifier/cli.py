@@ -62,10 +62,13 @@ def withdraw() -> None:
 def run(
     once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
     poll: Annotated[float, typer.Option(help="seconds between passes")] = 5.0,
-    aggregate: Annotated[bool, typer.Option(help="also aggregate completed rounds")] = True,
+    aggregate: Annotated[
+        bool, typer.Option(help="also aggregate completed rounds and check others' aggregates")
+    ] = True,
     state: Annotated[Path | None, typer.Option(help="cursor file")] = None,
 ) -> None:
-    """Watch submissions, record seeds, verify assigned ones, attest, finalize, aggregate.
+    """Watch submissions, record seeds, verify assigned ones, attest, finalize, aggregate;
+    sit on dispute committees (re-execute, vote), challenge wrong aggregates.
 
     Example: opentrain verifier run
     """
