@@ -150,14 +150,26 @@ def run(
     metrics_port: Annotated[
         int | None, typer.Option(help="serve Prometheus /metrics on 127.0.0.1:PORT")
     ] = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="train each slot with N processes (torchrun DDP: nccl, one per GPU; gloo "
+            "on the CPU); for tolerance-mode jobs whose batch size N divides",
+        ),
+    ] = 1,
 ) -> None:
     """The daemon: pick a job and slot, claim, train, publish, submit; resumes after a crash.
 
     Example: opentrain node run --once
+
+    Example: opentrain node run --nproc 4   (one training process per GPU)
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = role_context()
-    daemon = NodeDaemon(ctx.account, ctx.store, workdir or ctx.settings.home / "node")
+    daemon = NodeDaemon(
+        ctx.account, ctx.store, workdir or ctx.settings.home / "node", nproc=nproc
+    )
     if metrics_port is not None:
         from node.metrics import serve
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from node import metrics
+from node.ddp import DDPError
 from node.disputes import Aftercare
 from node.worker import NodeWorker, ProgressFn, SegmentFn, honest_segment
 from opentrain.chain import ChainAccount, ChainError, JobInfo, job_info
@@ -89,10 +90,11 @@ class NodeDaemon:
         workdir: Path,
         memory_limit: int | None = None,
         segment_fn: SegmentFn = honest_segment,
+        nproc: int = 1,
     ) -> None:
         self.account = account
         self.store = store
-        self.worker = NodeWorker(account, store, workdir)
+        self.worker = NodeWorker(account, store, workdir, nproc)
         self.aftercare = Aftercare(account, store, workdir / "aftercare.json")
         self.memory_limit = memory_limit or available_memory()
         self.segment_fn = segment_fn
@@ -119,6 +121,8 @@ class NodeDaemon:
             return None, str(exc)
         if needed > self.memory_limit:
             return None, f"needs {needed / 2**30:.1f} GiB, {self.memory_limit / 2**30:.1f} free"
+        if why := self.worker.trainer.refusal(job.spec):
+            return None, why
         return job, ""
 
     def offers(self) -> list[Offer]:
@@ -215,7 +219,7 @@ class NodeDaemon:
             try:
                 self.aftercare.step()  # contest unfounded fails, release expired claims
                 worked = self.run_once(progress) is not None
-            except (ChainError, ContentError, JobError) as exc:
+            except (ChainError, ContentError, JobError, DDPError) as exc:
                 metrics.ERRORS.inc()
                 log.warning("slot failed, will retry: %s", str(exc).splitlines()[0])
                 worked = False

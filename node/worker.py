@@ -4,6 +4,9 @@ Merkle trace, publish the manifest and submit the contribution on-chain.
 
 A restart finds the checkpoints already on disk and continues from the last one, so a killed
 node loses at most one segment and ends with the same output digest.
+
+With ``nproc > 1`` the segments are trained by that many torchrun workers (``node.ddp``) from
+the same folder; this process still publishes, commits and submits.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from node.ddp import DDPError, export_job_data, train_slot_ddp
 from opentrain.chain import ChainAccount
 from opentrain.checkpoint import (
     TrainState,
@@ -27,7 +31,7 @@ from opentrain.jobs import LoadedJob, load_global_model, load_job
 from opentrain.manifest import CheckpointRef, TraceManifest
 from opentrain.spec import JobSpec, spec_digest
 from opentrain.store import ContentStore
-from opentrain.training import train_segment
+from opentrain.training import split_error, train_segment
 
 SegmentFn = Callable[[JobSpec, TrainState, int, int], TrainState]
 ProgressFn = Callable[[int, int], None]
@@ -65,12 +69,29 @@ class SlotTimings:
 
 
 class SlotTrainer:
-    """Trains one slot with checkpoints under ``workdir`` and publishes them to ``store``."""
+    """Trains one slot with checkpoints under ``workdir`` and publishes them to ``store``.
 
-    def __init__(self, store: ContentStore, workdir: Path) -> None:
+    ``nproc`` > 1 trains in that many processes (DDP under torchrun, ``node.ddp``); their
+    output agrees with one process up to float rounding, for jobs in tolerance mode."""
+
+    def __init__(self, store: ContentStore, workdir: Path, nproc: int = 1) -> None:
+        if nproc < 1:
+            raise ValueError(f"nproc must be at least 1, not {nproc}")
         self.store = store
         self.workdir = workdir
+        self.nproc = nproc
         self.timings = SlotTimings()
+
+    def refusal(self, spec: JobSpec) -> str:
+        """Why this trainer must not take the job ("" if it may): with several processes the
+        batches must split evenly, and the job must be verified in tolerance mode (their
+        bits differ from one process's, which exact mode would reject)."""
+        if self.nproc == 1:
+            return ""
+        why = split_error(spec.training, self.nproc)
+        if not why and spec.verification.mode != "tolerance":
+            why = f"job is verified in {spec.verification.mode} mode, not tolerance mode"
+        return f"--nproc {self.nproc}: {why}" if why else ""
 
     def _slot_dir(self, job_id: int, round_: int, slot: int) -> Path:
         path = self.workdir / f"job-{job_id}" / f"round-{round_}" / f"slot-{slot}"
@@ -91,8 +112,14 @@ class SlotTrainer:
         Each checkpoint is on local disk (atomically) before it counts; publishing it to the
         content store runs in a background thread while the next segment trains."""
         spec = job.spec
+        if why := self.refusal(spec):
+            raise ValueError(why)
+        if self.nproc > 1 and segment_fn is not honest_segment:
+            raise ValueError("a custom segment function runs in one process only (nproc 1)")
         folder = self._slot_dir(job.job_id, round_, slot)
         blobs = self._resume(spec, folder, global_model, round_, slot)
+        if self.nproc > 1:
+            return self._train_ddp(job, folder, blobs, round_, slot, progress)
         state = decode_checkpoint(spec, blobs[-1], round=round_, slot=slot)
         total = spec.training.num_segments
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as uploads:
@@ -107,6 +134,38 @@ class SlotTrainer:
                 if progress:
                     progress(len(blobs) - 1, total)
             published = [c.result() for c in cids]
+        return self._publish(job, blobs, published, round_, slot)
+
+    def _train_ddp(
+        self,
+        job: LoadedJob,
+        folder: Path,
+        blobs: list[bytes],
+        round_: int,
+        slot: int,
+        progress: ProgressFn | None,
+    ) -> SlotResult:
+        """The remaining segments in ``nproc`` worker processes; each checkpoint they write is
+        published here while they train the next."""
+        spec = job.spec
+        total = spec.training.num_segments
+        data_dir = export_job_data(spec, self.store, self.workdir / f"job-{job.job_id}" / "data")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as uploads:
+            cids = [uploads.submit(self.store.put_bytes, b) for b in blobs]
+
+            def publish(data: bytes) -> None:
+                blobs.append(data)
+                cids.append(uploads.submit(self.store.put_bytes, data))
+                self.timings.segments += 1
+                if progress:
+                    progress(len(blobs) - 1, total)
+
+            train_slot_ddp(
+                spec, folder, round_, slot, self.nproc, data_dir=data_dir, on_checkpoint=publish
+            )
+            published = [c.result() for c in cids]
+        if len(blobs) != total + 1:
+            raise DDPError(f"{folder} holds {len(blobs)} checkpoints, expected {total + 1}")
         return self._publish(job, blobs, published, round_, slot)
 
     def _resume(
@@ -149,10 +208,12 @@ class SlotTrainer:
 class NodeWorker:
     """A node's account, store and disk: claims a slot, trains it, submits it."""
 
-    def __init__(self, account: ChainAccount, store: ContentStore, workdir: Path) -> None:
+    def __init__(
+        self, account: ChainAccount, store: ContentStore, workdir: Path, nproc: int = 1
+    ) -> None:
         self.account = account
         self.store = store
-        self.trainer = SlotTrainer(store, workdir)
+        self.trainer = SlotTrainer(store, workdir, nproc)
 
     def work_slot(
         self,
@@ -165,6 +226,8 @@ class NodeWorker:
         """Claim, train, publish and submit one slot; returns the contribution id."""
         chain = self.account.chain
         job = load_job(chain, self.store, job_id)
+        if why := self.trainer.refusal(job.spec):
+            raise ValueError(why)
         global_model, _ = load_global_model(chain, self.store, job, round_)
         self.account.claim_slot(job_id, round_, slot)
         result = self.trainer.train(job, global_model, round_, slot, segment_fn, progress)
