@@ -109,8 +109,10 @@ class SlotTrainer:
     ) -> SlotResult:
         """Train (or resume) the slot and publish every checkpoint and the manifest.
 
-        Each checkpoint is on local disk (atomically) before it counts; publishing it to the
-        content store runs in a background thread while the next segment trains."""
+        Each checkpoint is on local disk (atomically) before it counts; writing it, hashing it
+        and publishing it to the content store run in one background thread, in order, while
+        the next segment trains. A crash mid-write leaves only a temp file behind, so a resume
+        finds the checkpoints before it and retrains that one segment."""
         spec = job.spec
         if why := self.refusal(spec):
             raise ValueError(why)
@@ -122,19 +124,26 @@ class SlotTrainer:
             return self._train_ddp(job, folder, blobs, round_, slot, progress)
         state = decode_checkpoint(spec, blobs[-1], round=round_, slot=slot)
         total = spec.training.num_segments
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as uploads:
-            cids = [uploads.submit(self.store.put_bytes, b) for b in blobs]
+
+        def persist(index: int, data: bytes) -> str:
+            _write_atomic(folder / f"ckpt-{index}.safetensors", data)
+            return self.store.put_bytes(data)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="persist") as background:
+            cids = [background.submit(self.store.put_bytes, b) for b in blobs]
+            digests = [background.submit(digest, b) for b in blobs]
             while len(blobs) <= total:
                 state = segment_fn(spec, state, round_, slot)
                 data = encode_checkpoint(state, round_, slot)
-                _write_atomic(folder / f"ckpt-{len(blobs)}.safetensors", data)
+                cids.append(background.submit(persist, len(blobs), data))
+                digests.append(background.submit(digest, data))
                 blobs.append(data)
-                cids.append(uploads.submit(self.store.put_bytes, data))
                 self.timings.segments += 1
                 if progress:
                     progress(len(blobs) - 1, total)
             published = [c.result() for c in cids]
-        return self._publish(job, blobs, published, round_, slot)
+            hashed = [d.result() for d in digests]
+        return self._publish(job, blobs, published, round_, slot, hashed)
 
     def _train_ddp(
         self,
@@ -182,11 +191,18 @@ class SlotTrainer:
         return blobs[: spec.training.num_segments + 1]
 
     def _publish(
-        self, job: LoadedJob, blobs: list[bytes], cids: list[str], round_: int, slot: int
+        self,
+        job: LoadedJob,
+        blobs: list[bytes],
+        cids: list[str],
+        round_: int,
+        slot: int,
+        digests: list[bytes] | None = None,
     ) -> SlotResult:
+        hashes = digests if digests is not None else [digest(b) for b in blobs]
         refs = tuple(
-            CheckpointRef(index=i, cid=cid, sha256=digest(b))
-            for i, (b, cid) in enumerate(zip(blobs, cids, strict=True))
+            CheckpointRef(index=i, cid=cid, sha256=sha)
+            for i, (cid, sha) in enumerate(zip(cids, hashes, strict=True))
         )
         manifest = TraceManifest(
             job_id=job.job_id,
