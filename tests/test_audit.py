@@ -26,6 +26,9 @@ def test_honest_job_has_no_findings_and_a_tampered_checkpoint_is_found(tmp_path:
     honest = auditor.job(result.job_id)
     assert honest.findings == []
     assert len(honest.checks) > 20
+    names = {c.name for c in honest.checks}
+    assert "vault escrow equals the sum of every job's open escrow" in names
+    assert "verifier report holds what re-execution computes (not lazy)" in names
     assert len(honest.losses) == spec.rounds + 1 and honest.losses[-1] < honest.losses[0]
     json_path, html_path = write_report(honest, tmp_path / "audit")
     assert "no findings" in html_path.read_text() and json_path.exists()

@@ -15,7 +15,8 @@ from opentrain.store import store_from_settings
 from verifier.audit import Auditor, AuditReport, write_report
 
 audit_app = typer.Typer(
-    help="Re-check contributions, rounds and jobs from the chain and the content store.\n\n"
+    help="Re-check contributions, rounds and jobs from the chain and the content store. "
+    "Exit status: 0 no findings, 2 findings, 1 error.\n\n"
     "Example: opentrain audit job 1 --out audit/",
     no_args_is_help=True,
 )
@@ -65,7 +66,9 @@ def round_(job_id: int, round_number: int, folder: OutOpt = Path("audit")) -> No
 
 @audit_app.command()
 def job(job_id: int, folder: OutOpt = Path("audit")) -> None:
-    """Audit a whole job, including that payouts plus refunds equal the escrow.
+    """Audit a whole job: every round, then its money (escrow, payouts, refunds, each
+    settlement against the job's terms) and the vault holding every job's escrow (its total
+    against JobMarket's books, every escrow movement matched, who may move it).
 
     Example: opentrain audit job 1 --out audit/
     """
