@@ -161,6 +161,9 @@ def run(
 ) -> None:
     """The daemon: pick a job and slot, claim, train, publish, submit; resumes after a crash.
 
+    Between slots it tends what it submitted: a fail its own re-execution does not support is
+    contested (bond locked, committee drawn, dispute resolved), expired claims are released.
+
     Example: opentrain node run --once
 
     Example: opentrain node run --nproc 4   (one training process per GPU)
@@ -187,6 +190,7 @@ def run(
             bar.update(task, completed=done, total=total)
 
         if once:
+            daemon.aftercare.step()
             contribution = daemon.run_once(progress)
             out.print(
                 "no work available"

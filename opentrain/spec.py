@@ -285,8 +285,11 @@ def load_spec_file(path: str | os.PathLike[str]) -> JobSpec:
 def default_demo_spec(**overrides: Any) -> JobSpec:
     """The CPU job of ``opentrain demo``: the demo gpt on CPython's docs, 2 rounds x 2 slots.
 
-    Sized so the whole demo runs in about a minute on 2 CPU cores and a segment's proof work
-    (checkpoint, digest, upload) stays under 2 % of its training time (``bench/``). The data
+    Shaped so three targets hold at once (``bench/``): a segment's proof work (checkpoint,
+    digest, disk, upload) under 2 % of its training time, which needs c x tokens per step large
+    against the checkpoint size; the verifier's re-execution under 5 % of the node's training,
+    which needs n = H/c >= 40 segments at k = 2 samples (it costs k*c/H); and the whole demo in
+    a few minutes on 2 CPU cores, which is why the model is small (d = 64). The data
     part names the builtin corpus by CID, which is computed locally, so the spec exists
     before anything is published; ``opentrain.corpus.publish_corpus`` stores the same bytes.
 
@@ -298,10 +301,10 @@ def default_demo_spec(**overrides: Any) -> JobSpec:
         "rounds": 2,
         "slots_per_round": 2,
         "reward": RewardSpec(reward_per_slot=10**18, verifier_fee=10**17),
-        "model": GPTSpec(n_layer=2, n_head=4, n_embd=128, block_size=128),
+        "model": GPTSpec(n_layer=2, n_head=4, n_embd=64, block_size=128),
         "data": builtin_corpus_spec(),
         "training": TrainingSpec(
-            inner_steps=60, segment_steps=15, batch_size=32, lr=3e-3, warmup_steps=10,
+            inner_steps=400, segment_steps=8, batch_size=32, lr=3e-3, warmup_steps=10,
             outer_lr=0.7, outer_momentum=0.5,
         ),
         "verification": VerificationSpec(mode="tolerance", tolerance=DEMO_TOLERANCE, samples=2),

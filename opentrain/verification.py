@@ -41,6 +41,7 @@ class SegmentCheck:
     recomputed_sha256: str = ""
     max_relative_distance: float = 0.0
     distances: dict[str, float] = field(default_factory=dict)
+    step_losses: list[float] = field(default_factory=list)  # proof that it was re-run
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,7 +102,7 @@ def check_segment(
     except CheckpointError as exc:
         result.reason = str(exc)
         return result
-    train_segment(spec, state, round_, slot, data=data)
+    train_segment(spec, state, round_, slot, data=data, losses=result.step_losses)
     recomputed = encode_checkpoint(state, round_, slot)
     result.recomputed_sha256 = digest(recomputed).hex()
     result.seconds = time.perf_counter() - began

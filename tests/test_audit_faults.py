@@ -2,8 +2,10 @@
 
 - a verifier that attests pass with a report whose Merkle proof was doctored;
 - two lazy verifiers that attest pass without re-executing: one publishes no checks, the other
-  echoes the node's committed digests as "recomputed" (which in exact mode coincides with an
-  honest recomputation's digest) without the per-tensor comparison re-execution produces;
+  forges everything derivable from the commitment (the node's committed digests as
+  "recomputed", which in exact mode coincide with an honest recomputation's, and zero
+  distances under every tensor name of the training state), so only the per-step losses,
+  which nothing but running the segment yields, give it away;
 - a rogue treasurer: the deployer grants TREASURER_ROLE on the vault to an outside account,
   which drains escrow that JobMarket still books to an open job.
 
@@ -64,7 +66,9 @@ def _doctored(report_json: bytes, index: int) -> bytes:
     return json.dumps(doc).encode()
 
 
-def _lazy_report(market: Market, contribution_id: int, echo: bool) -> bytes:
+def _lazy_report(
+    market: Market, contribution_id: int, echo: bool, tensor_names: tuple[str, ...] = ()
+) -> bytes:
     """What a verifier publishes when it attests pass without training: the parts it can get
     from public data cheaply (sampled segments, Merkle proofs from the manifest), and either no
     checks at all or the node's committed digests echoed as its "recomputation"."""
@@ -86,7 +90,7 @@ def _lazy_report(market: Market, contribution_id: int, echo: bool) -> bytes:
                     "claimed_sha256": committed,
                     "recomputed_sha256": committed,
                     "max_relative_distance": 0.0,
-                    "distances": {},
+                    "distances": {name: 0.0 for name in tensor_names} if index >= 0 else {},
                     "seconds": 0.0,
                 }
             )
@@ -127,14 +131,15 @@ def planted(shared_market: Market) -> Planted:
     for cid in (honest, bad_proof, lazy_empty, lazy_echo):
         assert worker.ensure_seed(cid)
 
-    worker.verify_and_attest(honest)
+    names = tuple(worker.verify_and_attest(honest).checks[1].distances)
     report = worker.verify(bad_proof)
     assert report.passed
     verifier.attest(
         bad_proof, True, m.store.put_bytes(_doctored(report.to_json(), report.sampled_segments[0]))
     )
     verifier.attest(lazy_empty, True, m.store.put_bytes(_lazy_report(m, lazy_empty, echo=False)))
-    verifier.attest(lazy_echo, True, m.store.put_bytes(_lazy_report(m, lazy_echo, echo=True)))
+    forged = _lazy_report(m, lazy_echo, echo=True, tensor_names=names)
+    verifier.attest(lazy_echo, True, m.store.put_bytes(forged))
     chain.mine(int(chain.settlement.functions.challengeWindow().call()) + 1)
     for cid in (honest, bad_proof, lazy_empty, lazy_echo):
         m.admin.finalize(cid)
@@ -182,8 +187,8 @@ def test_a_lazy_report_is_found(planted: Planted, which: str) -> None:
     detail = report.findings[0].detail
     if which == "lazy_empty":
         assert "no record" in detail
-    else:  # the echoed digest equals the auditor's own: only the missing comparison gives it away
-        assert "per-tensor comparison" in detail and "differs" not in detail
+    else:  # digest and distances are what re-execution gives: only the losses give it away
+        assert "per-step losses" in detail and "differs" not in detail
 
 
 def test_a_drained_vault_is_found(planted: Planted) -> None:

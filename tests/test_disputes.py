@@ -30,6 +30,7 @@ from opentrain.chain import (
 from opentrain.checkpoint import decode_params, digest, encode_params
 from opentrain.demo import post_bounty, skip_training
 from opentrain.spec import JobSpec, mlp_demo_spec
+from verifier.audit import Auditor
 from verifier.daemon import VerifierDaemon
 
 P = ProtocolParams()
@@ -123,6 +124,9 @@ def test_cheating_node_contests_its_fail_loses_the_vote_and_is_slashed(market: M
     for vote in votes:
         report = market.store.get_bytes(vote["args"]["reportCid"])
         assert b'"passed":false' in report and b"digest differs" in report
+    audit = Auditor(cast.chain, market.store).contribution(contribution)
+    assert audit.findings == []
+    assert any(c.name == "outcome after dispute matches re-execution" for c in audit.checks)
 
 
 def test_honest_node_failed_by_a_lying_verifier_contests_wins_and_the_liar_is_slashed(
@@ -160,6 +164,12 @@ def test_honest_node_failed_by_a_lying_verifier_contests_wins_and_the_liar_is_sl
     assert stake_info(cast.chain, node.address).locked == 0
     assert stake_info(cast.chain, liar.address).staked == STAKE - P.verifier_lock
     assert liar.credits() == 0  # no fee for a false fail
+    # the auditor sees the false fail, the overturning ruling and that the money followed it
+    audit = Auditor(cast.chain, market.store)
+    checks = audit.contribution(contribution).checks
+    assert all(c.ok for c in checks)
+    assert any("remedied: dispute" in c.detail for c in checks)
+    assert audit.accounting(cast.job_id).findings == []
 
 
 def test_a_wrong_aggregate_is_challenged_replaced_and_the_next_round_uses_the_right_one(
@@ -208,3 +218,4 @@ def test_a_wrong_aggregate_is_challenged_replaced_and_the_next_round_uses_the_ri
     assert second is not None
     cast.run(lambda: job_info(cast.chain, cast.job_id).status.name == "COMPLETED")
     assert node.credits() == 2 * spec.reward.reward_per_slot
+    assert Auditor(cast.chain, market.store).job(cast.job_id).findings == []

@@ -276,21 +276,46 @@ class Auditor:
         ]
         report.add(subject, "sampled segments follow the sampling rule", sampled == on_chain)
         ours = self._reexecute(report, subject, job, info, manifest, sampled, v.verdict)
+        first_verifier_check = len(report.checks)
         doc = self._verifier_report(report, subject, info.contribution_id, v.attested_at)
         if doc is not None:
             self._compare_reports(report, subject, doc, sampled, manifest, info, v.verdict)
             if ours is not None:
                 self._check_laziness(report, subject, doc, sampled, ours, job.spec)
+        ruling = self._ruling(info.contribution_id)
         if ours is not None:
             expected = Verdict.PASS if all(ours.passed.values()) else Verdict.FAIL
-            report.add(
-                subject,
-                "on-chain verdict matches re-execution",
-                v.verdict == expected,
-                f"verdict {v.verdict.name.lower()}, re-execution {expected.name.lower()}",
-            )
+            detail = f"verdict {v.verdict.name.lower()}, re-execution {expected.name.lower()}"
+            if ruling is None:
+                report.add(
+                    subject, "on-chain verdict matches re-execution", v.verdict == expected, detail
+                )
+            else:
+                dispute_id, valid = ruling
+                final = Verdict.PASS if valid else Verdict.FAIL
+                report.add(
+                    subject,
+                    "outcome after dispute matches re-execution",
+                    final == expected,
+                    f"{detail}; dispute {dispute_id} ruled the work "
+                    f"{'valid' if valid else 'invalid'}",
+                )
+                if final != v.verdict:
+                    _remedied(report.checks[first_verifier_check:], dispute_id)
         report.segments_checked += len(sampled)
         report.segments_total += n
+
+    def _ruling(self, contribution_id: int) -> tuple[int, bool] | None:
+        """(dispute id, work valid?) of the dispute that decided the contribution, if any: a
+        resolved contest or challenge with a majority (a tie leaves the verdict standing)."""
+        self.events.refresh()
+        for e in reversed(self.events.named("Disputes", "DisputeOpened")):
+            if int(e.args["contributionId"]) != contribution_id:
+                continue
+            d = dispute_info(self.chain, int(e.args["disputeId"]))
+            if d.ruling in (Ruling.VALID, Ruling.INVALID):
+                return d.dispute_id, d.ruling is Ruling.VALID
+        return None
 
     def _verifier_report(
         self, report: AuditReport, subject: str, contribution_id: int, attested_at: int
@@ -458,17 +483,14 @@ class Auditor:
         - when the recomputed digests agree, so must the per-tensor ``distances`` (same bits on
           both sides give the same distances): a record that echoes the committed digest as
           "recomputed" without the comparison re-execution produces is not a recomputation;
+        - the training loss of every step of the segment (``step_losses``) matches the
+          auditor's: no checkpoint and nothing the node publishes holds it, so it is the one
+          field a verifier cannot forge from the commitment without running the segment (all
+          its forward passes, at least). Without it, in exact mode and for an honest node,
+          every other field equals something derivable from the commitment (its digest, zero
+          distances over the state's tensor names), and a verifier that skipped the work but
+          forged those exactly would look like one that did it;
         - its per-segment pass/fail agrees with the auditor's.
-
-        What no report can reveal: in exact mode, for an honest node, every field re-execution
-        produces equals something derivable from the node's commitment (its digest, zero
-        distances over the state's tensor names), so a verifier that skips the work but forges
-        all of it exactly is indistinguishable from one that did it. Skipping is caught
-        whenever it changes what the report says, in particular whenever the node cheated
-        (the forged record then differs from re-execution, and so does the verdict, checked
-        separately). Making laziness detectable on honest work would need the report to carry
-        something only re-execution yields and the node never publishes (e.g. the loss at
-        each step inside the segment).
         """
         records: dict[int, dict[str, Any]] = {}
         for rec in doc.get("checks") or []:
@@ -807,9 +829,40 @@ def _record_problem(rec: dict[str, Any], mine: SegmentCheck, exact: bool) -> str
         return "recomputed digest differs from re-execution"
     elif not isinstance(distances, dict) or set(distances) != set(mine.distances):
         return "no comparison of every tensor of the training state"
+    if not _same_losses(rec.get("step_losses"), mine.step_losses, exact):
+        return "per-step losses missing or not what re-execution yields"
     if bool(rec.get("passed")) != mine.passed:
         return f"says {'pass' if rec.get('passed') else 'fail'}, re-execution says otherwise"
     return ""
+
+
+def _remedied(checks: list[Check], dispute_id: int) -> None:
+    """A verifier whose verdict a committee overturned was slashed for it and its verdict no
+    longer decides any payment: what is wrong with its report is recorded, not a finding."""
+    for check in checks:
+        if not check.ok:
+            check.ok = True
+            check.detail = (
+                f"{check.detail}; remedied: dispute {dispute_id} overturned this verdict "
+                "and slashed the verifier"
+            ).lstrip("; ")
+
+
+def _same_losses(theirs: Any, mine: list[float], exact: bool) -> bool:
+    """The training loss of every step of the segment: no checkpoint holds it, so a report
+    can only carry it by running the segment (at least its forward passes). Bit-equal in
+    exact mode; in tolerance mode another machine's rounding moves it by ~1e-6 relative,
+    far inside 1e-3, while a guess without running lands nowhere near."""
+    if not isinstance(theirs, list) or len(theirs) != len(mine):
+        return False
+    try:
+        if exact:
+            return all(float(a) == b for a, b in zip(theirs, mine, strict=True))
+        return all(
+            math.isclose(float(a), b, rel_tol=1e-3) for a, b in zip(theirs, mine, strict=True)
+        )
+    except (TypeError, ValueError):
+        return False
 
 
 def _same_distances(theirs: Any, mine: dict[str, float]) -> bool:
