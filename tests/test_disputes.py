@@ -5,17 +5,20 @@ aggregate is challenged by a verifier, replaced, and the next round trains from 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from conftest import Market
 
 from node.daemon import NodeDaemon
+from node.disputes import Aftercare
 from opentrain.chain import (
     TOKEN,
     AggregateStatus,
     ChainAccount,
     ContributionStatus,
     DisputeKind,
+    JobParams,
     ProtocolParams,
     Ruling,
     Verdict,
@@ -219,3 +222,25 @@ def test_a_wrong_aggregate_is_challenged_replaced_and_the_next_round_uses_the_ri
     cast.run(lambda: job_info(cast.chain, cast.job_id).status.name == "COMPLETED")
     assert node.credits() == 2 * spec.reward.reward_per_slot
     assert Auditor(cast.chain, market.store).job(cast.job_id).findings == []
+
+
+def test_node_aftercare_releases_its_own_expired_claims(market: Market) -> None:
+    sponsor, node, other = market.new_account(), market.new_account(), market.new_account()
+    node.stake(STAKE)
+    other.stake(STAKE)
+    label = hashlib.sha256(b"spec").digest()
+    params = JobParams(label, label, 1, 3, 4, 2, TOKEN, TOKEN // 10, claim_timeout=5)
+    job_id = sponsor.create_job(params, "bafy-spec", "bafy-g0")
+    node.claim_slot(job_id, 0, 0)
+    node.claim_slot(job_id, 0, 1)
+    other.claim_slot(job_id, 0, 2)  # not this node's to release
+    aftercare = Aftercare(node, market.store, market.home / "aftercare.json")
+    assert aftercare.step() == 0  # still inside the claim window
+    assert stake_info(market.chain, node.address).locked == 2 * P.min_node_stake
+    market.chain.mine(6)
+    assert aftercare.step() == 2
+    assert stake_info(market.chain, node.address).locked == 0
+    slots = market.chain.market.functions
+    assert [slots.slotState(job_id, 0, s).call()[2] for s in range(3)] == [0, 0, 1]
+    assert stake_info(market.chain, other.address).locked == P.min_node_stake
+    assert Aftercare(node, market.store, market.home / "aftercare.json").step() == 0
