@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
@@ -408,3 +409,75 @@ class GatewayClient(ReaderBase):
             f"gateway {self.url}: HTTP {response.status_code} for {cid}: "
             f"{_first_line(response.text)}"
         )
+
+
+# ---------------------------------------------------------------------------
+# a local store that fetches what it lacks from gateways
+
+
+class GatewayFallbackStore:
+    """The local content store, plus trustless gateways for what it does not hold yet.
+
+    A verifier or auditor usually lacks the node's checkpoints: it reads them from the node's
+    own gateway (`opentrain store serve`) or any IPFS gateway, verifying every block against
+    its CID (:class:`GatewayClient`), and keeps the verified DAG locally, block for block, so
+    the copy has the very same CID and the next read is local. Writes and pins go to the local
+    store. Gateways are tried in order; all of them failing is one ContentError.
+    """
+
+    def __init__(self, local: EmbeddedStore, gateways: list[GatewayClient]) -> None:
+        self.local = local
+        self.gateways = gateways
+
+    def _fetch(self, cid: str) -> None:
+        if self.local.has(cid):
+            return
+        errors = []
+        for gateway in self.gateways:
+            batch = self.local.batch()
+            try:
+                for block_cid, block in gateway.iter_dag(cid):
+                    batch.add(block_cid, block)
+            except ContentError as exc:
+                batch.abort()
+                errors.append(f"{gateway.url}: {_first_line(str(exc))}")
+                continue
+            batch.commit(last=[parse_cid(cid).text])
+            return
+        tried = "; ".join(errors) or "no gateway configured"
+        raise ContentError(f"{cid} is not in the local store and no gateway served it ({tried})")
+
+    def iter_content(self, cid: str, expected_sha256: bytes | None = None) -> Iterator[bytes]:
+        self._fetch(cid)
+        return self.local.iter_content(cid, expected_sha256)
+
+    def get_bytes(self, cid: str, expected_sha256: bytes | None = None) -> bytes:
+        self._fetch(cid)
+        return self.local.get_bytes(cid, expected_sha256)
+
+    def get_to_file(self, cid: str, path: Path, expected_sha256: bytes | None = None) -> None:
+        self._fetch(cid)
+        self.local.get_to_file(cid, path, expected_sha256)
+
+    def has(self, cid: str) -> bool:
+        try:
+            self._fetch(cid)
+        except ContentError:
+            return False
+        return True
+
+    def put_bytes(self, data: bytes) -> str:
+        return self.local.put_bytes(data)
+
+    def put_file(self, path: Path) -> str:
+        return self.local.put_file(path)
+
+    def pin(self, cid: str) -> None:
+        self._fetch(cid)
+        self.local.pin(cid)
+
+    def unpin(self, cid: str) -> None:
+        self.local.unpin(cid)
+
+    def pins(self) -> list[str]:
+        return self.local.pins()

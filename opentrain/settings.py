@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     ipfs_api: str | None = Field(
         default=None, description="kubo RPC URL, e.g. http://127.0.0.1:5001"
     )
+    gateways: str = Field(
+        default="",
+        description="comma-separated trustless gateway URLs (a node's `opentrain store serve`, "
+        "any IPFS gateway) to fetch content the embedded store lacks, verified by CID",
+    )
     max_content_bytes: int = Field(default=2 << 30, gt=0, description="largest object accepted")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite by default")
     confirmations: int = Field(default=0, ge=0, description="indexer confirmation depth")

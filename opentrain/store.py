@@ -787,9 +787,18 @@ def open_store(root: Path, max_bytes: int | None = None) -> ContentStore:
 
 
 def store_from_settings(settings: Settings) -> ContentStore:
-    """kubo over its RPC when `ipfs_api` is set, else the embedded store under `store_dir`."""
+    """kubo over its RPC when `ipfs_api` is set (kubo finds content on the IPFS network
+    itself), else the embedded store under `store_dir`, reading what it lacks from the
+    `gateways` when any are set."""
     if settings.ipfs_api:
         from opentrain.kubo import KuboStore  # kubo.py imports this module
 
         return KuboStore(settings.ipfs_api, max_bytes=settings.max_content_bytes)
-    return EmbeddedStore(settings.resolved_store_dir, max_bytes=settings.max_content_bytes)
+    local = EmbeddedStore(settings.resolved_store_dir, max_bytes=settings.max_content_bytes)
+    urls = [u.strip() for u in settings.gateways.split(",") if u.strip()]
+    if not urls:
+        return local
+    from opentrain.gateway import GatewayClient, GatewayFallbackStore  # imports this module
+
+    clients = [GatewayClient(u, max_bytes=settings.max_content_bytes) for u in urls]
+    return GatewayFallbackStore(local, clients)
