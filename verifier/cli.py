@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from opentrain.chain import TOKEN
 from opentrain.context import role_context
@@ -74,10 +75,26 @@ def run(
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = role_context()
-    daemon = VerifierDaemon(
-        ctx.account, ctx.store, state or ctx.settings.home / "verifier-state.json", aggregate
-    )
-    if once:
-        out.print(f"{daemon.step()} actions taken")
-        return
-    daemon.run(poll_seconds=poll)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+    ) as bar:
+        task = bar.add_task("re-executed segments", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        daemon = VerifierDaemon(
+            ctx.account,
+            ctx.store,
+            state or ctx.settings.home / "verifier-state.json",
+            aggregate,
+            progress,
+        )
+        if once:
+            out.print(f"{daemon.step()} actions taken")
+            return
+        daemon.run(poll_seconds=poll)

@@ -26,6 +26,7 @@ from opentrain.chain import (
     dispute_info,
     verification_info,
 )
+from opentrain.contribution_check import ProgressFn
 from opentrain.store import ContentStore
 from verifier.disputes import AggregateWatch, CommitteeDuty
 from verifier.worker import RoundAggregator, VerifierWorker
@@ -47,8 +48,10 @@ class VerifierDaemon:
         store: ContentStore,
         state_file: Path,
         aggregate: bool = True,
+        progress: ProgressFn | None = None,
     ) -> None:
         self.account = account
+        self.progress = progress
         self.worker = VerifierWorker(account, store)
         self.aggregator = RoundAggregator(account, store)
         self.committee = CommitteeDuty(account, store, self.worker, self.aggregator)
@@ -117,7 +120,7 @@ class VerifierDaemon:
         if info.verdict == VERDICT_NONE:
             if not self.worker.is_assigned(contribution_id):
                 return 0
-            report = self.worker.verify_and_attest(contribution_id)
+            report = self.worker.verify_and_attest(contribution_id, self.progress)
             log.info("contribution %s: %s (%s)", contribution_id, report.passed, report.reason)
             return 1
         if info.finalized:
