@@ -22,19 +22,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from node.daemon import NodeDaemon  # noqa: E402
 from node.worker import honest_segment  # noqa: E402
-from opentrain.chain import TOKEN, connect, deploy  # noqa: E402
+from opentrain.chain import TOKEN, Chain, ChainAccount, connect, deploy  # noqa: E402
 from opentrain.checkpoint import TrainState  # noqa: E402
 from opentrain.demo import post_bounty  # noqa: E402
 from opentrain.spec import JobSpec, default_demo_spec, mlp_demo_spec  # noqa: E402
 from opentrain.store import EmbeddedStore  # noqa: E402
 
 
-def main() -> None:
-    spec = (
-        mlp_demo_spec(rounds=1, slots_per_round=1)
-        if "--mlp" in sys.argv
-        else (default_demo_spec(rounds=1, slots_per_round=1))
-    )
+def in_process_market(
+    spec: JobSpec, roles: int = 2
+) -> tuple[Chain, EmbeddedStore, Path, list[ChainAccount]]:
+    """A fresh deployment on the in-process chain and embedded store, ``roles`` funded
+    accounts (the first is the sponsor), and the job posted."""
     home = Path(tempfile.mkdtemp(prefix="opentrain-bench-"))
     store = EmbeddedStore(home / "store")
     w3 = connect("inprocess")
@@ -43,15 +42,19 @@ def main() -> None:
     chain = deploy(w3, deployer)
     admin = chain.account(deployer)
     accounts = []
-    for _ in range(2):
+    for _ in range(roles):
         key = Account.create()
         chain.fund_eth(key.address, 10**19)
         admin.transfer(key.address, 1_000 * TOKEN)
         accounts.append(chain.account(key))
-    sponsor, node = accounts
-    node.stake(200 * TOKEN)
-    post_bounty(sponsor, store, spec)
+    post_bounty(accounts[0], store, spec)
+    return chain, store, home, accounts
 
+
+def timed_slot(node: ChainAccount, store: EmbeddedStore, home: Path) -> tuple[int, float, float]:
+    """One slot through the node daemon: (contribution id, seconds inside training steps,
+    wall seconds from claim to submission)."""
+    node.stake(200 * TOKEN)
     training = 0.0
 
     def timed(s: JobSpec, state: TrainState, r: int, slot: int) -> TrainState:
@@ -66,6 +69,17 @@ def main() -> None:
     contribution = daemon.run_once()
     wall = time.perf_counter() - began
     assert contribution is not None
+    return contribution, training, wall
+
+
+def main() -> None:
+    spec = (
+        mlp_demo_spec(rounds=1, slots_per_round=1)
+        if "--mlp" in sys.argv
+        else (default_demo_spec(rounds=1, slots_per_round=1))
+    )
+    _, store, home, (_, node) = in_process_market(spec)
+    _, training, wall = timed_slot(node, store, home)
     utilization = training / wall
     print(f"{'model':<28}{spec.model.name}")
     print(f"{'segments x steps':<28}{spec.training.num_segments} x {spec.training.segment_steps}")

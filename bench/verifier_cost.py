@@ -18,22 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from eth_account import Account
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from node.daemon import NodeDaemon  # noqa: E402
-from node.worker import honest_segment  # noqa: E402
-from opentrain.chain import TOKEN, connect, deploy  # noqa: E402
-from opentrain.checkpoint import TrainState  # noqa: E402
+from node_utilization import in_process_market, timed_slot  # noqa: E402
+
+from opentrain.chain import TOKEN  # noqa: E402
 from opentrain.contribution_check import check_contribution  # noqa: E402
-from opentrain.demo import post_bounty  # noqa: E402
 from opentrain.spec import JobSpec, default_demo_spec, mlp_demo_spec  # noqa: E402
-from opentrain.store import EmbeddedStore  # noqa: E402
 
 
 def job_spec(args: argparse.Namespace) -> JobSpec:
@@ -61,33 +55,10 @@ def main() -> None:
     args = parser.parse_args()
     spec = job_spec(args)
 
-    home = Path(tempfile.mkdtemp(prefix="opentrain-bench-"))
-    store = EmbeddedStore(home / "store")
-    w3 = connect("inprocess")
-    deployer = Account.create()
-    w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": deployer.address, "value": 10**20})
-    chain = deploy(w3, deployer)
-    admin = chain.account(deployer)
-    sponsor, node, verifier = (chain.account(Account.create()) for _ in range(3))
-    for account in (sponsor, node, verifier):
-        chain.fund_eth(account.address, 10**19)
-        admin.transfer(account.address, 1_000 * TOKEN)
-    node.stake(200 * TOKEN)
+    chain, store, home, (_, node, verifier) = in_process_market(spec, roles=3)
     verifier.stake(200 * TOKEN)
     verifier.register_verifier()
-    post_bounty(sponsor, store, spec)
-
-    training = 0.0
-
-    def timed(s: JobSpec, state: TrainState, r: int, slot: int) -> TrainState:
-        nonlocal training
-        began = time.perf_counter()
-        out = honest_segment(s, state, r, slot)
-        training += time.perf_counter() - began
-        return out
-
-    contribution = NodeDaemon(node, store, home / "node", segment_fn=timed).run_once()
-    assert contribution is not None
+    contribution, training, _ = timed_slot(node, store, home)
     chain.mine(1)
     verifier.record_seed(contribution)
     report = check_contribution(chain, store, contribution)

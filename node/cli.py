@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from node.daemon import NodeDaemon
 from opentrain.chain import TOKEN
 from opentrain.context import role_context
 from opentrain.keys import create_keystore
+from opentrain.progress import segment_progress
 from opentrain.settings import Settings
 
 node_app = typer.Typer(
@@ -177,18 +177,7 @@ def run(
         from node.metrics import serve
 
         serve(metrics_port)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=out,
-    ) as bar:
-        task = bar.add_task("segments", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with segment_progress(out, "segments") as progress:
         if once:
             daemon.aftercare.step()
             contribution = daemon.run_once(progress)

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from opentrain.corpus import MAX_MANIFEST_BYTES, CorpusManifest
 from opentrain.spec import CorpusDataSpec, JobSpec, canonical_json
-from opentrain.store import ContentError, ContentReader
+from opentrain.store import ContentError, ContentReader, write_atomically
 
 __all__ = ["DDPError", "FileBlobs", "export_job_data", "train_slot_ddp"]
 
@@ -58,15 +58,6 @@ class DDPError(RuntimeError):
 
 def checkpoint_path(folder: Path, index: int) -> Path:
     return folder / f"ckpt-{index}.safetensors"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # -- the job's data, handed over as files ---------------------------------------------------
@@ -107,7 +98,7 @@ def export_job_data(spec: JobSpec, store: ContentReader, into: Path) -> Path | N
         if path.exists():
             return path.read_bytes()
         blob = store.get_bytes(cid, expected_sha256=sha256)
-        _write_atomic(path, blob)
+        write_atomically(path, [blob], durable=True)
         return blob
 
     raw = copy(data.manifest_cid, bytes.fromhex(data.manifest_sha256))
@@ -169,7 +160,7 @@ def train_slot_ddp(
         raise DDPError(f"{folder} has no checkpoint 0")
     if nxt > total:
         return
-    _write_atomic(folder / SPEC_FILE, canonical_json(spec))
+    write_atomically(folder / SPEC_FILE, [canonical_json(spec)], durable=True)
     ranks = folder / RANKS_DIR
     ranks.mkdir(exist_ok=True)
     for stale in ranks.iterdir():
@@ -262,8 +253,10 @@ def _worker(args: argparse.Namespace) -> None:
         for index in range(start + 1, total + 1):
             train_segment(spec, state, args.round, args.slot, data=data)
             if rank == 0:
-                _write_atomic(
-                    checkpoint_path(folder, index), encode_checkpoint(state, args.round, args.slot)
+                write_atomically(
+                    checkpoint_path(folder, index),
+                    [encode_checkpoint(state, args.round, args.slot)],
+                    durable=True,
                 )
         marker = {
             "rank": rank,
@@ -275,12 +268,16 @@ def _worker(args: argparse.Namespace) -> None:
             "first_checkpoint": start,
             "segments": total - start,
         }
-        _write_atomic(folder / RANKS_DIR / f"rank-{rank}.json", json.dumps(marker).encode())
+        write_atomically(
+            folder / RANKS_DIR / f"rank-{rank}.json", [json.dumps(marker).encode()], durable=True
+        )
         dist.barrier()
         dist.destroy_process_group()
     except BaseException as exc:
         line = " ".join(f"rank {rank}: {type(exc).__name__}: {exc}".split())
-        _write_atomic(folder / RANKS_DIR / f"error-rank-{rank}.txt", line.encode())
+        write_atomically(
+            folder / RANKS_DIR / f"error-rank-{rank}.txt", [line.encode()], durable=True
+        )
         raise
 
 

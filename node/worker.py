@@ -11,7 +11,6 @@ the same folder; this process still publishes, commits and submits.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from opentrain.checkpoint import (
 from opentrain.jobs import LoadedJob, load_global_model, load_job
 from opentrain.manifest import CheckpointRef, TraceManifest
 from opentrain.spec import JobSpec, spec_digest
-from opentrain.store import ContentStore
+from opentrain.store import ContentStore, write_atomically
 from opentrain.training import split_error, train_segment
 
 SegmentFn = Callable[[JobSpec, TrainState, int, int], TrainState]
@@ -50,15 +49,6 @@ class SlotResult:
 
 def honest_segment(spec: JobSpec, state: TrainState, round_: int, slot: int) -> TrainState:
     return train_segment(spec, state, round_, slot)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -126,7 +116,7 @@ class SlotTrainer:
         total = spec.training.num_segments
 
         def persist(index: int, data: bytes) -> str:
-            _write_atomic(folder / f"ckpt-{index}.safetensors", data)
+            write_atomically(folder / f"ckpt-{index}.safetensors", [data], durable=True)
             return self.store.put_bytes(data)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="persist") as background:
@@ -184,7 +174,7 @@ class SlotTrainer:
         first = folder / "ckpt-0.safetensors"
         if not first.exists():
             state = fresh_state(spec, decode_params(spec, global_model))
-            _write_atomic(first, encode_checkpoint(state, round_, slot))
+            write_atomically(first, [encode_checkpoint(state, round_, slot)], durable=True)
         blobs: list[bytes] = []
         while (path := folder / f"ckpt-{len(blobs)}.safetensors").exists():
             blobs.append(path.read_bytes())

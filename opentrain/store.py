@@ -421,8 +421,11 @@ def _remove(path: str | Path) -> None:
         os.unlink(path)
 
 
-def write_atomically(path: Path, pieces: Iterable[bytes]) -> None:
-    """Write pieces to path: complete, or (on any error) not there at all / left unchanged."""
+def write_atomically(path: Path, pieces: Iterable[bytes], durable: bool = False) -> None:
+    """Write pieces to path: complete, or (on any error) not there at all / left unchanged.
+
+    ``durable`` also flushes the file to the disk before it takes the name, so a power cut
+    cannot leave the name on an empty file (the node's checkpoints: they count once named)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
@@ -430,6 +433,9 @@ def write_atomically(path: Path, pieces: Iterable[bytes]) -> None:
         with os.fdopen(fd, "wb") as out:
             for piece in pieces:
                 out.write(piece)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         _remove(tmp)

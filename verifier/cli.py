@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from opentrain.chain import TOKEN
 from opentrain.context import role_context
+from opentrain.progress import segment_progress
 from verifier.daemon import VerifierDaemon
 
 verifier_app = typer.Typer(
@@ -75,18 +75,7 @@ def run(
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = role_context()
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=out,
-    ) as bar:
-        task = bar.add_task("re-executed segments", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with segment_progress(out, "re-executed segments") as progress:
         daemon = VerifierDaemon(
             ctx.account,
             ctx.store,
