@@ -3,10 +3,11 @@ aggregate, finalize the aggregate; a restart repeats nothing."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import Market
 
 from node.daemon import NodeDaemon
-from opentrain.chain import TOKEN, JobStatus, aggregate_info, verification_info
+from opentrain.chain import TOKEN, ChainError, JobStatus, aggregate_info, verification_info
 from opentrain.demo import post_bounty
 from opentrain.spec import mlp_demo_spec
 from verifier.daemon import VerifierDaemon
@@ -41,3 +42,23 @@ def test_daemon_takes_a_job_from_submission_to_completion(market: Market) -> Non
     restarted.step()
     status = chain.market.functions.jobState(job_id).call()[1]
     assert status == JobStatus.COMPLETED
+
+
+def test_a_failed_pass_is_logged_and_retried_not_fatal(
+    market: Market, caplog: pytest.LogCaptureFixture
+) -> None:
+    verifier = market.new_account()
+    daemon = VerifierDaemon(verifier, market.store, market.home / "verifier.json")
+    passes: list[int] = []
+
+    def flaky_step() -> int:
+        passes.append(1)
+        if len(passes) == 1:
+            raise ChainError("attest(3) failed: RPC http://127.0.0.1:8545 unreachable")
+        return 1
+
+    daemon.step = flaky_step  # type: ignore[method-assign]
+    with caplog.at_level("WARNING", logger="opentrain.verifier"):
+        daemon.run(poll_seconds=0.01, should_stop=lambda: len(passes) >= 2)
+    assert len(passes) == 2
+    assert "pass failed, will retry: attest(3) failed" in caplog.text

@@ -27,7 +27,8 @@ from opentrain.chain import (
     verification_info,
 )
 from opentrain.contribution_check import ProgressFn
-from opentrain.store import ContentStore
+from opentrain.jobs import JobError
+from opentrain.store import ContentError, ContentStore
 from verifier.disputes import AggregateWatch, CommitteeDuty
 from verifier.worker import RoundAggregator, VerifierWorker
 
@@ -172,8 +173,15 @@ class VerifierDaemon:
     def run(
         self, poll_seconds: float = 5.0, should_stop: Callable[[], bool] = lambda: False
     ) -> None:
+        """Step until ``should_stop``; an unreachable RPC or store, or a reverted transaction,
+        is logged and retried on the next pass (every decision is re-derived from the chain)."""
         while not should_stop():
-            if self.step() == 0:
+            try:
+                acted = self.step()
+            except (ChainError, ContentError, JobError) as exc:
+                log.warning("pass failed, will retry: %s", str(exc).splitlines()[0])
+                acted = 0
+            if acted == 0:
                 time.sleep(poll_seconds)
 
 
