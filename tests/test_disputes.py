@@ -244,3 +244,36 @@ def test_node_aftercare_releases_its_own_expired_claims(market: Market) -> None:
     assert [slots.slotState(job_id, 0, s).call()[2] for s in range(3)] == [0, 0, 1]
     assert stake_info(market.chain, other.address).locked == P.min_node_stake
     assert Aftercare(node, market.store, market.home / "aftercare.json").step() == 0
+
+
+def test_an_absent_committee_leaves_the_fail_standing_and_the_auditor_flags_it(
+    market: Market,
+) -> None:
+    spec = spec_one_slot()
+    cast = Cast(market, spec)
+    node, daemon = cast.node("honest")
+    contribution = daemon.run_once()
+    assert contribution is not None
+    liar = cast.drawn_verifier(contribution)
+    liar.attest(contribution, False, market.store.put_bytes(b'{"passed":false}'))
+    # only the node's daemon runs: it contests, draws the committee, and resolves after the
+    # window; no member votes
+    for _ in range(P.challenge_window + P.vote_window + 10):
+        daemon.aftercare.step()
+        if verification_info(cast.chain, contribution).finalized:
+            break
+        cast.chain.mine(1)
+    d = dispute_info(cast.chain, 1)
+    assert (d.ruling, d.valid_votes, d.invalid_votes, len(d.members)) == (Ruling.UNDECIDED, 0, 0, 3)
+    # the fail stands as if undisputed: the node loses its claim lock, gets its bond back;
+    # each absent member loses its seat lock
+    assert contribution_info(cast.chain, contribution).status is ContributionStatus.REJECTED
+    assert stake_info(cast.chain, node.address).staked == STAKE - P.min_node_stake
+    assert stake_info(cast.chain, node.address).locked == 0
+    for member in d.members:
+        assert stake_info(cast.chain, member).staked == STAKE - P.verifier_lock
+    # the money followed the rules, but the verdict contradicts re-execution: a finding
+    audit = Auditor(cast.chain, market.store)
+    findings = {c.name for c in audit.contribution(contribution).findings}
+    assert "on-chain verdict matches re-execution" in findings
+    assert audit.accounting(cast.job_id).findings == []
