@@ -46,6 +46,7 @@ from marketplace_api.testing import (  # noqa: E402
     free_port,
     postgres_reachable,
     postgres_schema,
+    stop_process,
 )
 
 CONTRIBUTIONS = 10_000
@@ -270,12 +271,7 @@ def serve(url: str, workers: int) -> Iterator[str]:
         time.sleep(1.0 if workers > 1 else 0.0)  # every worker up, not just the first
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _percentile(values: list[float], q: float) -> float:

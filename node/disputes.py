@@ -16,17 +16,15 @@ from pathlib import Path
 from opentrain.chain import (
     ChainAccount,
     ContributionStatus,
-    JobStatus,
     Phase,
     SlotStatus,
     Verdict,
     contribution_info,
-    dispute_info,
     verification_info,
 )
 from opentrain.contribution_check import check_contribution
 from opentrain.disputes import advance_dispute
-from opentrain.store import ContentStore
+from opentrain.store import ContentStore, write_atomically
 
 __all__ = ["Aftercare"]
 
@@ -45,6 +43,10 @@ class Aftercare:
         self.submitted: set[int] = set(state.get("submitted", []))
         self.disputes: set[int] = set(state.get("disputes", []))
         self.upheld: set[int] = set(state.get("upheld", []))  # fails re-execution confirmed
+        # (job, round, slot, deadline) of this node's claims, from its SlotClaimed events
+        self.claims: set[tuple[int, int, int, int]] = {
+            (int(j), int(r), int(sl), int(d)) for j, r, sl, d in state.get("claims", [])
+        }
 
     def _save(self) -> None:
         doc = {
@@ -52,11 +54,10 @@ class Aftercare:
             "submitted": sorted(self.submitted),
             "disputes": sorted(self.disputes),
             "upheld": sorted(self.upheld),
+            "claims": sorted(self.claims),
         }
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(self.state_file)
+        write_atomically(self.state_file, [json.dumps(doc).encode()])
 
     def scan(self) -> None:
         chain = self.account.chain
@@ -69,6 +70,11 @@ class Aftercare:
             **window, argument_filters={"node": me}
         )
         self.submitted.update(int(e["args"]["contributionId"]) for e in subs)
+        claimed = chain.market.events.SlotClaimed.get_logs(**window, argument_filters={"node": me})
+        self.claims.update(
+            (int(a["jobId"]), int(a["round"]), int(a["slot"]), int(a["deadline"]))
+            for a in (e["args"] for e in claimed)
+        )
         opened = chain.disputes.events.DisputeOpened.get_logs(**window)
         self.disputes.update(
             int(e["args"]["disputeId"])
@@ -85,8 +91,9 @@ class Aftercare:
         for contribution_id in sorted(self.submitted):
             actions += self._answer(contribution_id)
         for dispute_id in sorted(self.disputes):
-            actions += advance_dispute(self.account, dispute_id)
-            if dispute_info(self.account.chain, dispute_id).ruling:
+            sent, dispute = advance_dispute(self.account, dispute_id)
+            actions += sent
+            if dispute.ruling:
                 self.disputes.discard(dispute_id)
         self._save()
         return actions
@@ -122,22 +129,21 @@ class Aftercare:
         return 1
 
     def expire_dead_claims(self) -> int:
-        """Release this node's claims whose deadline passed (their stake lock comes back)."""
+        """Release this node's claims whose deadline passed (their stake lock comes back).
+        Only the claims its SlotClaimed events name are looked at; a claim is forgotten once
+        its slot is no longer claimed by this node (submitted, expired, taken over)."""
         chain = self.account.chain
-        market = chain.market.functions
         me = self.account.address.lower()
         block = chain.block_number()
         sent = 0
-        for job_id in range(1, int(market.jobCount().call()) + 1):
-            _, status, round_, *_ = market.jobState(job_id).call()
-            if status not in (JobStatus.OPEN, JobStatus.CANCELLED):
+        for claim in sorted(self.claims):
+            job_id, round_, slot, deadline = claim
+            if block <= deadline:
                 continue
-            for slot in range(int(market.jobParams(job_id).call()[3])):
-                node, deadline, slot_status, _ = market.slotState(job_id, round_, slot).call()
-                if node.lower() == me and slot_status == SlotStatus.CLAIMED and block > deadline:
-                    self.account.expire_claim(job_id, round_, slot)
-                    log.info(
-                        "released expired claim: job %s round %s slot %s", job_id, round_, slot
-                    )
-                    sent += 1
+            node, _, status, _ = chain.market.functions.slotState(job_id, round_, slot).call()
+            if node.lower() == me and status == SlotStatus.CLAIMED:
+                self.account.expire_claim(job_id, round_, slot)
+                log.info("released expired claim: job %s round %s slot %s", job_id, round_, slot)
+                sent += 1
+            self.claims.discard(claim)
         return sent

@@ -6,20 +6,16 @@ Mounted by the CLI root with ``app.add_typer(data_app, name="data")``.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
+
+from opentrain.cli_errors import one_line_errors
 
 if TYPE_CHECKING:
     from opentrain.store import ContentStore
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 data_app = typer.Typer(
     name="data",
@@ -29,21 +25,7 @@ data_app = typer.Typer(
 )
 
 
-def _one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Every failure is ``error: …`` on stderr and exit code 1, never a traceback."""
-
-    @functools.wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except Exception as exc:
-            text = " ".join(str(exc).split()) or type(exc).__name__
-            typer.echo(f"error: {text[:400]}", err=True)
-            raise typer.Exit(1) from None
-
-    return run
+_one_line_errors = one_line_errors()
 
 
 def _store() -> ContentStore:

@@ -7,19 +7,18 @@ content, a CAR) goes to stdout alone; every error is one line on stderr and exit
 
 from __future__ import annotations
 
-import functools
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, NoReturn, ParamSpec, TypeVar
+from typing import Annotated
 
-import click
 import httpx
 import typer
 
 from opentrain.car import DagSource, export_car, file_chunks, import_car
+from opentrain.cli_errors import fail, one_line_errors
 from opentrain.settings import Settings
 from opentrain.store import (
     ContentError,
@@ -31,9 +30,6 @@ from opentrain.store import (
     write_atomically,
 )
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
 store_app = typer.Typer(
     name="store",
     help="Content store: kubo-identical CIDs, CAR files, a trustless gateway.",
@@ -42,33 +38,7 @@ store_app = typer.Typer(
 )
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text or type(exc).__name__)[:400]
-
-
-def _errors_as_one_line(command: Callable[P, R]) -> Callable[P, R]:
-    """Every failure of a command is `error: …` on stderr and exit 1, never a traceback."""
-
-    @functools.wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-        except (ContentError, OSError, httpx.HTTPError, ValueError) as exc:
-            _fail(_one_line(exc))
-        except Exception as exc:  # the one-line rule holds for the unexpected too
-            _fail(f"{type(exc).__name__}: {_one_line(exc)}")
-
-    return run
+_errors_as_one_line = one_line_errors((ContentError, OSError, httpx.HTTPError, ValueError))
 
 
 def _store() -> ContentStore:
@@ -90,7 +60,7 @@ def _sha256(value: str | None) -> bytes | None:
     except ValueError:
         digest = b""
     if len(digest) != 32:
-        _fail(f"--sha256 wants 64 hex digits, got {value!r}")
+        fail(f"--sha256 wants 64 hex digits, got {value!r}")
     return digest
 
 
@@ -102,7 +72,7 @@ def put(path: Annotated[Path, typer.Argument(help="file to store")]) -> None:
     Example: opentrain store put checkpoint.safetensors
     """
     if not path.is_file():
-        _fail(f"not a file: {path}")
+        fail(f"not a file: {path}")
     typer.echo(_store().put_file(path))
 
 
@@ -147,9 +117,9 @@ def export(
     store = _store()
     root = parse_cid(cid)
     if isinstance(store, EmbeddedStore) and not store.has_dag(root):
-        _fail(f"missing block: {cid} is not (entirely) in the store")
+        fail(f"missing block: {cid} is not (entirely) in the store")
     if output is None and sys.stdout.isatty():
-        _fail("refusing to write a CAR to a terminal: redirect stdout or use -o FILE")
+        fail("refusing to write a CAR to a terminal: redirect stdout or use -o FILE")
     chunks = export_car(_dag_source(store), cid)
     if output is not None:
         write_atomically(output, chunks)
@@ -162,7 +132,7 @@ def _dag_source(store: ContentStore) -> DagSource:
 
     if isinstance(store, EmbeddedStore | KuboStore):
         return store
-    _fail(f"{type(store).__name__} cannot export CARs")
+    fail(f"{type(store).__name__} cannot export CARs")
 
 
 @store_app.command("import")
@@ -186,7 +156,7 @@ def _import(store: ContentStore, car: Path) -> list[str]:
             spool.flush()
             return _import(store, Path(spool.name))
     if not car.is_file():
-        _fail(f"not a file: {car}")
+        fail(f"not a file: {car}")
     if isinstance(store, EmbeddedStore):
         with open(car, "rb") as stream:
             return import_car(store, file_chunks(stream))

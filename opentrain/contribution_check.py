@@ -50,8 +50,8 @@ class VerificationReport:
     proofs: dict[int, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def to_json(self) -> bytes:
-        doc: dict[str, Any] = {
+    def to_dict(self) -> dict[str, Any]:
+        return {
             "version": 1,
             "contribution_id": self.contribution_id,
             "job_id": self.job_id,
@@ -65,7 +65,9 @@ class VerificationReport:
             "proofs": {str(k): v for k, v in self.proofs.items()},
             "seconds": self.seconds,
         }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
 
 
 def check_contribution(

@@ -23,11 +23,12 @@ from web3.types import Wei
 from marketplace_api.db import make_engine, make_session_factory, migrate
 from marketplace_api.indexer import Indexer
 from node.daemon import NodeDaemon
-from opentrain.chain import TOKEN, Chain, ChainAccount, JobParams, connect, deploy
+from opentrain.chain import TOKEN, Chain, ChainAccount, connect, deploy
 from opentrain.checkpoint import TrainState, digest, encode_params
 from opentrain.data import ensure_job_data
+from opentrain.jobs import job_params
 from opentrain.models import build_model, model_params
-from opentrain.spec import JobSpec, canonical_json, default_demo_spec, spec_digest
+from opentrain.spec import JobSpec, canonical_json, default_demo_spec
 from opentrain.store import ContentStore, EmbeddedStore
 from opentrain.training import evaluate_loss
 from verifier.audit import Auditor, write_report
@@ -80,16 +81,7 @@ def post_bounty(sponsor: ChainAccount, store: ContentStore, spec: JobSpec) -> in
     spec_cid = store.put_bytes(canonical_json(spec))
     g0 = encode_params(model_params(build_model(spec.model)))
     g0_cid = store.put_bytes(g0)
-    params = JobParams(
-        spec_digest=spec_digest(spec),
-        initial_model_digest=digest(g0),
-        rounds=spec.rounds,
-        slots_per_round=spec.slots_per_round,
-        num_segments=spec.training.num_segments,
-        sample_count=spec.verification.samples,
-        reward_per_slot=spec.reward.reward_per_slot,
-        verifier_fee=spec.reward.verifier_fee,
-    )
+    params = job_params(spec, digest(g0))
     return sponsor.create_job(params, spec_cid, g0_cid)
 
 

@@ -19,17 +19,9 @@ from opentrain.chain import (
     dispute_info,
 )
 
-__all__ = ["advance_dispute", "disputes_opened", "has_voted"]
+__all__ = ["advance_dispute", "has_voted"]
 
 log = logging.getLogger("opentrain.disputes")
-
-
-def disputes_opened(chain: Chain, from_block: int, to_block: int) -> list[DisputeInfo]:
-    """Disputes opened in ``[from_block, to_block]``, from their DisputeOpened events."""
-    if from_block > to_block:
-        return []
-    logs = chain.disputes.events.DisputeOpened.get_logs(from_block=from_block, to_block=to_block)
-    return [dispute_info(chain, int(entry["args"]["disputeId"])) for entry in logs]
 
 
 def has_voted(chain: Chain, dispute_id: int, member: str) -> bool:
@@ -37,10 +29,10 @@ def has_voted(chain: Chain, dispute_id: int, member: str) -> bool:
     return bool(voted)
 
 
-def advance_dispute(account: ChainAccount, dispute_id: int) -> int:
+def advance_dispute(account: ChainAccount, dispute_id: int) -> tuple[int, DisputeInfo]:
     """Draw the committee once the seed block is mined, resolve once the vote window has
     closed; returns how many transactions were sent (0 when nothing is due or another party
-    was faster)."""
+    was faster) and the dispute as it stands afterwards (read again only if it moved)."""
     chain = account.chain
     info = dispute_info(chain, dispute_id)
     block = chain.block_number() + 1  # the block our transaction lands in
@@ -48,13 +40,15 @@ def advance_dispute(account: ChainAccount, dispute_id: int) -> int:
         if info.status is DisputeStatus.AWAITING_COMMITTEE and block > info.seed_block:
             members = account.draw_committee(dispute_id)
             log.info("dispute %s: committee drawn %s", dispute_id, members)
-            return 1
+            return 1, dispute_info(chain, dispute_id)
         if info.status is DisputeStatus.VOTING and block > info.vote_deadline:
             ruling = account.resolve_dispute(dispute_id)
             log.info("dispute %s resolved: %s", dispute_id, ruling.name)
-            return 1
+            return 1, dispute_info(chain, dispute_id)
     except ChainError as exc:  # someone else drew or resolved it in the same block
-        if dispute_info(chain, dispute_id).status is info.status:
+        now = dispute_info(chain, dispute_id)
+        if now.status is info.status:
             raise
         log.info("dispute %s moved on without us: %s", dispute_id, str(exc).splitlines()[0])
-    return 0
+        return 0, now
+    return 0, info

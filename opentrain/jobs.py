@@ -9,15 +9,30 @@ from dataclasses import dataclass
 
 import torch
 
-from opentrain.chain import Chain, JobInfo, job_info, round_model_cid
+from opentrain.chain import Chain, JobInfo, JobParams, job_info, round_model_cid
 from opentrain.checkpoint import decode_params
 from opentrain.data import data_source
-from opentrain.spec import JobSpec, parse_spec
+from opentrain.spec import JobSpec, parse_spec, spec_digest
 from opentrain.store import ContentStore
 
 
 class JobError(RuntimeError):
     """Public data about a job that is missing or does not match the chain."""
+
+
+def job_params(spec: JobSpec, initial_model_digest: bytes) -> JobParams:
+    """The on-chain parameters a spec implies: what ``createJob`` needs and what the market's
+    bounty relay checks a signed ``createJob`` against."""
+    return JobParams(
+        spec_digest=spec_digest(spec),
+        initial_model_digest=initial_model_digest,
+        rounds=spec.rounds,
+        slots_per_round=spec.slots_per_round,
+        num_segments=spec.training.num_segments,
+        sample_count=spec.verification.samples,
+        reward_per_slot=spec.reward.reward_per_slot,
+        verifier_fee=spec.reward.verifier_fee,
+    )
 
 
 @dataclass(frozen=True)

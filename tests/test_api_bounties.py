@@ -3,7 +3,6 @@ and relayed; request size limit and rate limit."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from marketplace_api.db import make_engine, make_session_factory, migrate
 from marketplace_api.indexer import Indexer
 from marketplace_api.middleware import RatePolicy
 from opentrain.chain import TOKEN, Chain, JobParams, connect, deploy
+from opentrain.jobs import job_params
 from opentrain.spec import JobSpec, canonical_json, default_demo_spec
 from opentrain.store import EmbeddedStore, compute_cid
 
@@ -65,19 +65,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         yield Setup(chain, sponsor, store, factory, client)
 
 
-def _params(spec: JobSpec, digest: bytes | None = None) -> JobParams:
-    return JobParams(
-        spec_digest=digest or hashlib.sha256(canonical_json(spec)).digest(),
-        initial_model_digest=b"\x07" * 32,
-        rounds=spec.rounds,
-        slots_per_round=spec.slots_per_round,
-        num_segments=spec.training.num_segments,
-        sample_count=spec.verification.samples,
-        reward_per_slot=spec.reward.reward_per_slot,
-        verifier_fee=spec.reward.verifier_fee,
-    )
-
-
 def _signed(
     s: Setup,
     spec: JobSpec,
@@ -90,7 +77,7 @@ def _signed(
 ) -> str:
     signer = signer or s.sponsor
     fn = s.chain.market.functions.createJob(
-        (params or _params(spec)).as_tuple(),
+        (params or job_params(spec, b"\x07" * 32)).as_tuple(),
         spec_cid or compute_cid(canonical_json(spec)),
         "bafyinitialmodel",
     )

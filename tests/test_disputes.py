@@ -82,6 +82,16 @@ class Cast:
             self.chain.mine(1)
         raise AssertionError("the daemons did not get there")
 
+    def falsely_failed(self) -> tuple[ChainAccount, NodeDaemon, int, ChainAccount]:
+        """An honest node's slot that its drawn verifier fails anyway: (node, its daemon,
+        the contribution, the lying verifier)."""
+        node, daemon = self.node("honest")
+        contribution = daemon.run_once()
+        assert contribution is not None
+        liar = self.drawn_verifier(contribution)
+        liar.attest(contribution, False, self.market.store.put_bytes(b'{"passed":false}'))
+        return node, daemon, contribution, liar
+
     def drawn_verifier(self, contribution_id: int) -> ChainAccount:
         self.chain.mine(1)
         self.sponsor.record_seed(contribution_id)
@@ -137,11 +147,7 @@ def test_honest_node_failed_by_a_lying_verifier_contests_wins_and_the_liar_is_sl
 ) -> None:
     spec = spec_one_slot()
     cast = Cast(market, spec)
-    node, daemon = cast.node("honest")
-    contribution = daemon.run_once()
-    assert contribution is not None
-    liar = cast.drawn_verifier(contribution)
-    liar.attest(contribution, False, market.store.put_bytes(b'{"passed":false}'))
+    node, daemon, contribution, liar = cast.falsely_failed()
 
     # the node's aftercare re-executes, disagrees and contests; the committee re-executes too
     cast.run(
@@ -251,11 +257,7 @@ def test_an_absent_committee_leaves_the_fail_standing_and_the_auditor_flags_it(
 ) -> None:
     spec = spec_one_slot()
     cast = Cast(market, spec)
-    node, daemon = cast.node("honest")
-    contribution = daemon.run_once()
-    assert contribution is not None
-    liar = cast.drawn_verifier(contribution)
-    liar.attest(contribution, False, market.store.put_bytes(b'{"passed":false}'))
+    node, daemon, contribution, liar = cast.falsely_failed()
     # only the node's daemon runs: it contests, draws the committee, and resolves after the
     # window; no member votes
     for _ in range(P.challenge_window + P.vote_window + 10):

@@ -10,8 +10,7 @@ from rich.console import Console
 
 from node.worker import NodeWorker
 from opentrain.chain import TOKEN, verification_info
-from opentrain.checkpoint import TrainState
-from opentrain.demo import post_bounty, run_demo
+from opentrain.demo import post_bounty, run_demo, skip_training
 from opentrain.manifest import TraceManifest
 from opentrain.sampling import sample_indices
 from opentrain.spec import JobSpec, mlp_demo_spec
@@ -108,15 +107,8 @@ def test_node_that_skips_training_in_a_segment_is_caught(market: Market) -> None
     )
     job_id = post_bounty(sponsor, market.store, spec)
 
-    def lazy(spec: JobSpec, state: TrainState, round_: int, slot: int) -> TrainState:
-        state.step += spec.training.segment_steps  # claims the steps, trains nothing
-        for group in state.optimizer.param_groups:
-            for p in group["params"]:
-                state.optimizer.state[p]["step"] += spec.training.segment_steps
-        return state
-
     node = NodeWorker(node_acct, market.store, market.home / "node")
-    contribution_id = node.work_slot(job_id, 0, 0, segment_fn=lazy)
+    contribution_id = node.work_slot(job_id, 0, 0, segment_fn=skip_training)
     market.chain.mine(1)
     verifier = VerifierWorker(verifier_acct, market.store)
     verifier.ensure_seed(contribution_id)

@@ -23,12 +23,11 @@ from opentrain.chain import (
     DisputeStatus,
     Phase,
     aggregate_info,
-    dispute_info,
     verification_info,
 )
 from opentrain.contribution_check import ProgressFn
 from opentrain.jobs import JobError
-from opentrain.store import ContentError, ContentStore
+from opentrain.store import ContentError, ContentStore, write_atomically
 from verifier.disputes import AggregateWatch, CommitteeDuty
 from verifier.worker import RoundAggregator, VerifierWorker
 
@@ -70,15 +69,13 @@ class VerifierDaemon:
         return {}
 
     def _save_state(self, next_block: int) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         doc = {
             "next_block": next_block,
             "open": sorted(self.open),
             "disputes": sorted(self.disputes),
         }
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(self.state_file)
+        write_atomically(self.state_file, [json.dumps(doc).encode()])
 
     def scan(self) -> None:
         """Pick up contributions submitted since the last scan."""
@@ -101,8 +98,9 @@ class VerifierDaemon:
         for contribution_id in sorted(self.open):
             actions += self._advance(contribution_id)
         for dispute_id in sorted(self.disputes):
-            actions += self.committee.advance(dispute_id)
-            if dispute_info(self.account.chain, dispute_id).status is DisputeStatus.RESOLVED:
+            sent, dispute = self.committee.advance(dispute_id)
+            actions += sent
+            if dispute.status is DisputeStatus.RESOLVED:
                 self.disputes.discard(dispute_id)
         if self.aggregate:
             actions += self._aggregate_ready_rounds()

@@ -19,7 +19,6 @@ from opentrain.chain import (
     DisputeKind,
     DisputeStatus,
     aggregate_info,
-    dispute_info,
 )
 from opentrain.checkpoint import digest
 from opentrain.disputes import advance_dispute, has_voted
@@ -54,11 +53,11 @@ class CommitteeDuty:
         me = self.account.address.lower()
         return any(m.lower() == me for m in info.members)
 
-    def advance(self, dispute_id: int) -> int:
-        """Draw, vote or resolve as due; returns the number of transactions sent."""
-        actions = advance_dispute(self.account, dispute_id)
+    def advance(self, dispute_id: int) -> tuple[int, DisputeInfo]:
+        """Draw, vote or resolve as due; returns the number of transactions sent and the
+        dispute as it stood after drawing or resolving."""
+        actions, info = advance_dispute(self.account, dispute_id)
         chain = self.account.chain
-        info = dispute_info(chain, dispute_id)
         if (
             info.status is DisputeStatus.VOTING
             and chain.block_number() < info.vote_deadline  # our vote lands in the next block
@@ -69,16 +68,16 @@ class CommitteeDuty:
             self.account.vote(dispute_id, valid, report_cid)
             log.info("dispute %s: voted %s", dispute_id, "valid" if valid else "invalid")
             actions += 1
-        return actions
+        return actions, info
 
     def judge(self, info: DisputeInfo) -> tuple[bool, str]:
         """Re-execute what the dispute is about; returns (valid, CID of the report)."""
         if info.kind is DisputeKind.AGGREGATE:
             return self._judge_aggregate(info)
         report = self.worker.verify(info.contribution_id)
-        doc = json.loads(report.to_json())
-        doc["dispute_id"] = info.dispute_id
-        return report.passed, _put_json(self.store, doc)
+        return report.passed, _put_json(
+            self.store, {**report.to_dict(), "dispute_id": info.dispute_id}
+        )
 
     def _judge_aggregate(self, info: DisputeInfo) -> tuple[bool, str]:
         model, cid, loss = self.aggregator.compute(info.job_id, info.round)
@@ -119,11 +118,13 @@ class AggregateWatch:
             or key in self.checked
         ):
             return 0
-        model, cid, loss = self.aggregator.compute(job_id, round_)
+        job, model = self.aggregator.model(job_id, round_)
         self.checked.add(key)
-        if digest(model) == posted.model_digest:
-            return 0
-        dispute_id = self.account.challenge_aggregate(job_id, round_, digest(model), cid, loss)
+        ours = digest(model)
+        if ours == posted.model_digest:
+            return 0  # right: nothing to store or evaluate
+        cid, loss = self.aggregator.publish(job, model)
+        dispute_id = self.account.challenge_aggregate(job_id, round_, ours, cid, loss)
         log.warning(
             "job %s round %s: posted aggregate %s is wrong, challenged (dispute %s) with %s",
             job_id,

@@ -81,14 +81,22 @@ class RoundAggregator:
             )
         return outputs
 
-    def compute(self, job_id: int, round_: int) -> tuple[bytes, str, float]:
-        """G_{r+1} from G_r and the accepted outputs, stored; returns (bytes, CID, loss)."""
+    def model(self, job_id: int, round_: int) -> tuple[LoadedJob, bytes]:
+        """G_{r+1} from G_r and the accepted outputs (nothing stored, no loss evaluated)."""
         chain = self.account.chain
         job = load_job(chain, self.store, job_id)
         global_model, _ = load_global_model(chain, self.store, job, round_)
-        new_model = aggregate(job.spec, global_model, self.accepted_outputs(job, round_))
+        return job, aggregate(job.spec, global_model, self.accepted_outputs(job, round_))
+
+    def publish(self, job: LoadedJob, new_model: bytes) -> tuple[str, float]:
+        """Store G_{r+1} and evaluate its validation loss; returns (CID, loss)."""
         cid = self.store.put_bytes(new_model)
-        loss = evaluate_loss(job.spec, decode_params(job.spec, new_model))
+        return cid, evaluate_loss(job.spec, decode_params(job.spec, new_model))
+
+    def compute(self, job_id: int, round_: int) -> tuple[bytes, str, float]:
+        """G_{r+1}, stored; returns (bytes, CID, loss)."""
+        job, new_model = self.model(job_id, round_)
+        cid, loss = self.publish(job, new_model)
         return new_model, cid, loss
 
     def aggregate_and_post(
