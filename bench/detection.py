@@ -26,19 +26,21 @@ from eth_utils import keccak
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from opentrain.chain import TOKEN, cheating_loses, detection_probability  # noqa: E402
-from opentrain.checkpoint import (  # noqa: E402
+from opentrain.chain.types import TOKEN  # noqa: E402
+from opentrain.cli.demo import skip_training  # noqa: E402
+from opentrain.protocol.economics import cheating_loses, detection_probability  # noqa: E402
+from opentrain.protocol.presets import mlp_demo_spec  # noqa: E402
+from opentrain.protocol.sampling import sample_indices  # noqa: E402
+from opentrain.protocol.segment import check_segment  # noqa: E402
+from opentrain.spec import JobSpec, TrainingSpec  # noqa: E402
+from opentrain.training.checkpoint import (
     decode_params,
     encode_checkpoint,
     encode_params,
     fresh_state,
 )
-from opentrain.demo import skip_training  # noqa: E402
-from opentrain.models import build_model, model_params  # noqa: E402
-from opentrain.sampling import sample_indices  # noqa: E402
-from opentrain.spec import JobSpec, TrainingSpec, mlp_demo_spec  # noqa: E402
-from opentrain.training import train_segment  # noqa: E402
-from opentrain.verification import check_segment  # noqa: E402
+from opentrain.training.models import build_model, model_params  # noqa: E402
+from opentrain.training.train import train_segment  # noqa: E402
 
 ROUND, SLOT = 0, 0
 

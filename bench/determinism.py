@@ -32,7 +32,11 @@ from pathlib import Path
 
 import torch
 
-from opentrain.checkpoint import (
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.protocol.presets import default_demo_spec, small_gpt_spec
+from opentrain.protocol.segment import relative_l2
+from opentrain.spec import JobSpec, canonical_json, parse_spec
+from opentrain.training.checkpoint import (
     TrainState,
     decode_checkpoint,
     digest,
@@ -40,13 +44,10 @@ from opentrain.checkpoint import (
     fresh_state,
     move_state,
 )
-from opentrain.corpus import publish_corpus
-from opentrain.data import data_source
-from opentrain.models import build_model, model_params
-from opentrain.spec import JobSpec, canonical_json, default_demo_spec, parse_spec, small_gpt_spec
-from opentrain.store import EmbeddedStore
-from opentrain.training import train_segment
-from opentrain.verification import relative_l2
+from opentrain.training.corpus import publish_corpus
+from opentrain.training.data import data_source
+from opentrain.training.models import build_model, model_params
+from opentrain.training.train import train_segment
 
 ROUND, SLOT = 0, 1
 
@@ -64,8 +65,13 @@ def distances(a: bytes, b: bytes, spec: JobSpec) -> dict[str, float]:
 
 
 def run_segment(
-    spec: JobSpec, start: bytes, store: EmbeddedStore, *, device: str = "cpu",
-    steps: int | None = None, slot: int = SLOT,
+    spec: JobSpec,
+    start: bytes,
+    store: EmbeddedStore,
+    *,
+    device: str = "cpu",
+    steps: int | None = None,
+    slot: int = SLOT,
 ) -> bytes:
     state: TrainState = decode_checkpoint(spec, start)
     if device != "cpu":
@@ -99,7 +105,10 @@ def run_with_threads(
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     args = [str(tmp / "spec.json"), str(tmp / "start.safetensors"), str(out), str(store.root)]
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", *args], env=env, capture_output=True, text=True,
+        [sys.executable, __file__, "--worker", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         check=False,
     )
     if proc.returncode != 0:
@@ -177,7 +186,10 @@ def main() -> None:
         )
         for label, cheat in [
             ("CHEAT lr x1.01", run_segment(lr_spec, start, store)),
-            ("CHEAT one step short", run_segment(spec, start, store, steps=spec.training.segment_steps - 1)),  # noqa: E501
+            (
+                "CHEAT one step short",
+                run_segment(spec, start, store, steps=spec.training.segment_steps - 1),
+            ),  # noqa: E501
             ("CHEAT other slot's shard", run_segment(spec, start, store, slot=0)),
         ]:
             d = distances(ref, cheat, spec)
@@ -186,32 +198,44 @@ def main() -> None:
 
     worst, nearest = max(honest), min(cheats)
     tol, honest_margin, cheat_margin = recommend(worst, nearest)
-    print(f"model {spec.model}, segment {spec.training.segment_steps} steps, "
-          f"batch {spec.training.batch_size}, threads here {torch.get_num_threads()}")
-    print(f"{'start':<10} {'comparison':<27} {'bits equal':>10} {'params':>10} "
-          f"{'exp_avg':>10} {'exp_avg_sq':>10}")
+    print(
+        f"model {spec.model}, segment {spec.training.segment_steps} steps, "
+        f"batch {spec.training.batch_size}, threads here {torch.get_num_threads()}"
+    )
+    print(
+        f"{'start':<10} {'comparison':<27} {'bits equal':>10} {'params':>10} "
+        f"{'exp_avg':>10} {'exp_avg_sq':>10}"
+    )
     for where, label, same, d in rows:
-        print(f"{where:<10} {label:<27} {str(same):>10} {d['params']:>10.2e} "
-              f"{d['exp_avg']:>10.2e} {d['exp_avg_sq']:>10.2e}")
-    print(f"worst honest {worst:.2e}, nearest cheat {nearest:.2e}: recommended tolerance "
-          f"{tol:g} ({honest_margin:.0f}x above honest, {cheat_margin:.0f}x below the nearest "
-          f"cheat)")
-    print(json.dumps({
-        "bench": "determinism",
-        "device": torch.cuda.get_device_name() if cuda else "cpu",
-        "cuda_error": cuda_error,
-        "torch": torch.__version__,
-        "model": spec.model.model_dump(),
-        "segment_steps": spec.training.segment_steps,
-        "rows": [
-            {"start": w, "comparison": label, "bits_equal": same, **d}
-            for w, label, same, d in rows
-        ],
-        "worst_honest": worst,
-        "nearest_cheat": nearest,
-        "recommended_tolerance": tol,
-        "seconds": round(time.perf_counter() - began, 1),
-    }))
+        print(
+            f"{where:<10} {label:<27} {str(same):>10} {d['params']:>10.2e} "
+            f"{d['exp_avg']:>10.2e} {d['exp_avg_sq']:>10.2e}"
+        )
+    print(
+        f"worst honest {worst:.2e}, nearest cheat {nearest:.2e}: recommended tolerance "
+        f"{tol:g} ({honest_margin:.0f}x above honest, {cheat_margin:.0f}x below the nearest "
+        f"cheat)"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "determinism",
+                "device": torch.cuda.get_device_name() if cuda else "cpu",
+                "cuda_error": cuda_error,
+                "torch": torch.__version__,
+                "model": spec.model.model_dump(),
+                "segment_steps": spec.training.segment_steps,
+                "rows": [
+                    {"start": w, "comparison": label, "bits_equal": same, **d}
+                    for w, label, same, d in rows
+                ],
+                "worst_honest": worst,
+                "nearest_cheat": nearest,
+                "recommended_tolerance": tol,
+                "seconds": round(time.perf_counter() - began, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from opentrain.aggregation import aggregate, encode_pseudo_gradient
-from opentrain.checkpoint import (
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.protocol.aggregation import aggregate, encode_pseudo_gradient
+from opentrain.protocol.presets import default_demo_spec
+from opentrain.spec import GPTSpec, JobSpec, TrainingSpec
+from opentrain.training.checkpoint import (
     decode_params,
     encode_checkpoint,
     encode_params,
@@ -42,13 +45,11 @@ from opentrain.checkpoint import (
     make_optimizer,
     move_state,
 )
-from opentrain.corpus import publish_corpus
-from opentrain.data import DataSource, data_source, load_batch
-from opentrain.determinism import set_determinism
-from opentrain.models import build_model, model_params
-from opentrain.spec import GPTSpec, JobSpec, TrainingSpec, default_demo_spec
-from opentrain.store import EmbeddedStore
-from opentrain.training import compute_loss, evaluate_loss, train_segment
+from opentrain.training.corpus import publish_corpus
+from opentrain.training.data import DataSource, data_source, load_batch
+from opentrain.training.determinism import set_determinism
+from opentrain.training.models import build_model, model_params
+from opentrain.training.train import compute_loss, evaluate_loss, train_segment
 
 Params = dict[str, torch.Tensor]
 
@@ -97,8 +98,9 @@ class SyncDP:
                 x, y = (z.to(self.device) for z in load_batch(self.spec, r, s, t, data))
                 (compute_loss(self.model, x, y) / w).backward()  # type: ignore[no-untyped-call]
             if not self.step_bytes:
-                grads = {n: p.grad.cpu() for n, p in self.model.named_parameters()
-                         if p.grad is not None}
+                grads = {
+                    n: p.grad.cpu() for n, p in self.model.named_parameters() if p.grad is not None
+                }
                 self.step_bytes = len(encode_pseudo_gradient(self.spec, grads))
             self.optimizer.step()
             self.steps += 1
@@ -134,8 +136,7 @@ def run_diloco(
             train_segment(spec, state, r, s, spec.training.inner_steps, data=data)
             outputs.append(encode_checkpoint(state, r, s))
             if s == 0:
-                delta = {n: params[n] - p.detach().cpu()
-                         for n, p in state.model.named_parameters()}
+                delta = {n: params[n] - p.detach().cpu() for n, p in state.model.named_parameters()}
                 sent += len(encode_pseudo_gradient(spec, delta))
         g = aggregate(spec, g, outputs)
         losses.append(evaluate_loss(spec, decode_params(spec, g), data))
@@ -152,8 +153,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10, help="inner lr warmup steps per slot")
     parser.add_argument("--outer-lr", type=float, default=0.7)
     parser.add_argument("--outer-momentum", type=float, default=0.5)
-    parser.add_argument("--warm-start", type=int, default=0,
-                        help="sync DP steps before both runs (a multiple of H)")
+    parser.add_argument(
+        "--warm-start", type=int, default=0, help="sync DP steps before both runs (a multiple of H)"
+    )
     parser.add_argument("--device", default="cpu")
     return parser.parse_args()
 
@@ -182,26 +184,38 @@ def main() -> None:
     }
     sync_loss, sync_bytes = runs["sync DP"][0][-1], runs["sync DP"][1]
     tr = spec.training
-    print(f"{spec.slots_per_round} workers x {spec.rounds} rounds x H={h} steps (batch "
-          f"{tr.batch_size} each, lr {tr.lr:g}, warmup {tr.warmup_steps}, outer lr "
-          f"{tr.outer_lr:g}, momentum {tr.outer_momentum:g}), model {spec.model}")
-    print(f"loss: initial {initial:.4f}, after {args.warm_start} warm-start sync steps "
-          f"{warm:.4f}")
-    print(f"{'run':<12} {'held-out loss by round':<36} {'final':>7} {'ratio':>6} "
-          f"{'MB sent/worker':>15} {'bytes ratio':>12}")
+    print(
+        f"{spec.slots_per_round} workers x {spec.rounds} rounds x H={h} steps (batch "
+        f"{tr.batch_size} each, lr {tr.lr:g}, warmup {tr.warmup_steps}, outer lr "
+        f"{tr.outer_lr:g}, momentum {tr.outer_momentum:g}), model {spec.model}"
+    )
+    print(f"loss: initial {initial:.4f}, after {args.warm_start} warm-start sync steps {warm:.4f}")
+    print(
+        f"{'run':<12} {'held-out loss by round':<36} {'final':>7} {'ratio':>6} "
+        f"{'MB sent/worker':>15} {'bytes ratio':>12}"
+    )
     result: dict[str, object] = {
-        "bench": "diloco_vs_sync", "workers": spec.slots_per_round, "rounds": spec.rounds,
-        "inner_steps": h, "warm_start_steps": args.warm_start, "initial_loss": initial,
+        "bench": "diloco_vs_sync",
+        "workers": spec.slots_per_round,
+        "rounds": spec.rounds,
+        "inner_steps": h,
+        "warm_start_steps": args.warm_start,
+        "initial_loss": initial,
         "warm_start_loss": warm,
     }
     for name, (losses, sent) in runs.items():
         ratio, bytes_ratio = losses[-1] / sync_loss, sync_bytes / sent
         curve = " ".join(f"{x:.3f}" for x in losses)
-        print(f"{name:<12} {curve:<36} {losses[-1]:>7.4f} {ratio:>6.3f} "
-              f"{sent / 1e6:>15.3f} {bytes_ratio:>11.2f}x")
+        print(
+            f"{name:<12} {curve:<36} {losses[-1]:>7.4f} {ratio:>6.3f} "
+            f"{sent / 1e6:>15.3f} {bytes_ratio:>11.2f}x"
+        )
         result[name.replace(" ", "_").lower()] = {
-            "losses": losses, "final_loss": losses[-1], "loss_ratio": ratio,
-            "bytes_sent_per_worker": sent, "bytes_ratio": bytes_ratio,
+            "losses": losses,
+            "final_loss": losses[-1],
+            "loss_ratio": ratio,
+            "bytes_sent_per_worker": sent,
+            "bytes_ratio": bytes_ratio,
             "bytes_ratio_over_H": bytes_ratio / h,
         }
     fp32, int8 = runs["DiLoCo fp32"], runs["DiLoCo int8"]

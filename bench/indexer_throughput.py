@@ -35,7 +35,9 @@ sys.path.insert(0, str(REPO))
 from marketplace_api.db import make_engine, make_session_factory, migrate  # noqa: E402
 from marketplace_api.indexer import Indexer  # noqa: E402
 from marketplace_api.testing import postgres_reachable, postgres_schema  # noqa: E402
-from opentrain.chain import CONTRACT_NAMES, Deployment, artifact  # noqa: E402
+from opentrain.chain.abi import artifact  # noqa: E402
+from opentrain.chain.client import Deployment  # noqa: E402
+from opentrain.chain.types import CONTRACT_NAMES  # noqa: E402
 
 SLOTS = 10  # contributions per job
 NODES = 20

@@ -22,11 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from node.daemon import NodeDaemon  # noqa: E402
 from node.worker import honest_segment  # noqa: E402
-from opentrain.chain import TOKEN, Chain, ChainAccount, connect, deploy  # noqa: E402
-from opentrain.checkpoint import TrainState  # noqa: E402
-from opentrain.demo import post_bounty  # noqa: E402
-from opentrain.spec import JobSpec, default_demo_spec, mlp_demo_spec  # noqa: E402
-from opentrain.store import EmbeddedStore  # noqa: E402
+from opentrain.chain.account import ChainAccount  # noqa: E402
+from opentrain.chain.client import Chain, connect  # noqa: E402
+from opentrain.chain.deployment import deploy  # noqa: E402
+from opentrain.chain.types import TOKEN  # noqa: E402
+from opentrain.cli.demo import post_bounty  # noqa: E402
+from opentrain.content.embedded import EmbeddedStore  # noqa: E402
+from opentrain.protocol.presets import default_demo_spec, mlp_demo_spec  # noqa: E402
+from opentrain.spec import JobSpec  # noqa: E402
+from opentrain.training.checkpoint import TrainState  # noqa: E402
 
 
 def in_process_market(

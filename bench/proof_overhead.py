@@ -22,15 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from opentrain.checkpoint import digest, encode_checkpoint, fresh_state, state_params
-from opentrain.commitments import build_trace_tree
-from opentrain.corpus import publish_corpus
-from opentrain.data import DataSource, data_source
-from opentrain.manifest import CheckpointRef, TraceManifest
-from opentrain.models import build_model, model_params
-from opentrain.spec import JobSpec, default_demo_spec, spec_digest
-from opentrain.store import EmbeddedStore
-from opentrain.training import train_segment, train_slot_plain
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.protocol.commitments import build_trace_tree
+from opentrain.protocol.manifest import CheckpointRef, TraceManifest
+from opentrain.protocol.presets import default_demo_spec
+from opentrain.spec import JobSpec, spec_digest
+from opentrain.training.checkpoint import digest, encode_checkpoint, fresh_state, state_params
+from opentrain.training.corpus import publish_corpus
+from opentrain.training.data import DataSource, data_source
+from opentrain.training.models import build_model, model_params
+from opentrain.training.train import train_segment, train_slot_plain
 
 ROUND, SLOT = 0, 1
 PARTS = ("encode", "sha256", "disk", "upload", "merkle+manifest")
@@ -90,19 +91,29 @@ def proof_run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--segment-steps", type=int, default=None,
-                        help="segment length c (default: the demo job's)")
+    parser.add_argument(
+        "--segment-steps", type=int, default=None, help="segment length c (default: the demo job's)"
+    )
     args = parser.parse_args()
     spec = default_demo_spec()
     if args.segment_steps:
-        spec = spec.model_copy(update={"training": spec.training.model_copy(
-            update={"segment_steps": args.segment_steps})})
+        spec = spec.model_copy(
+            update={
+                "training": spec.training.model_copy(update={"segment_steps": args.segment_steps})
+            }
+        )
     tmp = Path(tempfile.mkdtemp(prefix="opentrain-overhead-"))
     store = EmbeddedStore(tmp / "store")
     publish_corpus(store)
     data = data_source(spec, store)
-    train_segment(spec, fresh_state(spec, model_params(build_model(spec.model))), ROUND, SLOT,
-                  steps=2, data=data)  # warm-up: allocator, thread pool
+    train_segment(
+        spec,
+        fresh_state(spec, model_params(build_model(spec.model))),
+        ROUND,
+        SLOT,
+        steps=2,
+        data=data,
+    )  # warm-up: allocator, thread pool
 
     plains, proofs = [], []
     for rep in range(3):
@@ -116,36 +127,45 @@ def main() -> None:
     accounted = proof_total / train
     critical = (proof_total - parts["upload"]) / train
     wall_diff = wall / plain - 1.0
-    ckpt_bytes = len(encode_checkpoint(
-        fresh_state(spec, model_params(build_model(spec.model))), ROUND, SLOT))
+    ckpt_bytes = len(
+        encode_checkpoint(fresh_state(spec, model_params(build_model(spec.model))), ROUND, SLOT)
+    )
 
     tr = spec.training
-    print(f"demo model {spec.model}, batch {tr.batch_size}, H={tr.inner_steps}, "
-          f"segment c={tr.segment_steps} ({tr.num_segments + 1} checkpoints of "
-          f"{ckpt_bytes / 1e6:.2f} MB)")
+    print(
+        f"demo model {spec.model}, batch {tr.batch_size}, H={tr.inner_steps}, "
+        f"segment c={tr.segment_steps} ({tr.num_segments + 1} checkpoints of "
+        f"{ckpt_bytes / 1e6:.2f} MB)"
+    )
     print(f"{'part':<18} {'seconds':>8} {'% of training':>14}")
     print(f"{'training':<18} {train:>8.3f} {100.0:>13.2f}%")
     for name, dt in parts.items():
         print(f"{name:<18} {dt:>8.3f} {100 * dt / train:>13.2f}%")
-    print(f"proof overhead: {100 * accounted:.2f} % of training time "
-          f"({100 * critical:.2f} % without the upload the node overlaps); wall clock: "
-          f"plain {plain:.2f} s, with proofs {wall:.2f} s ({100 * wall_diff:+.2f} %); "
-          f"target <= 2 %: {'met' if accounted <= 0.02 else 'NOT met'}")
-    print(json.dumps({
-        "bench": "proof_overhead",
-        "model": spec.model.model_dump(),
-        "segment_steps": tr.segment_steps,
-        "inner_steps": tr.inner_steps,
-        "checkpoint_bytes": ckpt_bytes,
-        "training_seconds": train,
-        "parts_seconds": parts,
-        "overhead": accounted,
-        "overhead_without_upload": critical,
-        "plain_seconds": plain,
-        "proof_seconds": wall,
-        "wall_clock_overhead": wall_diff,
-        "target_met": accounted <= 0.02,
-    }))
+    print(
+        f"proof overhead: {100 * accounted:.2f} % of training time "
+        f"({100 * critical:.2f} % without the upload the node overlaps); wall clock: "
+        f"plain {plain:.2f} s, with proofs {wall:.2f} s ({100 * wall_diff:+.2f} %); "
+        f"target <= 2 %: {'met' if accounted <= 0.02 else 'NOT met'}"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "proof_overhead",
+                "model": spec.model.model_dump(),
+                "segment_steps": tr.segment_steps,
+                "inner_steps": tr.inner_steps,
+                "checkpoint_bytes": ckpt_bytes,
+                "training_seconds": train,
+                "parts_seconds": parts,
+                "overhead": accounted,
+                "overhead_without_upload": critical,
+                "plain_seconds": plain,
+                "proof_seconds": wall,
+                "wall_clock_overhead": wall_diff,
+                "target_met": accounted <= 0.02,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

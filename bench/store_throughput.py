@@ -33,7 +33,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from opentrain.store import EmbeddedStore
+from opentrain.content.embedded import EmbeddedStore
 
 TARGET = 0.5
 _BUF = 1 << 20

@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from node_utilization import in_process_market, timed_slot  # noqa: E402
 
-from opentrain.chain import TOKEN  # noqa: E402
-from opentrain.contribution_check import check_contribution  # noqa: E402
-from opentrain.spec import JobSpec, default_demo_spec, mlp_demo_spec  # noqa: E402
+from opentrain.chain.types import TOKEN  # noqa: E402
+from opentrain.protocol.contribution import check_contribution  # noqa: E402
+from opentrain.protocol.presets import default_demo_spec, mlp_demo_spec  # noqa: E402
+from opentrain.spec import JobSpec  # noqa: E402
 
 
 def job_spec(args: argparse.Namespace) -> JobSpec:

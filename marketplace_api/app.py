@@ -20,8 +20,8 @@ from marketplace_api.db import check_migrated, make_engine, make_session_factory
 from marketplace_api.metrics import Metrics
 from marketplace_api.middleware import BodySizeLimit, RateLimit, RequestMetrics
 from marketplace_api.routes import router
+from opentrain.content.store import ContentStore
 from opentrain.settings import Settings
-from opentrain.store import ContentStore
 
 __all__ = ["create_app"]
 

@@ -29,9 +29,11 @@ from web3.exceptions import (
 )
 
 from marketplace_api import specs
-from opentrain.chain import Deployment, artifact, decode_revert
+from opentrain.chain.abi import artifact, decode_revert
+from opentrain.chain.client import Deployment
+from opentrain.content.builder import compute_cid
+from opentrain.content.store import ContentStore
 from opentrain.spec import SpecError, canonical_json, parse_spec
-from opentrain.store import ContentStore, compute_cid
 
 
 class BountyRejected(ValueError):

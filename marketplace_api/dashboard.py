@@ -19,7 +19,7 @@ from marketplace_api.deps import SessionDep, StoreDep
 from marketplace_api.models import Job, JobStatus
 from marketplace_api.proof import proof_bundle
 from marketplace_api.svg import loss_curve
-from opentrain.chain import TOKEN
+from opentrain.chain.types import TOKEN
 
 PAGE_SIZE = 25
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")

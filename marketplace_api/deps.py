@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from marketplace_api.bounties import BountyRelay
 from marketplace_api.cache import IndexVersion
 from marketplace_api.metrics import Metrics
-from opentrain.store import ContentStore
+from opentrain.content.store import ContentStore
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:

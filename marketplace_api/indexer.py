@@ -49,7 +49,9 @@ from marketplace_api.projections import (
     ProjectionError,
     related_ids,
 )
-from opentrain.chain import CONTRACT_NAMES, Deployment, artifact
+from opentrain.chain.abi import artifact
+from opentrain.chain.client import Deployment
+from opentrain.chain.types import CONTRACT_NAMES
 
 __all__ = [
     "APPLY",

@@ -21,7 +21,7 @@ from marketplace_api.schemas import (
     ProofBundle,
     TxRef,
 )
-from opentrain.sampling import sample_indices
+from opentrain.protocol.sampling import sample_indices
 
 # Event names that belong to a contribution's dispute process (contracts in progress may name
 # them differently; anything matching is shown as a dispute, everything is in ``events``).

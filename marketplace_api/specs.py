@@ -9,8 +9,9 @@ import logging
 from sqlalchemy.orm import Session
 
 from marketplace_api.models import JobSpecRecord
+from opentrain.content.errors import ContentError
+from opentrain.content.store import ContentStore
 from opentrain.spec import JobSpec, SpecError, canonical_json, parse_spec
-from opentrain.store import ContentError, ContentStore
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from node.daemon import NodeDaemon
-from opentrain.chain import TOKEN
+from opentrain.chain.keys import create_keystore
+from opentrain.chain.types import TOKEN
+from opentrain.cli.progress import segment_progress
 from opentrain.context import role_context
-from opentrain.keys import create_keystore
-from opentrain.progress import segment_progress
 from opentrain.settings import Settings
 
 node_app = typer.Typer(
@@ -170,9 +170,7 @@ def run(
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = role_context()
-    daemon = NodeDaemon(
-        ctx.account, ctx.store, workdir or ctx.settings.home / "node", nproc=nproc
-    )
+    daemon = NodeDaemon(ctx.account, ctx.store, workdir or ctx.settings.home / "node", nproc=nproc)
     if metrics_port is not None:
         from node.metrics import serve
 

@@ -20,13 +20,16 @@ from node import metrics
 from node.ddp import DDPError
 from node.disputes import Aftercare
 from node.worker import NodeWorker, ProgressFn, SegmentFn, honest_segment
-from opentrain.chain import ChainAccount, ChainError, JobInfo, job_info
-from opentrain.checkpoint import fresh_state
-from opentrain.jobs import JobError, LoadedJob, load_global_model, load_job
-from opentrain.models import build_model
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.types import ChainError
+from opentrain.chain.views import JobInfo, job_info
+from opentrain.content.errors import ContentError
+from opentrain.content.store import ContentStore
+from opentrain.protocol.jobs import JobError, LoadedJob, load_global_model, load_job
 from opentrain.spec import JobSpec, SpecError
-from opentrain.store import ContentError, ContentStore
-from opentrain.training import train_segment
+from opentrain.training.checkpoint import fresh_state
+from opentrain.training.models import build_model
+from opentrain.training.train import train_segment
 
 log = logging.getLogger("opentrain.node")
 

@@ -39,9 +39,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from opentrain.corpus import MAX_MANIFEST_BYTES, CorpusManifest
+from opentrain.content.errors import ContentError
+from opentrain.content.store import ContentReader, write_atomically
 from opentrain.spec import CorpusDataSpec, JobSpec, canonical_json
-from opentrain.store import ContentError, ContentReader, write_atomically
+from opentrain.training.corpus import MAX_MANIFEST_BYTES, CorpusManifest
 
 __all__ = ["DDPError", "FileBlobs", "export_job_data", "train_slot_ddp"]
 
@@ -225,10 +226,10 @@ def _worker(args: argparse.Namespace) -> None:
     import torch
     import torch.distributed as dist
 
-    from opentrain.checkpoint import decode_checkpoint, encode_checkpoint, move_state
-    from opentrain.data import data_source
     from opentrain.spec import load_spec_file
-    from opentrain.training import train_segment, world
+    from opentrain.training.checkpoint import decode_checkpoint, encode_checkpoint, move_state
+    from opentrain.training.data import data_source
+    from opentrain.training.train import train_segment, world
 
     folder = Path(args.folder)
     rank = int(os.environ.get("RANK", "0"))

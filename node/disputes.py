@@ -3,7 +3,7 @@ does not support, see its disputes through (draw the committee, resolve) and rel
 claims that expired (their stake lock) instead of leaving them locked until someone takes over.
 
 Before contesting, the node re-checks its contribution exactly as a verifier would
-(:func:`opentrain.contribution_check.check_contribution`, the same shared code and the same
+(:func:`opentrain.protocol.contribution.check_contribution`, the same shared code and the same
 sampled segments): a contest costs a bond, so it only contests what the committee will uphold.
 """
 
@@ -13,18 +13,12 @@ import json
 import logging
 from pathlib import Path
 
-from opentrain.chain import (
-    ChainAccount,
-    ContributionStatus,
-    Phase,
-    SlotStatus,
-    Verdict,
-    contribution_info,
-    verification_info,
-)
-from opentrain.contribution_check import check_contribution
-from opentrain.disputes import advance_dispute
-from opentrain.store import ContentStore, write_atomically
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.types import ContributionStatus, Phase, SlotStatus, Verdict
+from opentrain.chain.views import contribution_info, verification_info
+from opentrain.content.store import ContentStore, write_atomically
+from opentrain.protocol.contribution import check_contribution
+from opentrain.protocol.disputes import advance_dispute
 
 __all__ = ["Aftercare"]
 

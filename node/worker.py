@@ -17,8 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.ddp import DDPError, export_job_data, train_slot_ddp
-from opentrain.chain import ChainAccount
-from opentrain.checkpoint import (
+from opentrain.chain.account import ChainAccount
+from opentrain.content.store import ContentStore, write_atomically
+from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
+from opentrain.protocol.manifest import CheckpointRef, TraceManifest
+from opentrain.spec import JobSpec, spec_digest
+from opentrain.training.checkpoint import (
     TrainState,
     decode_checkpoint,
     decode_params,
@@ -26,11 +30,7 @@ from opentrain.checkpoint import (
     encode_checkpoint,
     fresh_state,
 )
-from opentrain.jobs import LoadedJob, load_global_model, load_job
-from opentrain.manifest import CheckpointRef, TraceManifest
-from opentrain.spec import JobSpec, spec_digest
-from opentrain.store import ContentStore, write_atomically
-from opentrain.training import split_error, train_segment
+from opentrain.training.train import split_error, train_segment
 
 SegmentFn = Callable[[JobSpec, TrainState, int, int], TrainState]
 ProgressFn = Callable[[int, int], None]

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opentrain.chain import Chain, ChainAccount, ChainError, Deployment, connect
-from opentrain.keys import load_signer
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.client import Chain, Deployment, connect
+from opentrain.chain.keys import load_signer
+from opentrain.chain.types import ChainError
+from opentrain.content.backends import store_from_settings
+from opentrain.content.store import ContentStore
 from opentrain.settings import IN_PROCESS, Settings
-from opentrain.store import ContentStore, store_from_settings
 
 
 @dataclass(frozen=True)

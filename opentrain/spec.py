@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -26,11 +26,8 @@ __all__ = [
     "TrainingSpec",
     "VerificationSpec",
     "canonical_json",
-    "default_demo_spec",
     "load_spec_file",
-    "mlp_demo_spec",
     "parse_spec",
-    "small_gpt_spec",
     "spec_digest",
 ]
 
@@ -38,8 +35,6 @@ MAX_SEED = 2**63 - 1
 MAX_UINT256 = 2**256 - 1
 MAX_SPEC_BYTES = 1 << 20
 BYTE_VOCAB = 256
-# Calibrated by bench/determinism.py (docs/determinism.md).
-DEMO_TOLERANCE = 1e-4
 
 
 class SpecError(ValueError):
@@ -77,9 +72,7 @@ class GPTSpec(_Frozen):
     @model_validator(mode="after")
     def _heads_divide_width(self) -> Self:
         if self.n_embd % self.n_head != 0:
-            raise ValueError(
-                f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})"
-            )
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         return self
 
     @property
@@ -88,7 +81,7 @@ class GPTSpec(_Frozen):
         return BYTE_VOCAB
 
 
-# Which architecture to build (a key into ``opentrain.models``) and its shape.
+# Which architecture to build (a key into ``opentrain.training.models``) and its shape.
 ModelSpec = Annotated[MLPSpec | GPTSpec, Field(discriminator="name")]
 
 
@@ -227,8 +220,9 @@ def canonical_json(spec: JobSpec) -> bytes:
     Parsing these bytes gives back an equal spec, and equal specs give equal bytes, so
     ``spec_digest`` identifies a job."""
     doc = spec.model_dump(mode="json")
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False)
+    text = json.dumps(
+        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
     return text.encode("ascii")
 
 
@@ -280,62 +274,3 @@ def load_spec_file(path: str | os.PathLike[str]) -> JobSpec:
     except OSError as err:
         raise SpecError(f"job spec: cannot read {os.fspath(path)}: {err.strerror}") from None
     return parse_spec(raw)
-
-
-def default_demo_spec(**overrides: Any) -> JobSpec:
-    """The CPU job of ``opentrain demo``: the demo gpt on CPython's docs, 2 rounds x 2 slots.
-
-    Shaped so three targets hold at once (``bench/``): a segment's proof work (checkpoint,
-    digest, disk, upload) under 2 % of its training time, which needs c x tokens per step large
-    against the checkpoint size; the verifier's re-execution under 5 % of the node's training,
-    which needs n = H/c >= 40 segments at k = 2 samples (it costs k*c/H); and the whole demo in
-    a few minutes on 2 CPU cores, which is why the model is small (d = 64). The data
-    part names the builtin corpus by CID, which is computed locally, so the spec exists
-    before anything is published; ``opentrain.corpus.publish_corpus`` stores the same bytes.
-
-    Top-level fields may be overridden, e.g. ``default_demo_spec(rounds=3)``."""
-    from opentrain.corpus import builtin_corpus_spec
-
-    fields: dict[str, Any] = {
-        "name": "demo-gpt",
-        "rounds": 2,
-        "slots_per_round": 2,
-        "reward": RewardSpec(reward_per_slot=10**18, verifier_fee=10**17),
-        "model": GPTSpec(n_layer=2, n_head=4, n_embd=64, block_size=128),
-        "data": builtin_corpus_spec(),
-        "training": TrainingSpec(
-            inner_steps=400, segment_steps=8, batch_size=32, lr=3e-3, warmup_steps=10,
-            outer_lr=0.7, outer_momentum=0.5,
-        ),
-        "verification": VerificationSpec(mode="tolerance", tolerance=DEMO_TOLERANCE, samples=2),
-    }
-    fields.update(overrides)
-    return JobSpec(**fields)
-
-
-def small_gpt_spec(**overrides: Any) -> JobSpec:
-    """A tiny gpt job on the builtin corpus for tests: same code paths, a fraction of the cost."""
-    fields: dict[str, Any] = {
-        "model": GPTSpec(n_layer=1, n_head=2, n_embd=32, block_size=32),
-        "training": TrainingSpec(
-            inner_steps=8, segment_steps=2, batch_size=8, lr=3e-3, outer_lr=0.7,
-            outer_momentum=0.5,
-        ),
-        "name": "test-gpt",
-    }
-    fields.update(overrides)
-    return default_demo_spec(**fields)
-
-
-def mlp_demo_spec(**overrides: Any) -> JobSpec:
-    """The walking skeleton's synthetic mlp job (no corpus, no store): the fastest tests."""
-    fields: dict[str, Any] = {
-        "name": "demo-mlp",
-        "rounds": 2,
-        "slots_per_round": 2,
-        "reward": RewardSpec(reward_per_slot=10**18, verifier_fee=10**17),
-        # tuned on this toy task: DiLoCo's 0.9 outer momentum overshoots at H=40
-        "training": TrainingSpec(lr=5e-3, outer_lr=0.7, outer_momentum=0.5),
-    }
-    fields.update(overrides)
-    return JobSpec(**fields)

@@ -1,7 +1,7 @@
 """Copy the ABI and bytecode of the deployable contracts from Hardhat's build output into the
 Python package, so `pip install opentrain` users never need Node.js.
 
-    python scripts/export_artifacts.py          # write opentrain/artifacts/*.json
+    python scripts/export_artifacts.py          # write opentrain/chain/artifacts/*.json
     python scripts/export_artifacts.py --check  # fail if the committed files differ
 """
 
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
         print(
             "contract artifacts drifted from contracts/: "
             + ", ".join(drift)
-            + " (run `make contracts` and commit opentrain/artifacts)",
+            + " (run `make contracts` and commit opentrain/chain/artifacts)",
             file=sys.stderr,
         )
         return 1

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from opentrain.chain import TOKEN, Chain, ChainAccount, connect, deploy
-from opentrain.store import EmbeddedStore
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.client import Chain, connect
+from opentrain.chain.deployment import deploy
+from opentrain.chain.types import TOKEN
+from opentrain.content.embedded import EmbeddedStore
 
 ETHER = 10**18
 

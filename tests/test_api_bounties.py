@@ -20,10 +20,14 @@ from marketplace_api.config import ApiConfig
 from marketplace_api.db import make_engine, make_session_factory, migrate
 from marketplace_api.indexer import Indexer
 from marketplace_api.middleware import RatePolicy
-from opentrain.chain import TOKEN, Chain, JobParams, connect, deploy
-from opentrain.jobs import job_params
-from opentrain.spec import JobSpec, canonical_json, default_demo_spec
-from opentrain.store import EmbeddedStore, compute_cid
+from opentrain.chain.client import Chain, connect
+from opentrain.chain.deployment import deploy
+from opentrain.chain.types import TOKEN, JobParams
+from opentrain.content.builder import compute_cid
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.protocol.jobs import job_params
+from opentrain.protocol.presets import default_demo_spec
+from opentrain.spec import JobSpec, canonical_json
 
 
 @dataclass

@@ -17,8 +17,10 @@ from marketplace_api.config import ApiConfig
 from marketplace_api.db import make_engine, make_session_factory, migrate
 from marketplace_api.indexer import Indexer
 from marketplace_api.middleware import RatePolicy
-from opentrain.chain import TOKEN, JobParams, ProtocolParams, connect, deploy
-from opentrain.store import EmbeddedStore
+from opentrain.chain.client import ProtocolParams, connect
+from opentrain.chain.deployment import deploy
+from opentrain.chain.types import TOKEN, JobParams
+from opentrain.content.embedded import EmbeddedStore
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
 from hypothesis import HealthCheck, given, settings  # noqa: E402 (schemathesis brings it)

@@ -18,14 +18,15 @@ import safetensors.torch
 import torch
 from safetensors.torch import load as load_safetensors
 
-from opentrain.checkpoint import decode_checkpoint, encode_checkpoint, fresh_state
-from opentrain.corpus import publish_corpus
-from opentrain.data import DataSource, data_source
-from opentrain.models import build_model, model_params
-from opentrain.spec import DEMO_TOLERANCE, JobSpec, canonical_json, small_gpt_spec
-from opentrain.store import EmbeddedStore
-from opentrain.training import train_segment
-from opentrain.verification import check_segment, relative_l2
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.protocol.presets import DEMO_TOLERANCE, small_gpt_spec
+from opentrain.protocol.segment import check_segment, relative_l2
+from opentrain.spec import JobSpec, canonical_json
+from opentrain.training.checkpoint import decode_checkpoint, encode_checkpoint, fresh_state
+from opentrain.training.corpus import publish_corpus
+from opentrain.training.data import DataSource, data_source
+from opentrain.training.models import build_model, model_params
+from opentrain.training.train import train_segment
 
 ROUND, SLOT, OTHER_SLOT = 0, 1, 0
 J = 2  # the attacked segment: checkpoint J -> J + 1
@@ -104,9 +105,7 @@ def test_honest_segment_passes(spec: JobSpec, trace: list[bytes], data: DataSour
 # (a) no training ---------------------------------------------------------------------------
 
 
-def test_a_checkpoint_copied_forward(
-    spec: JobSpec, trace: list[bytes], data: DataSource
-) -> None:
+def test_a_checkpoint_copied_forward(spec: JobSpec, trace: list[bytes], data: DataSource) -> None:
     assert "expected" in _verify(spec, trace, trace[J], data)  # still at the start step
     lazy = _bump_steps(spec, trace[J], spec.training.segment_steps)  # claims the steps
     assert "not below tolerance" in _verify(spec, trace, lazy, data)
@@ -115,9 +114,7 @@ def test_a_checkpoint_copied_forward(
 # (b) fewer steps than claimed ---------------------------------------------------------------
 
 
-def test_b_fewer_steps_than_claimed(
-    spec: JobSpec, trace: list[bytes], data: DataSource
-) -> None:
+def test_b_fewer_steps_than_claimed(spec: JobSpec, trace: list[bytes], data: DataSource) -> None:
     state = decode_checkpoint(spec, trace[J])
     train_segment(spec, state, ROUND, SLOT, spec.training.segment_steps - 1, data=data)
     short = _bump_steps(spec, encode_checkpoint(state, ROUND, SLOT), 1)
@@ -231,12 +228,12 @@ _NODE = textwrap.dedent(
     import sys
     from pathlib import Path
     import torch
-    from opentrain.checkpoint import encode_checkpoint, fresh_state
-    from opentrain.data import data_source
-    from opentrain.models import build_model, model_params
+    from opentrain.training.checkpoint import encode_checkpoint, fresh_state
+    from opentrain.training.data import data_source
+    from opentrain.training.models import build_model, model_params
     from opentrain.spec import parse_spec
-    from opentrain.store import EmbeddedStore
-    from opentrain.training import train_segment
+    from opentrain.content.embedded import EmbeddedStore
+    from opentrain.training.train import train_segment
     spec = parse_spec(Path(sys.argv[1]).read_bytes())
     data = data_source(spec, EmbeddedStore(Path(sys.argv[2])))
     out = Path(sys.argv[3])
@@ -259,8 +256,11 @@ def _node_traces(spec: JobSpec, store: EmbeddedStore, tmp: Path) -> dict[int, li
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         args = [str(tmp / "spec.json"), str(store.root), str(tmp / str(threads))]
         procs[threads] = subprocess.Popen(
-            [sys.executable, "-c", _NODE, *args], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", _NODE, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
     traces = {}
     for threads, proc in procs.items():

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from opentrain.chain import contribution_info, verification_info
-from opentrain.demo import run_demo
-from opentrain.manifest import TraceManifest
-from opentrain.sampling import sample_indices
-from opentrain.spec import mlp_demo_spec
-from opentrain.store import EmbeddedStore
+from opentrain.chain.views import contribution_info, verification_info
+from opentrain.cli.demo import run_demo
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.protocol.manifest import TraceManifest
+from opentrain.protocol.presets import mlp_demo_spec
+from opentrain.protocol.sampling import sample_indices
 from verifier.audit import Auditor, write_report
 
 

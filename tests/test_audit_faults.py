@@ -24,11 +24,14 @@ from conftest import Market
 from typer.testing import CliRunner
 
 from node.daemon import NodeDaemon
-from opentrain.chain import TOKEN, ChainAccount, JobParams, contribution_info
-from opentrain.commitments import build_trace_tree
-from opentrain.demo import post_bounty
-from opentrain.manifest import TraceManifest
-from opentrain.spec import TrainingSpec, mlp_demo_spec
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.types import TOKEN, JobParams
+from opentrain.chain.views import contribution_info
+from opentrain.cli.demo import post_bounty
+from opentrain.protocol.commitments import build_trace_tree
+from opentrain.protocol.manifest import TraceManifest
+from opentrain.protocol.presets import mlp_demo_spec
+from opentrain.spec import TrainingSpec
 from verifier import audit_cli
 from verifier.audit import Auditor, AuditReport, settlement_problem
 from verifier.worker import RoundAggregator, VerifierWorker

@@ -27,8 +27,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from opentrain import store as store_module
-from opentrain.car import (
+from opentrain.cli.store import store_app
+from opentrain.content import builder as builder_module
+from opentrain.content.builder import CHUNK_SIZE, compute_cid
+from opentrain.content.car import (
     MAX_BLOCK,
     CarError,
     CarReader,
@@ -39,19 +41,11 @@ from opentrain.car import (
     file_chunks,
     import_car,
 )
-from opentrain.cli_store import store_app
-from opentrain.gateway import GatewayClient, create_gateway_app
-from opentrain.store import (
-    CHUNK_SIZE,
-    DAG_PB,
-    RAW,
-    BlockCid,
-    ContentError,
-    EmbeddedStore,
-    RemoteError,
-    compute_cid,
-    parse_cid,
-)
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.content.errors import ContentError, RemoteError
+from opentrain.content.gateway_client import GatewayClient
+from opentrain.content.gateway_server import create_gateway_app
+from opentrain.content.unixfs import DAG_PB, RAW, BlockCid, parse_cid
 
 REPO = Path(__file__).resolve().parents[1]
 NODE = REPO / "node_modules" / ".bin" / "node"
@@ -535,7 +529,7 @@ def test_cli_export_import(cli_home: Path, tmp_path: Path, monkeypatch: pytest.M
 
 def test_cli_subprocess_never_tracebacks(cli_home: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "opentrain.cli_store", "get", "bafy-not-a-cid"],
+        [sys.executable, "-m", "opentrain.cli.store", "get", "bafy-not-a-cid"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -560,7 +554,7 @@ def test_cli_serve_and_get_through_gateway(
     cid = run_cli("put", str(src))[1].decode().strip()
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "opentrain.cli_store", "serve", "--port", str(port)],
+        [sys.executable, "-m", "opentrain.cli.store", "serve", "--port", str(port)],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -625,8 +619,8 @@ def package_file(name: str, file: str) -> Path:
 @js_package("ipfs-car")
 def test_ipfs_car_unpacks_our_cars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny chunks and fan-out 3 make a four-level tree with repeated leaves, quickly."""
-    monkeypatch.setattr(store_module, "CHUNK_SIZE", 4)
-    monkeypatch.setattr(store_module, "MAX_LINKS", 3)
+    monkeypatch.setattr(builder_module, "CHUNK_SIZE", 4)
+    monkeypatch.setattr(builder_module, "MAX_LINKS", 3)
     es = EmbeddedStore(tmp_path / "store")
     data = data_of(150, 15) + bytes(40) + b"end"
     cases = {"deep": data, "empty": b""}

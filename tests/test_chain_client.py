@@ -9,10 +9,11 @@ import hashlib
 import pytest
 from conftest import Market
 
-from opentrain.chain import (
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.client import ProtocolParams
+from opentrain.chain.types import (
     TOKEN,
     AggregateStatus,
-    ChainAccount,
     ChainError,
     ContributionStatus,
     DisputeKind,
@@ -20,19 +21,19 @@ from opentrain.chain import (
     JobParams,
     JobStatus,
     Phase,
-    ProtocolParams,
     Ruling,
     Verdict,
+)
+from opentrain.chain.views import (
     aggregate_info,
-    cheating_loses,
     contribution_info,
-    detection_probability,
     dispute_info,
     job_info,
     round_model_cid,
     stake_info,
     verification_info,
 )
+from opentrain.protocol.economics import cheating_loses, detection_probability
 
 P = ProtocolParams()
 REWARD, FEE = TOKEN, TOKEN // 10

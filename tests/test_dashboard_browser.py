@@ -20,11 +20,12 @@ from rich.console import Console
 from marketplace_api.app import create_app
 from marketplace_api.db import make_engine, make_session_factory
 from marketplace_api.testing import free_port, has_chromium
-from opentrain import spec as spec_module
-from opentrain.chain import Chain, contribution_info, job_info, verification_info
-from opentrain.demo import DemoResult, run_demo
-from opentrain.sampling import sample_indices
-from opentrain.store import EmbeddedStore
+from opentrain.chain.client import Chain
+from opentrain.chain.views import contribution_info, job_info, verification_info
+from opentrain.cli.demo import DemoResult, run_demo
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.protocol import presets as spec_module
+from opentrain.protocol.sampling import sample_indices
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

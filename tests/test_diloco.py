@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from opentrain.aggregation import (
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.protocol.aggregation import (
     aggregate,
     aggregate_pseudo_gradients,
     decode_pseudo_gradient,
@@ -24,7 +25,9 @@ from opentrain.aggregation import (
     pseudo_gradient,
     quantize_int8,
 )
-from opentrain.checkpoint import (
+from opentrain.protocol.presets import small_gpt_spec
+from opentrain.spec import JobSpec, canonical_json
+from opentrain.training.checkpoint import (
     CheckpointError,
     decode_checkpoint,
     decode_global,
@@ -34,12 +37,10 @@ from opentrain.checkpoint import (
     fresh_state,
     state_params,
 )
-from opentrain.corpus import publish_corpus
-from opentrain.data import DataSource, data_source
-from opentrain.models import build_model, model_params
-from opentrain.spec import JobSpec, canonical_json, small_gpt_spec
-from opentrain.store import EmbeddedStore
-from opentrain.training import evaluate_loss, train_segment
+from opentrain.training.corpus import publish_corpus
+from opentrain.training.data import DataSource, data_source
+from opentrain.training.models import build_model, model_params
+from opentrain.training.train import evaluate_loss, train_segment
 
 Params = dict[str, torch.Tensor]
 
@@ -207,7 +208,7 @@ _AGGREGATE = textwrap.dedent(
     import hashlib, sys
     from pathlib import Path
     import torch
-    from opentrain.aggregation import aggregate
+    from opentrain.protocol.aggregation import aggregate
     from opentrain.spec import parse_spec
     folder = Path(sys.argv[1])
     g0 = (folder / "g0").read_bytes()
@@ -237,8 +238,11 @@ def test_aggregate_digest_is_independent_of_thread_count(
     for threads in (1, 2):
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         procs[threads] = subprocess.Popen(
-            [sys.executable, "-c", _AGGREGATE, str(tmp_path)], env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [sys.executable, "-c", _AGGREGATE, str(tmp_path)],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
     for threads, proc in procs.items():
         out, err = proc.communicate(timeout=120)

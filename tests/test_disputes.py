@@ -12,16 +12,18 @@ from conftest import Market
 
 from node.daemon import NodeDaemon
 from node.disputes import Aftercare
-from opentrain.chain import (
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.client import ProtocolParams
+from opentrain.chain.types import (
     TOKEN,
     AggregateStatus,
-    ChainAccount,
     ContributionStatus,
     DisputeKind,
     JobParams,
-    ProtocolParams,
     Ruling,
     Verdict,
+)
+from opentrain.chain.views import (
     aggregate_info,
     contribution_info,
     dispute_info,
@@ -30,9 +32,10 @@ from opentrain.chain import (
     stake_info,
     verification_info,
 )
-from opentrain.checkpoint import decode_params, digest, encode_params
-from opentrain.demo import post_bounty, skip_training
-from opentrain.spec import JobSpec, mlp_demo_spec
+from opentrain.cli.demo import post_bounty, skip_training
+from opentrain.protocol.presets import mlp_demo_spec
+from opentrain.spec import JobSpec
+from opentrain.training.checkpoint import decode_params, digest, encode_params
 from verifier.audit import Auditor
 from verifier.daemon import VerifierDaemon
 

@@ -9,11 +9,13 @@ from conftest import Market
 from rich.console import Console
 
 from node.worker import NodeWorker
-from opentrain.chain import TOKEN, verification_info
-from opentrain.demo import post_bounty, run_demo, skip_training
-from opentrain.manifest import TraceManifest
-from opentrain.sampling import sample_indices
-from opentrain.spec import JobSpec, mlp_demo_spec
+from opentrain.chain.types import TOKEN
+from opentrain.chain.views import verification_info
+from opentrain.cli.demo import post_bounty, run_demo, skip_training
+from opentrain.protocol.manifest import TraceManifest
+from opentrain.protocol.presets import mlp_demo_spec
+from opentrain.protocol.sampling import sample_indices
+from opentrain.spec import JobSpec
 from verifier.worker import VerifierWorker
 
 CONTRIBUTION_ACCEPTED, CONTRIBUTION_REJECTED = 2, 3
@@ -143,9 +145,9 @@ def test_honest_slot_is_paid(market: Market) -> None:
     "bad", ["not-a-cid", "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"]
 )
 def test_job_with_missing_or_bad_spec_cid_is_refused_by_the_node(market: Market, bad: str) -> None:
-    from opentrain.chain import JobParams
-    from opentrain.jobs import load_job
-    from opentrain.store import ContentError
+    from opentrain.chain.types import JobParams
+    from opentrain.content.errors import ContentError
+    from opentrain.protocol.jobs import load_job
 
     sponsor = market.new_account()
     params = JobParams(b"\x01" * 32, b"\x02" * 32, 1, 1, 4, 2, TOKEN, TOKEN // 10)

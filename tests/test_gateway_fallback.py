@@ -13,12 +13,15 @@ from conftest import Market
 from fastapi.testclient import TestClient
 
 from node.daemon import NodeDaemon
-from opentrain.chain import TOKEN
-from opentrain.demo import post_bounty
-from opentrain.gateway import GatewayClient, GatewayFallbackStore, create_gateway_app
+from opentrain.chain.types import TOKEN
+from opentrain.cli.demo import post_bounty
+from opentrain.content.backends import store_from_settings
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.content.errors import ContentError
+from opentrain.content.gateway_client import GatewayClient, GatewayFallbackStore
+from opentrain.content.gateway_server import create_gateway_app
+from opentrain.protocol.presets import mlp_demo_spec
 from opentrain.settings import Settings
-from opentrain.spec import mlp_demo_spec
-from opentrain.store import ContentError, EmbeddedStore, store_from_settings
 from verifier.worker import VerifierWorker
 
 

@@ -33,16 +33,10 @@ from marketplace_api.testing import (
     postgres_reachable,
     postgres_schema,
 )
-from opentrain.chain import (
-    CONTRACT_NAMES,
-    TOKEN,
-    Chain,
-    ChainAccount,
-    JobParams,
-    ProtocolParams,
-    connect,
-    deploy,
-)
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.client import Chain, ProtocolParams, connect
+from opentrain.chain.deployment import deploy
+from opentrain.chain.types import CONTRACT_NAMES, TOKEN, JobParams
 
 pytestmark = pytest.mark.skipif(
     hardhat_executable() is None, reason="Hardhat is not installed (node_modules): make setup"
@@ -238,7 +232,7 @@ _KILLER = textwrap.dedent(
     import json, os, signal, sys
     from marketplace_api import indexer as module
     from marketplace_api.db import make_engine, make_session_factory
-    from opentrain.chain import Deployment, connect
+    from opentrain.chain.client import Deployment, connect
 
     url, rpc, deployment, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     seen = 0

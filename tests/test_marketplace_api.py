@@ -45,18 +45,12 @@ from marketplace_api.models import (
     Slot,
 )
 from marketplace_api.testing import dump, postgres_reachable, postgres_schema
-from opentrain.chain import (
-    CONTRACT_NAMES,
-    TOKEN,
-    Chain,
-    ChainAccount,
-    JobParams,
-    ProtocolParams,
-    artifact,
-    connect,
-    deploy,
-)
-from opentrain.sampling import sample_indices
+from opentrain.chain.abi import artifact
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.client import Chain, ProtocolParams, connect
+from opentrain.chain.deployment import deploy
+from opentrain.chain.types import CONTRACT_NAMES, TOKEN, JobParams
+from opentrain.protocol.sampling import sample_indices
 
 PARAMS = ProtocolParams()
 REWARD, FEE, STAKE = 10 * TOKEN, 1 * TOKEN, PARAMS.min_node_stake

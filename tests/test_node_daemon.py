@@ -14,10 +14,12 @@ from conftest import Market, deploy_on
 
 from node.daemon import NodeDaemon
 from node.worker import SlotTrainer
-from opentrain.chain import TOKEN, contribution_info
-from opentrain.demo import post_bounty
-from opentrain.jobs import load_global_model, load_job
-from opentrain.spec import JobSpec, MLPSpec, TrainingSpec, mlp_demo_spec
+from opentrain.chain.types import TOKEN
+from opentrain.chain.views import contribution_info
+from opentrain.cli.demo import post_bounty
+from opentrain.protocol.jobs import load_global_model, load_job
+from opentrain.protocol.presets import mlp_demo_spec
+from opentrain.spec import JobSpec, MLPSpec, TrainingSpec
 
 OPENTRAIN = str(Path(sys.executable).parent / "opentrain")
 

@@ -13,29 +13,21 @@ from conftest import Market
 from node.daemon import NodeDaemon
 from node.ddp import FileBlobs, export_job_data
 from node.worker import SlotTrainer
-from opentrain.chain import TOKEN, contribution_info
-from opentrain.checkpoint import decode_checkpoint, state_tensors
-from opentrain.corpus import load_corpus
-from opentrain.data import ensure_job_data
-from opentrain.demo import post_bounty
-from opentrain.jobs import load_global_model, load_job
-from opentrain.spec import (
-    DEMO_TOLERANCE,
-    CorpusDataSpec,
-    JobSpec,
-    TrainingSpec,
-    VerificationSpec,
-    mlp_demo_spec,
-    small_gpt_spec,
-)
-from opentrain.store import ContentError
-from opentrain.verification import check_segment, relative_l2
+from opentrain.chain.types import TOKEN
+from opentrain.chain.views import contribution_info
+from opentrain.cli.demo import post_bounty
+from opentrain.content.errors import ContentError
+from opentrain.protocol.jobs import load_global_model, load_job
+from opentrain.protocol.presets import DEMO_TOLERANCE, mlp_demo_spec, small_gpt_spec
+from opentrain.protocol.segment import check_segment, relative_l2
+from opentrain.spec import CorpusDataSpec, JobSpec, TrainingSpec, VerificationSpec
+from opentrain.training.checkpoint import decode_checkpoint, state_tensors
+from opentrain.training.corpus import load_corpus
+from opentrain.training.data import ensure_job_data
 from verifier.worker import VerifierWorker
 
 
-def ddp_spec(
-    mode: Literal["exact", "tolerance"] = "tolerance", micro_batches: int = 1
-) -> JobSpec:
+def ddp_spec(mode: Literal["exact", "tolerance"] = "tolerance", micro_batches: int = 1) -> JobSpec:
     """One slot of 4 segments x 10 steps, batch 32: 16 examples per rank."""
     return mlp_demo_spec(
         rounds=1,

@@ -7,9 +7,9 @@ import random
 
 from conftest import Market
 
-from opentrain.chain import TOKEN, JobParams
-from opentrain.commitments import build_trace_tree, verify_proof
-from opentrain.sampling import sample_indices
+from opentrain.chain.types import TOKEN, JobParams
+from opentrain.protocol.commitments import build_trace_tree, verify_proof
+from opentrain.protocol.sampling import sample_indices
 
 
 def test_python_and_solidity_choose_the_same_samples_for_100_seeds(shared_market: Market) -> None:

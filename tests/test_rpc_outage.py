@@ -11,10 +11,12 @@ from rpc_proxy import FlakyProxy
 
 from node.daemon import NodeDaemon
 from node.worker import honest_segment
-from opentrain.chain import TOKEN, Chain, connect
-from opentrain.checkpoint import TrainState
-from opentrain.demo import post_bounty
-from opentrain.spec import JobSpec, mlp_demo_spec
+from opentrain.chain.client import Chain, connect
+from opentrain.chain.types import TOKEN
+from opentrain.cli.demo import post_bounty
+from opentrain.protocol.presets import mlp_demo_spec
+from opentrain.spec import JobSpec
+from opentrain.training.checkpoint import TrainState
 
 
 def test_outage_during_a_slot_neither_loses_nor_duplicates_a_transaction(

@@ -17,8 +17,10 @@ from typing import TypeVar
 import pytest
 from multiformats import CID
 
-from opentrain import store
-from opentrain.store import CHUNK_SIZE, ContentError, EmbeddedStore, compute_cid
+from opentrain.content import builder, embedded, unixfs
+from opentrain.content.builder import CHUNK_SIZE, compute_cid
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.content.errors import ContentError
 
 REPO = Path(__file__).resolve().parents[1]
 NODE = REPO / "node_modules" / ".bin" / "node"
@@ -150,8 +152,8 @@ def test_deep_tree_shapes_match_js_importer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every tree shape up to four levels, with tiny chunks and fan-out 3 to keep it fast."""
-    monkeypatch.setattr(store, "CHUNK_SIZE", 4)
-    monkeypatch.setattr(store, "MAX_LINKS", 3)
+    monkeypatch.setattr(builder, "CHUNK_SIZE", 4)
+    monkeypatch.setattr(builder, "MAX_LINKS", 3)
     datas = [random_bytes(size, size) for size in range(0, 4 * 3**3 + 9)]
     paths = []
     for i, data in enumerate(datas):
@@ -209,7 +211,7 @@ def test_size_limit_mid_stream_writes_nothing(tmp_path: Path) -> None:
         return SimpleNamespace(st_size=1) if Path(path) == src else real_stat(path)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(store.os, "stat", stat_before_growth)
+        mp.setattr(os, "stat", stat_before_growth)
         with pytest.raises(ContentError, match="size limit"):
             es.put_file(src)
     assert block_files(es) == [] and leftovers(es) == []
@@ -311,7 +313,7 @@ def test_repeated_chunks_stored_once(es: EmbeddedStore) -> None:
 
 def put_block(es: EmbeddedStore, codec: int, block: bytes) -> str:
     """Store a hand-made block under its true CID (what a foreign writer could leave)."""
-    cid = store.BlockCid.of(codec, block).text
+    cid = unixfs.BlockCid.of(codec, block).text
     es.block_path(cid).parent.mkdir(parents=True, exist_ok=True)
     es.block_path(cid).write_bytes(block)
     return cid
@@ -319,9 +321,9 @@ def put_block(es: EmbeddedStore, codec: int, block: bytes) -> str:
 
 def test_reads_kubo_nodes_with_inline_data(es: EmbeddedStore) -> None:
     """Without --raw-leaves kubo puts content inside UnixFS Data; reads must follow it too."""
-    leaf = put_block(es, store.DAG_PB, b"\x0a\x09\x08\x02\x12\x03abc\x18\x03")
+    leaf = put_block(es, unixfs.DAG_PB, b"\x0a\x09\x08\x02\x12\x03abc\x18\x03")
     link = b"\x0a\x24" + bytes(CID.decode(leaf)) + b"\x12\x00\x18\x0d"
-    root = put_block(es, store.DAG_PB, b"\x12\x2a" + link + b"\x0a\x06\x08\x02\x18\x03\x20\x03")
+    root = put_block(es, unixfs.DAG_PB, b"\x12\x2a" + link + b"\x0a\x06\x08\x02\x18\x03\x20\x03")
     assert es.get_bytes(root) == b"abc"
     assert es.has(root)
 
@@ -332,7 +334,7 @@ def test_reads_kubo_nodes_with_inline_data(es: EmbeddedStore) -> None:
     ids=["no-data", "directory", "truncated", "bad-wire-type", "link-without-hash"],
 )
 def test_malformed_node_raises(es: EmbeddedStore, block: bytes) -> None:
-    cid = put_block(es, store.DAG_PB, block)
+    cid = put_block(es, unixfs.DAG_PB, block)
     with pytest.raises(ContentError, match="malformed dag-pb block"):
         es.get_bytes(cid)
     assert not es.has(cid)
@@ -370,7 +372,7 @@ def test_writer_thread_failure_writes_nothing(
         with open(path, "xb") as out:
             out.write(block)
 
-    monkeypatch.setattr(store, "_write_new", failing_write)
+    monkeypatch.setattr(embedded, "_write_new", failing_write)
     with pytest.raises(OSError, match="No space left"):
         es.put_bytes(random_bytes(4 * CHUNK_SIZE, 12))
     assert block_files(es) == [] and leftovers(es) == [] and es.pins() == []
@@ -389,5 +391,5 @@ def test_sha256_checked_stream_withholds_the_last_piece(es: EmbeddedStore) -> No
 
 
 def test_open_store_is_embedded(tmp_path: Path) -> None:
-    opened = store.open_store(tmp_path / "s", max_bytes=5)
+    opened = embedded.open_store(tmp_path / "s", max_bytes=5)
     assert isinstance(opened, EmbeddedStore) and opened.max_bytes == 5

@@ -30,20 +30,17 @@ import httpx
 import pytest
 import uvicorn
 
-from opentrain.car import export_car, import_car
-from opentrain.gateway import GatewayClient, create_gateway_app
-from opentrain.kubo import ADD_PARAMS, KuboError, KuboStore, api_base
+from opentrain.content.backends import store_from_settings
+from opentrain.content.builder import CHUNK_SIZE, compute_cid
+from opentrain.content.car import export_car, import_car
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.content.errors import ContentError
+from opentrain.content.gateway_client import GatewayClient
+from opentrain.content.gateway_server import create_gateway_app
+from opentrain.content.kubo import ADD_PARAMS, KuboError, KuboStore, api_base
+from opentrain.content.store import ContentReader, ContentStore
+from opentrain.content.unixfs import parse_cid
 from opentrain.settings import Settings
-from opentrain.store import (
-    CHUNK_SIZE,
-    ContentError,
-    ContentReader,
-    ContentStore,
-    EmbeddedStore,
-    compute_cid,
-    parse_cid,
-    store_from_settings,
-)
 
 HELLO_CID = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
 MIB_CID = "bafybeiedpcapwld4tkgtzwahfofgn4wex5ryysf4se6hwpmlrsh4ntnrau"

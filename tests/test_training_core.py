@@ -17,7 +17,21 @@ import safetensors.torch
 import torch
 from safetensors.torch import load as load_safetensors
 
-from opentrain.checkpoint import (
+from opentrain.content.embedded import EmbeddedStore
+from opentrain.content.errors import ContentError
+from opentrain.protocol.presets import mlp_demo_spec, small_gpt_spec
+from opentrain.protocol.segment import relative_l2
+from opentrain.spec import (
+    CorpusDataSpec,
+    JobSpec,
+    SpecError,
+    TrainingSpec,
+    canonical_json,
+    load_spec_file,
+    parse_spec,
+    spec_digest,
+)
+from opentrain.training.checkpoint import (
     CheckpointError,
     TrainState,
     decode_checkpoint,
@@ -30,7 +44,7 @@ from opentrain.checkpoint import (
     sha256_hex,
     state_tensors,
 )
-from opentrain.corpus import (
+from opentrain.training.corpus import (
     CHUNK_BYTES,
     DEFAULT_NUM_SHARDS,
     CorpusError,
@@ -40,7 +54,7 @@ from opentrain.corpus import (
     corpus_data_spec,
     publish_corpus,
 )
-from opentrain.data import (
+from opentrain.training.data import (
     DataError,
     DataSource,
     batch_seed,
@@ -49,22 +63,8 @@ from opentrain.data import (
     shard_for,
     validation_set,
 )
-from opentrain.models import build_model, model_params, parameter_names
-from opentrain.spec import (
-    CorpusDataSpec,
-    JobSpec,
-    SpecError,
-    TrainingSpec,
-    canonical_json,
-    load_spec_file,
-    mlp_demo_spec,
-    parse_spec,
-    small_gpt_spec,
-    spec_digest,
-)
-from opentrain.store import ContentError, EmbeddedStore
-from opentrain.training import evaluate_loss, train_segment, train_slot_plain
-from opentrain.verification import relative_l2
+from opentrain.training.models import build_model, model_params, parameter_names
+from opentrain.training.train import evaluate_loss, train_segment, train_slot_plain
 
 ROUND, SLOT = 1, 1
 
@@ -170,7 +170,12 @@ def test_model_init_is_seeded_and_leaves_global_rng_alone(spec: JobSpec) -> None
     a, b = build_model(spec.model), build_model(spec.model)
     assert torch.equal(torch.get_rng_state(), before)
     assert parameter_names(a) == [
-        "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.4.weight", "net.4.bias"
+        "net.0.weight",
+        "net.0.bias",
+        "net.2.weight",
+        "net.2.bias",
+        "net.4.weight",
+        "net.4.bias",
     ]
     for (_, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         assert torch.equal(pa, pb)
@@ -325,10 +330,10 @@ _THREAD_SCRIPT = textwrap.dedent(
     """
     import sys, torch
     torch.set_num_threads(int(sys.argv[1]))
-    from opentrain.checkpoint import encode_checkpoint, fresh_state, sha256_hex
-    from opentrain.models import build_model, model_params
+    from opentrain.training.checkpoint import encode_checkpoint, fresh_state, sha256_hex
+    from opentrain.training.models import build_model, model_params
     from opentrain.spec import mlp_demo_spec
-    from opentrain.training import train_segment
+    from opentrain.training.train import train_segment
     spec = mlp_demo_spec()
     state = fresh_state(spec, model_params(build_model(spec.model)))
     train_segment(spec, state, 1, 1, steps=spec.training.inner_steps)
@@ -461,9 +466,16 @@ def test_gpt_init_is_seeded_and_golden(gpt_spec: JobSpec) -> None:
     model = build_model(gpt_spec.model)
     assert torch.equal(torch.get_rng_state(), before)
     assert parameter_names(model) == [
-        "wte.weight", "wpe.weight", "blocks.0.ln_1.weight", "blocks.0.attn.c_attn.weight",
-        "blocks.0.attn.c_proj.weight", "blocks.0.ln_2.weight", "blocks.0.mlp.0.weight",
-        "blocks.0.mlp.2.weight", "ln_f.weight", "lm_head.weight",
+        "wte.weight",
+        "wpe.weight",
+        "blocks.0.ln_1.weight",
+        "blocks.0.attn.c_attn.weight",
+        "blocks.0.attn.c_proj.weight",
+        "blocks.0.ln_2.weight",
+        "blocks.0.mlp.0.weight",
+        "blocks.0.mlp.2.weight",
+        "ln_f.weight",
+        "lm_head.weight",
     ]
     assert sha256_hex(encode_params(model_params(model))) == GPT_INIT_SHA256
     logits = model(torch.zeros(2, gpt_spec.model.block_size, dtype=torch.int64))
@@ -472,9 +484,7 @@ def test_gpt_init_is_seeded_and_golden(gpt_spec: JobSpec) -> None:
         model(torch.zeros(1, gpt_spec.model.block_size + 1, dtype=torch.int64))
 
 
-def test_gpt_segments_reproduce_and_the_loss_falls(
-    gpt_spec: JobSpec, gpt_data: DataSource
-) -> None:
+def test_gpt_segments_reproduce_and_the_loss_falls(gpt_spec: JobSpec, gpt_data: DataSource) -> None:
     g0 = model_params(build_model(gpt_spec.model))
     state = fresh_state(gpt_spec, g0)
     trace = [encode_checkpoint(state, ROUND, SLOT)]
@@ -493,8 +503,9 @@ def test_gpt_segments_reproduce_and_the_loss_falls(
 def test_micro_batches_give_the_same_update_up_to_rounding(
     gpt_spec: JobSpec, gpt_data: DataSource
 ) -> None:
-    start = encode_checkpoint(fresh_state(gpt_spec, model_params(build_model(gpt_spec.model))),
-                              ROUND, SLOT)
+    start = encode_checkpoint(
+        fresh_state(gpt_spec, model_params(build_model(gpt_spec.model))), ROUND, SLOT
+    )
     ends = []
     for m in (1, 2, 4):
         spec = gpt_spec.model_copy(
@@ -528,7 +539,7 @@ def test_move_state_keeps_the_state(gpt_spec: JobSpec) -> None:
 def test_data_cli_publishes_and_shows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from opentrain.cli_data import data_app
+    from opentrain.cli.data import data_app
 
     monkeypatch.setenv("OPENTRAIN_HOME", str(tmp_path))
     monkeypatch.delenv("OPENTRAIN_IPFS_API", raising=False)

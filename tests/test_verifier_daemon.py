@@ -7,9 +7,10 @@ import pytest
 from conftest import Market
 
 from node.daemon import NodeDaemon
-from opentrain.chain import TOKEN, ChainError, JobStatus, aggregate_info, verification_info
-from opentrain.demo import post_bounty
-from opentrain.spec import mlp_demo_spec
+from opentrain.chain.types import TOKEN, ChainError, JobStatus
+from opentrain.chain.views import aggregate_info, verification_info
+from opentrain.cli.demo import post_bounty
+from opentrain.protocol.presets import mlp_demo_spec
 from verifier.daemon import VerifierDaemon
 
 

@@ -9,9 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from opentrain.content.backends import store_from_settings
 from opentrain.context import connect_chain
 from opentrain.settings import Settings
-from opentrain.store import store_from_settings
 from verifier.audit import Auditor, AuditReport, write_report
 
 audit_app = typer.Typer(

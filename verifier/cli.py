@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from opentrain.chain import TOKEN
+from opentrain.chain.types import TOKEN
+from opentrain.cli.progress import segment_progress
 from opentrain.context import role_context
-from opentrain.progress import segment_progress
 from verifier.daemon import VerifierDaemon
 
 verifier_app = typer.Typer(

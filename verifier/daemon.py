@@ -16,18 +16,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from opentrain.chain import (
-    AggregateStatus,
-    ChainAccount,
-    ChainError,
-    DisputeStatus,
-    Phase,
-    aggregate_info,
-    verification_info,
-)
-from opentrain.contribution_check import ProgressFn
-from opentrain.jobs import JobError
-from opentrain.store import ContentError, ContentStore, write_atomically
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.types import AggregateStatus, ChainError, DisputeStatus, Phase
+from opentrain.chain.views import aggregate_info, verification_info
+from opentrain.content.errors import ContentError
+from opentrain.content.store import ContentStore, write_atomically
+from opentrain.protocol.contribution import ProgressFn
+from opentrain.protocol.jobs import JobError
 from verifier.disputes import AggregateWatch, CommitteeDuty
 from verifier.worker import RoundAggregator, VerifierWorker
 

@@ -12,17 +12,12 @@ import json
 import logging
 from typing import Any
 
-from opentrain.chain import (
-    AggregateStatus,
-    ChainAccount,
-    DisputeInfo,
-    DisputeKind,
-    DisputeStatus,
-    aggregate_info,
-)
-from opentrain.checkpoint import digest
-from opentrain.disputes import advance_dispute, has_voted
-from opentrain.store import ContentStore
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.types import AggregateStatus, DisputeKind, DisputeStatus
+from opentrain.chain.views import DisputeInfo, aggregate_info
+from opentrain.content.store import ContentStore
+from opentrain.protocol.disputes import advance_dispute, has_voted
+from opentrain.training.checkpoint import digest
 from verifier.worker import RoundAggregator, VerifierWorker
 
 __all__ = ["AggregateWatch", "CommitteeDuty"]

@@ -5,13 +5,15 @@ re-execute each with the shared segment function, publish a report and attest.
 
 from __future__ import annotations
 
-from opentrain.aggregation import aggregate
-from opentrain.chain import ChainAccount, ChainError, contribution_info, verification_info
-from opentrain.checkpoint import decode_params, digest
-from opentrain.contribution_check import ProgressFn, VerificationReport, check_contribution
-from opentrain.jobs import LoadedJob, load_global_model, load_job
-from opentrain.store import ContentStore
-from opentrain.training import evaluate_loss
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.types import ChainError
+from opentrain.chain.views import contribution_info, verification_info
+from opentrain.content.store import ContentStore
+from opentrain.protocol.aggregation import aggregate
+from opentrain.protocol.contribution import ProgressFn, VerificationReport, check_contribution
+from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
+from opentrain.training.checkpoint import decode_params, digest
+from opentrain.training.train import evaluate_loss
 
 SLOT_ACCEPTED = 3  # SlotStatus.Accepted in contracts/interfaces/Types.sol
 

@@ -1,0 +1,181 @@
+"""The connection: a Web3 on the in-process EVM or on a JSON-RPC endpoint, plus the deployed
+contracts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.types import Wei
+
+from opentrain.chain.abi import artifact
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.types import TOKEN, ChainError
+from opentrain.settings import IN_PROCESS
+
+# -- deployment --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where the contracts live; written to ``deployment.json`` for the other roles."""
+
+    chain_id: int
+    block: int
+    TrainToken: str
+    StakeRegistry: str
+    JobMarket: str
+    Settlement: str
+    Disputes: str
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise ChainError(
+                f"no deployment at {path}: run `opentrain chain deploy` first"
+            ) from None
+        except (TypeError, ValueError) as exc:
+            raise ChainError(f"deployment file {path} is malformed: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ProtocolParams:
+    """Deployment-time parameters (token base units, blocks, basis points).
+
+    ``unbonding_delay`` must exceed ``attest_window + challenge_window + 256 + vote_window``
+    (the longest a verdict can stay open); ``Disputes`` refuses to deploy otherwise.
+    """
+
+    token_supply: int = 1_000_000_000 * TOKEN
+    min_node_stake: int = 100 * TOKEN
+    min_verifier_stake: int = 100 * TOKEN
+    verifier_lock: int = 50 * TOKEN
+    dispute_bond: int = 20 * TOKEN
+    unbonding_delay: int = 400
+    attest_window: int = 20
+    challenge_window: int = 5
+    vote_window: int = 20
+    committee_size: int = 3
+    slash_reward_bps: int = 5_000
+    committee_reward_bps: int = 2_000
+
+
+def connect(rpc_url: str) -> Web3:
+    """A Web3 on the in-process EVM (``inprocess``) or on a JSON-RPC endpoint."""
+    if rpc_url == IN_PROCESS:
+        from web3 import EthereumTesterProvider
+
+        return Web3(EthereumTesterProvider())
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    try:
+        w3.eth.chain_id  # noqa: B018 - fail fast with a clear message
+    except Exception as exc:
+        raise ChainError(f"cannot reach the chain at {rpc_url}: {type(exc).__name__}") from None
+    return w3
+
+
+class Chain:
+    """A Web3 connection plus the deployed contracts; shared by every account that uses it."""
+
+    def __init__(self, w3: Web3, deployment: Deployment) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.token = self._contract("TrainToken")
+        self.stakes = self._contract("StakeRegistry")
+        self.market = self._contract("JobMarket")
+        self.settlement = self._contract("Settlement")
+        self.disputes = self._contract("Disputes")
+        self._lock = threading.Lock()
+
+    def _contract(self, name: str) -> Contract:
+        address = Web3.to_checksum_address(getattr(self.deployment, name))
+        return self.w3.eth.contract(address=address, abi=artifact(name)["abi"])
+
+    @property
+    def in_process(self) -> bool:
+        return getattr(self.w3.provider, "ethereum_tester", None) is not None
+
+    @property
+    def is_dev_chain(self) -> bool:
+        """In-process EVM or a Hardhat node: blocks can be mined on demand, accounts funded."""
+        return self.w3.eth.chain_id in (31337, 131277322940537)
+
+    def block_number(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def mine(self, blocks: int) -> None:
+        """Advance a development chain by ``blocks`` empty blocks (windows pass in tests/demo)."""
+        if blocks <= 0:
+            return
+        provider = self.w3.provider
+        tester = getattr(provider, "ethereum_tester", None)
+        if tester is not None:
+            tester.mine_blocks(blocks)
+        else:
+            self.w3.provider.make_request("hardhat_mine", [hex(blocks)])  # type: ignore[arg-type]
+
+    def wait_for_block(self, target: int, poll_seconds: float = 2.0) -> None:
+        """Return once block ``target`` exists: mined at once on a dev chain, polled on others."""
+        missing = target - self.block_number()
+        if missing <= 0:
+            return
+        if self.is_dev_chain:
+            self.mine(missing)
+            return
+        while self.block_number() < target:
+            time.sleep(poll_seconds)
+
+    def fund_eth(self, address: str, wei: int) -> None:
+        """Give gas money from the dev chain's unlocked, prefunded first account."""
+        if not self.is_dev_chain:
+            raise ChainError("funding with ether only works on a development chain")
+        sender = self.w3.eth.accounts[0]
+        to = Web3.to_checksum_address(address)
+        tx = self.w3.eth.send_transaction({"from": sender, "to": to, "value": Wei(wei)})
+        self.w3.eth.wait_for_transaction_receipt(tx)
+
+    def account(self, key: LocalAccount | str) -> ChainAccount:
+        signer = key if isinstance(key, LocalAccount) else Account.from_key(key)
+        return ChainAccount(self, signer)
+
+    def params(self) -> ProtocolParams:
+        """The deployed protocol parameters, read back from the contracts."""
+        s, st, d = self.stakes.functions, self.settlement.functions, self.disputes.functions
+        return ProtocolParams(
+            token_supply=int(self.token.functions.totalSupply().call()),
+            min_node_stake=int(s.minNodeStake().call()),
+            min_verifier_stake=int(s.minVerifierStake().call()),
+            verifier_lock=int(s.verifierLock().call()),
+            dispute_bond=int(s.disputeBond().call()),
+            unbonding_delay=int(s.unbondingDelay().call()),
+            attest_window=int(st.attestWindow().call()),
+            challenge_window=int(st.challengeWindow().call()),
+            vote_window=int(d.voteWindow().call()),
+            committee_size=int(d.committeeSize().call()),
+            slash_reward_bps=int(s.slashRewardBps().call()),
+            committee_reward_bps=int(s.committeeRewardBps().call()),
+        )
+
+
+def wait_until(predicate: Callable[[], bool], chain: Chain, blocks: int) -> None:
+    """On a dev chain, mine until ``predicate`` holds (at most ``blocks`` blocks)."""
+    for _ in range(blocks):
+        if predicate():
+            return
+        chain.mine(1)
+    if not predicate():
+        raise ChainError(f"condition not reached within {blocks} blocks")

@@ -1,0 +1,147 @@
+"""Re-check one submitted contribution the way its verifier must: the manifest against the
+on-chain commitments, checkpoint 0 against G_r, and each sampled segment by re-execution.
+
+It lives in the shared core because three parties run exactly this and must agree: the drawn
+verifier (its verdict), committee members (their vote in a dispute) and the node itself (before
+contesting a fail it checks that re-execution really passes). The result is a
+:class:`VerificationReport`, published as JSON in the content store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentrain.chain.client import Chain
+from opentrain.chain.types import ChainError
+from opentrain.chain.views import ContributionInfo, contribution_info, verification_info
+from opentrain.content.errors import ContentError
+from opentrain.content.store import ContentStore
+from opentrain.protocol.commitments import build_trace_tree
+from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
+from opentrain.protocol.manifest import ManifestError, TraceManifest
+from opentrain.protocol.sampling import sample_indices
+from opentrain.protocol.segment import SegmentCheck, check_initial_checkpoint, check_segment
+
+__all__ = ["ProgressFn", "VerificationReport", "check_contribution"]
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class VerificationReport:
+    """What was recomputed for one contribution; stored in the content store, its CID on-chain."""
+
+    contribution_id: int
+    job_id: int
+    round: int
+    slot: int
+    seed: str
+    sampled_segments: list[int]
+    passed: bool
+    reason: str
+    checks: list[SegmentCheck] = field(default_factory=list)
+    proofs: dict[int, list[str]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "contribution_id": self.contribution_id,
+            "job_id": self.job_id,
+            "round": self.round,
+            "slot": self.slot,
+            "seed": self.seed,
+            "sampled_segments": self.sampled_segments,
+            "passed": self.passed,
+            "reason": self.reason,
+            "checks": [c.to_dict() for c in self.checks],
+            "proofs": {str(k): v for k, v in self.proofs.items()},
+            "seconds": self.seconds,
+        }
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+
+def check_contribution(
+    chain: Chain, store: ContentStore, contribution_id: int, progress: ProgressFn | None = None
+) -> VerificationReport:
+    """Fetch, check the commitments and re-execute the sampled segments (needs the seed)."""
+    began = time.perf_counter()
+    info = contribution_info(chain, contribution_id)
+    seed = verification_info(chain, contribution_id).seed
+    if seed == bytes(32):
+        raise ChainError(f"contribution {contribution_id} has no seed yet")
+    job = load_job(chain, store, info.job_id)
+    n = job.spec.training.num_segments
+    sampled = sample_indices(seed, n, job.spec.verification.samples)
+    report = VerificationReport(
+        contribution_id,
+        info.job_id,
+        info.round,
+        info.slot,
+        "0x" + seed.hex(),
+        sampled,
+        passed=False,
+        reason="",
+    )
+    try:
+        manifest = _checked_manifest(store, job, info)
+        _check_samples(chain, store, job, manifest, report, progress)
+    except (ContentError, ManifestError) as exc:
+        report.reason = str(exc).splitlines()[0]
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+def _checked_manifest(store: ContentStore, job: LoadedJob, info: ContributionInfo) -> TraceManifest:
+    manifest = TraceManifest.from_json(store.get_bytes(info.manifest_cid))
+    n = job.spec.training.num_segments
+    if len(manifest.checkpoints) != n + 1:
+        raise ManifestError(f"manifest lists {len(manifest.checkpoints)} checkpoints, not {n + 1}")
+    if (manifest.job_id, manifest.round, manifest.slot) != (info.job_id, info.round, info.slot):
+        raise ManifestError("manifest is for another job, round or slot")
+    if manifest.trace_root != info.trace_root:
+        raise ManifestError("manifest digests do not match the on-chain trace root")
+    if manifest.digests[-1] != info.output_digest:
+        raise ManifestError("manifest output digest does not match the on-chain output digest")
+    return manifest
+
+
+def _check_samples(
+    chain: Chain,
+    store: ContentStore,
+    job: LoadedJob,
+    manifest: TraceManifest,
+    report: VerificationReport,
+    progress: ProgressFn | None,
+) -> None:
+    tree = build_trace_tree(manifest.digests)
+    fetched: dict[int, bytes] = {}
+    round_, slot = report.round, report.slot
+
+    def fetch(index: int) -> bytes:
+        if index not in fetched:
+            ref = manifest.checkpoints[index]
+            fetched[index] = store.get_bytes(ref.cid, expected_sha256=ref.sha256)
+            report.proofs[index] = ["0x" + p.hex() for p in tree.proof(index)]
+        return fetched[index]
+
+    _, global_params = load_global_model(chain, store, job, round_)
+    checks = [check_initial_checkpoint(job.spec, global_params, fetch(0), round_, slot)]
+    for done, index in enumerate(report.sampled_segments):
+        checks.append(check_segment(job.spec, fetch(index), fetch(index + 1), index, round_, slot))
+        if progress:
+            progress(done + 1, len(report.sampled_segments))
+    report.checks = checks
+    failed = [c for c in checks if not c.passed]
+    report.passed = not failed
+    report.reason = (
+        "all sampled segments re-executed to their committed checkpoints"
+        if not failed
+        else f"segment {failed[0].index}: {failed[0].reason}"
+    )

@@ -1,0 +1,85 @@
+"""The trace manifest: a JSON document on IPFS listing every checkpoint of a slot by CID and
+sha256. Its CID goes on-chain with the contribution; the trace root commits to the digests.
+Node writes it, verifier and auditor read it: one format, here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from opentrain.protocol.commitments import build_trace_tree
+
+MANIFEST_VERSION = 1
+
+
+class ManifestError(ValueError):
+    """A manifest that is malformed or disagrees with what is on-chain."""
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    index: int
+    cid: str
+    sha256: bytes
+
+
+@dataclass(frozen=True)
+class TraceManifest:
+    job_id: int
+    round: int
+    slot: int
+    spec_digest: bytes
+    checkpoints: tuple[CheckpointRef, ...]
+
+    @property
+    def digests(self) -> list[bytes]:
+        return [c.sha256 for c in self.checkpoints]
+
+    @property
+    def trace_root(self) -> bytes:
+        return build_trace_tree(self.digests).root
+
+    def to_json(self) -> bytes:
+        """Canonical bytes: sorted keys, no whitespace, so the CID is reproducible."""
+        doc = {
+            "version": MANIFEST_VERSION,
+            "job_id": self.job_id,
+            "round": self.round,
+            "slot": self.slot,
+            "spec_digest": self.spec_digest.hex(),
+            "trace_root": self.trace_root.hex(),
+            "checkpoints": [
+                {"index": c.index, "cid": c.cid, "sha256": c.sha256.hex()} for c in self.checkpoints
+            ],
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> TraceManifest:
+        try:
+            doc = json.loads(data)
+            if doc["version"] != MANIFEST_VERSION:
+                raise ManifestError(f"manifest version {doc['version']} is not supported")
+            refs = tuple(
+                CheckpointRef(int(c["index"]), str(c["cid"]), bytes.fromhex(c["sha256"]))
+                for c in doc["checkpoints"]
+            )
+            manifest = cls(
+                job_id=int(doc["job_id"]),
+                round=int(doc["round"]),
+                slot=int(doc["slot"]),
+                spec_digest=bytes.fromhex(doc["spec_digest"]),
+                checkpoints=refs,
+            )
+        except ManifestError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ManifestError(f"malformed trace manifest: {type(exc).__name__}: {exc}") from None
+        if [c.index for c in refs] != list(range(len(refs))):
+            raise ManifestError("manifest checkpoints are not numbered 0..n in order")
+        if any(len(c.sha256) != 32 for c in refs):
+            raise ManifestError("manifest digest is not 32 bytes")
+        if bytes.fromhex(doc["trace_root"]) != manifest.trace_root:
+            raise ManifestError("manifest trace_root does not match its checkpoint digests")
+        return manifest

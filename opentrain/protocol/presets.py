@@ -1,0 +1,78 @@
+"""Ready-made job specs: the demo's CPU job and the small jobs tests and benchmarks use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentrain.spec import GPTSpec, JobSpec, RewardSpec, TrainingSpec, VerificationSpec
+
+# Calibrated by bench/determinism.py (docs/determinism.md).
+DEMO_TOLERANCE = 1e-4
+
+
+def default_demo_spec(**overrides: Any) -> JobSpec:
+    """The CPU job of ``opentrain demo``: the demo gpt on CPython's docs, 2 rounds x 2 slots.
+
+    Shaped so three targets hold at once (``bench/``): a segment's proof work (checkpoint,
+    digest, disk, upload) under 2 % of its training time, which needs c x tokens per step large
+    against the checkpoint size; the verifier's re-execution under 5 % of the node's training,
+    which needs n = H/c >= 40 segments at k = 2 samples (it costs k*c/H); and the whole demo in
+    a few minutes on 2 CPU cores, which is why the model is small (d = 64). The data
+    part names the builtin corpus by CID, which is computed locally, so the spec exists
+    before anything is published; ``opentrain.corpus.publish_corpus`` stores the same bytes.
+
+    Top-level fields may be overridden, e.g. ``default_demo_spec(rounds=3)``."""
+    from opentrain.training.corpus import builtin_corpus_spec
+
+    fields: dict[str, Any] = {
+        "name": "demo-gpt",
+        "rounds": 2,
+        "slots_per_round": 2,
+        "reward": RewardSpec(reward_per_slot=10**18, verifier_fee=10**17),
+        "model": GPTSpec(n_layer=2, n_head=4, n_embd=64, block_size=128),
+        "data": builtin_corpus_spec(),
+        "training": TrainingSpec(
+            inner_steps=400,
+            segment_steps=8,
+            batch_size=32,
+            lr=3e-3,
+            warmup_steps=10,
+            outer_lr=0.7,
+            outer_momentum=0.5,
+        ),
+        "verification": VerificationSpec(mode="tolerance", tolerance=DEMO_TOLERANCE, samples=2),
+    }
+    fields.update(overrides)
+    return JobSpec(**fields)
+
+
+def small_gpt_spec(**overrides: Any) -> JobSpec:
+    """A tiny gpt job on the builtin corpus for tests: same code paths, a fraction of the cost."""
+    fields: dict[str, Any] = {
+        "model": GPTSpec(n_layer=1, n_head=2, n_embd=32, block_size=32),
+        "training": TrainingSpec(
+            inner_steps=8,
+            segment_steps=2,
+            batch_size=8,
+            lr=3e-3,
+            outer_lr=0.7,
+            outer_momentum=0.5,
+        ),
+        "name": "test-gpt",
+    }
+    fields.update(overrides)
+    return default_demo_spec(**fields)
+
+
+def mlp_demo_spec(**overrides: Any) -> JobSpec:
+    """The walking skeleton's synthetic mlp job (no corpus, no store): the fastest tests."""
+    fields: dict[str, Any] = {
+        "name": "demo-mlp",
+        "rounds": 2,
+        "slots_per_round": 2,
+        "reward": RewardSpec(reward_per_slot=10**18, verifier_fee=10**17),
+        # tuned on this toy task: DiLoCo's 0.9 outer momentum overshoots at H=40
+        "training": TrainingSpec(lr=5e-3, outer_lr=0.7, outer_momentum=0.5),
+    }
+    fields.update(overrides)
+    return JobSpec(**fields)

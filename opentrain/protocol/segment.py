@@ -1,0 +1,136 @@
+"""Checking one segment of a contribution by re-execution: the rule verifier and auditor share.
+
+Exact mode compares sha256 digests; tolerance mode compares every float tensor of the training
+state (parameters and both AdamW moments) by relative L2 distance, for honest re-execution on
+different hardware (DESIGN section 3). Moments are compared too because the next segment starts
+from them: unchecked, they could be forged freely. A segment passes tolerance mode only if
+every distance is strictly below the tolerance, so a forgery that lands exactly on the
+tolerance (or is NaN) fails. The tolerance is calibrated by ``bench/determinism.py``
+(docs/determinism.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from opentrain.spec import JobSpec
+from opentrain.training.checkpoint import (
+    CheckpointError,
+    decode_checkpoint,
+    digest,
+    encode_checkpoint,
+    fresh_state,
+    state_tensors,
+)
+from opentrain.training.data import DataSource
+from opentrain.training.train import train_segment
+
+
+@dataclass
+class SegmentCheck:
+    """The outcome of re-running segment ``index`` (checkpoint index -> index + 1)."""
+
+    index: int
+    passed: bool
+    reason: str
+    claimed_sha256: str
+    recomputed_sha256: str = ""
+    max_relative_distance: float = 0.0
+    distances: dict[str, float] = field(default_factory=dict)
+    step_losses: list[float] = field(default_factory=list)  # proof that it was re-run
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / max(||b||, tiny): scale-free, so one tolerance fits every tensor."""
+    diff = torch.linalg.vector_norm((a.double() - b.double()).flatten())
+    ref = torch.linalg.vector_norm(b.double().flatten())
+    return float(diff / max(float(ref), 1e-12))
+
+
+def check_initial_checkpoint(
+    spec: JobSpec, global_params: dict[str, torch.Tensor], claimed: bytes, round_: int, slot: int
+) -> SegmentCheck:
+    """Checkpoint 0 must be G_r with fresh optimizer state, byte for byte (no training needed)."""
+    expected = encode_checkpoint(fresh_state(spec, global_params), round_, slot)
+    same = digest(expected) == digest(claimed)
+    return SegmentCheck(
+        index=-1,
+        passed=same,
+        reason="checkpoint 0 is G_r" if same else "checkpoint 0 is not G_r with fresh state",
+        claimed_sha256=digest(claimed).hex(),
+        recomputed_sha256=digest(expected).hex(),
+    )
+
+
+def check_segment(
+    spec: JobSpec,
+    start: bytes,
+    claimed_end: bytes,
+    index: int,
+    round_: int,
+    slot: int,
+    *,
+    data: DataSource | None = None,
+) -> SegmentCheck:
+    """Re-run segment ``index`` from ``start`` and compare with ``claimed_end``.
+
+    Both checkpoints must be tagged with this (round, slot) and sit at the segment's step
+    numbers, so a checkpoint replayed from another slot or position fails before any
+    training. ``data`` is the job's data source (``data.data_source(spec, store)``)."""
+    began = time.perf_counter()
+    result = SegmentCheck(index, False, "", digest(claimed_end).hex())
+    seg = spec.training.segment_steps
+    try:
+        state = decode_checkpoint(spec, start, round=round_, slot=slot)
+        if state.step != index * seg:
+            result.reason = f"start checkpoint is at step {state.step}, expected {index * seg}"
+            return result
+        claimed = decode_checkpoint(spec, claimed_end, round=round_, slot=slot)
+        if claimed.step != (index + 1) * seg:
+            result.reason = (
+                f"claimed checkpoint is at step {claimed.step}, expected {(index + 1) * seg}"
+            )
+            return result
+    except CheckpointError as exc:
+        result.reason = str(exc)
+        return result
+    train_segment(spec, state, round_, slot, data=data, losses=result.step_losses)
+    recomputed = encode_checkpoint(state, round_, slot)
+    result.recomputed_sha256 = digest(recomputed).hex()
+    result.seconds = time.perf_counter() - began
+    _compare(spec, result, state_tensors(state), state_tensors(claimed), claimed.step, state.step)
+    return result
+
+
+def _compare(
+    spec: JobSpec,
+    result: SegmentCheck,
+    mine: dict[str, torch.Tensor],
+    theirs: dict[str, torch.Tensor],
+    their_step: int,
+    my_step: int,
+) -> None:
+    if their_step != my_step:
+        result.reason = f"claimed checkpoint is at step {their_step}, re-execution at {my_step}"
+        return
+    result.distances = {name: relative_l2(theirs[name], mine[name]) for name in mine}
+    result.max_relative_distance = max(result.distances.values(), default=0.0)
+    same = result.recomputed_sha256 == result.claimed_sha256
+    digests = "digests equal" if same else "digest differs from re-execution"
+    if spec.verification.mode == "exact":
+        result.passed = same
+        result.reason = digests
+    else:
+        tol = spec.verification.tolerance
+        worst = result.max_relative_distance
+        result.passed = same or worst < tol  # NaN compares False: fails
+        verdict = "below" if result.passed else "not below"
+        result.reason = f"{digests}; max relative L2 {worst:.3g} {verdict} tolerance {tol:g}"
