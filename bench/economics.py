@@ -1,8 +1,7 @@
 """Does any dishonest strategy pay? A Monte-Carlo market of jobs, nodes and verifiers (issue 18).
 
     python bench/economics.py [--jobs 20000] [--seed 0] [--cost-ratio 0.8] [--ally-share 0.1]
-                              [--challenge 0] [--detect 0.5] [--canary-rate BPS] [--canary-bonus TRAIN]
-                              [--no-png]
+        [--challenge 0] [--detect 0.5] [--canary-rate BPS] [--canary-bonus TRAIN] [--no-png]
 
 Parameters come from a spec (``default_demo_spec``: n = H/c segments, k samples, reward R and
 verifier fee F per slot, R*W contributions per job) and the contract constants
@@ -91,7 +90,8 @@ def draw_one(seed: bytes, tag: bytes, counter: int, weights: Sequence[int]) -> i
 
 
 def draw_seeds(first: bytes, count: int) -> list[bytes]:
-    """Seed i = keccak256(abi.encode(first, i)), as ``StakeRegistry.drawFrequencies`` derives them."""
+    """Seed i = keccak256(abi.encode(first, i)), as ``StakeRegistry.drawFrequencies`` derives
+    them."""
     return [keccak(first + i.to_bytes(32, "big")) for i in range(count)]
 
 
@@ -136,6 +136,18 @@ class SybilSet:
     @property
     def share(self) -> float:
         return sum(self.weights[i] for i in self.attacker) / sum(self.weights)
+
+
+def sybil_draws(
+    share: float, accounts: int, seeds: Sequence[bytes]
+) -> tuple[SybilSet, np.ndarray, np.ndarray]:
+    """For each seed, whether the verifier drawn is one of the attacker's ``accounts`` accounts
+    holding ``share`` of the stake: by the stake-weighted rule (what the sybil row uses) and by
+    the count rule it replaced."""
+    sy = SybilSet.build(share, accounts)
+    weighted = np.isin(drawn_positions(seeds, sy.weights), sy.attacker)
+    counted = np.isin(count_rule_positions(seeds, len(sy.weights)), sy.attacker)
+    return sy, weighted, counted
 
 
 # -- the market ----------------------------------------------------------------------------
@@ -306,6 +318,11 @@ class Row:
     mean: float  # per job, deviant minus honest, TRAIN
     half_width: float  # 95 % CI half width
     honest: float  # the party's honest profit per job, TRAIN
+    # for node rows, the guard's terms: fraction faked, q and s in bps, samples re-executed
+    fake_bps: int | None = None
+    detect_bps: int = BPS
+    ally_bps: int = 0
+    checks: int | None = None
 
     @property
     def loses(self) -> bool:
@@ -317,19 +334,20 @@ class Row:
 
 
 def honest_profit(m: Market, party: str) -> float:
-    per = (
-        m.reward - m.train_cost
-        if party == "node"
-        else m.fee - m.verify_cost + m.canary_rate * (1 - (1 - 1 / m.samples) ** m.samples)
-        * m.canary_bonus
-    )
+    if party == "node":
+        per = m.reward - m.train_cost
+    else:
+        canary_fails = 1 - (1 - 1 / m.samples) ** m.samples
+        per = m.fee - m.verify_cost + m.canary_rate * canary_fails * m.canary_bonus
     return per * m.contributions_per_job
 
 
-def _row(strategy: str, party: str, m: Market, per_contribution: np.ndarray) -> Row:
+def _row(strategy: str, party: str, m: Market, per_contribution: np.ndarray, **guard: int) -> Row:
     per_job = per_contribution.reshape(-1, m.contributions_per_job).sum(axis=1)
     half = 1.96 * per_job.std(ddof=1) / np.sqrt(len(per_job))
-    return Row(strategy, party, float(per_job.mean()), float(half), honest_profit(m, party))
+    return Row(
+        strategy, party, float(per_job.mean()), float(half), honest_profit(m, party), **guard
+    )
 
 
 def best_response_checks(m: Market, rows: dict[str, Row]) -> int:
@@ -356,38 +374,52 @@ def simulate(
     tenth = max(1, round(n / 10))
     rows: dict[str, Row] = {}
 
-    def add(name: str, party: str, fn: Callable[[], np.ndarray]) -> None:
-        rows[name] = _row(name, party, m, fn())
+    def add(name: str, party: str, fn: Callable[[], np.ndarray], **guard: int) -> None:
+        rows[name] = _row(name, party, m, fn(), **guard)
+
+    def fake(faked: int, detect: float = 1.0, ally: float = 0.0, checks: int = k) -> dict[str, int]:
+        return {
+            "fake_bps": round(faked / n * BPS),
+            "detect_bps": round(detect * BPS),
+            "ally_bps": round(ally * BPS),
+            "checks": checks,
+        }
 
     add("lazy verifier", "verifier", lambda: verifier_deviates(rng, m, size, 0))
     if k > 1:
         add("partly lazy verifier", "verifier", lambda: verifier_deviates(rng, m, size, k - 1))
     add("always-fail verifier", "verifier", lambda: verifier_always_fails(rng, m, size))
-    add("fake 1 segment", "node", lambda: node_fakes(rng, m, size, 1))
-    add("fake 10% of segments", "node", lambda: node_fakes(rng, m, size, tenth))
-    add("fake every segment", "node", lambda: node_fakes(rng, m, size, n))
+    add("fake 1 segment", "node", lambda: node_fakes(rng, m, size, 1), **fake(1))
+    add("fake 10% of segments", "node", lambda: node_fakes(rng, m, size, tenth), **fake(tenth))
+    add("fake every segment", "node", lambda: node_fakes(rng, m, size, n), **fake(n))
+    q = m.exploit_detect
     add(
-        f"tolerance exploit (10%, q={m.exploit_detect:g})",
+        f"tolerance exploit (10%, q={q:g})",
         "node",
-        lambda: node_fakes(rng, m, size, tenth, detect=m.exploit_detect),
+        lambda: node_fakes(rng, m, size, tenth, detect=q),
+        **fake(tenth, detect=q),
     )
     checks = best_response_checks(m, rows)
     add(
         f"fake 10% vs best-response verifiers (check {checks}/{k})",
         "node",
         lambda: node_fakes(rng, m, size, tenth, checked=checks),
+        **fake(tenth, checks=checks),
     )
+    s_ = m.ally_share
     add(
-        f"collude: fake 10%, ally stake s={m.ally_share:g}",
+        f"collude: fake 10%, ally stake s={s_:g}",
         "node+ally",
-        lambda: node_fakes(rng, m, size, tenth, ally=rng.random(size) < m.ally_share),
+        lambda: node_fakes(rng, m, size, tenth, ally=rng.random(size) < s_),
+        **fake(tenth, ally=s_),
     )
     if sybil_ally is not None:
         ally = np.resize(sybil_ally, size)
         add(
-            f"sybil: fake 10%, s={m.ally_share:g} over 16 accounts",
+            f"sybil: fake 10%, s={s_:g} over 16 accounts",
             "node+sybils",
             lambda: node_fakes(rng, m, size, tenth, ally=ally),
+            **fake(tenth, ally=s_),
         )
     return list(rows.values())
 
@@ -466,8 +498,8 @@ def table(title: str, rows: list[Row]) -> str:
 
 def region_table(reg: dict[tuple[float, int], int | None]) -> str:
     lines = [
-        "least canary rate at which every dishonest strategy loses (node stake S, verifier lock S/2;"
-        " '-': none up to 10 %)",
+        "least canary rate at which every dishonest strategy loses"
+        " (node stake S, verifier lock S/2; '-': none up to 10 %)",
         "  " + f"{'S (TRAIN)':>10}" + "".join(f"{'k=' + str(k):>9}" for k in SAMPLES),
     ]
     for stake in STAKES:
@@ -487,9 +519,11 @@ def heatmap(reg: dict[tuple[float, int], int | None], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    grid = np.array(
-        [[np.nan if reg[(s, k)] is None else reg[(s, k)] / 100 for k in SAMPLES] for s in STAKES]
-    )
+
+    def percent(v: int | None) -> float:
+        return np.nan if v is None else v / 100
+
+    grid = np.array([[percent(reg[(s, k)]) for k in SAMPLES] for s in STAKES])
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     im = ax.imshow(grid, origin="lower", cmap="viridis_r", aspect="auto")
     ax.set_xticks(range(len(SAMPLES)), [str(k) for k in SAMPLES])
@@ -548,9 +582,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, object]:
     freq: dict[int, dict[str, float]] = {}
     sybil_ally = np.zeros(0, dtype=bool)
     for accounts in (1, 4, 16):
-        sy = SybilSet.build(args.ally_share, accounts)
-        hit = np.isin(drawn_positions(seeds, sy.weights), sy.attacker)
-        old = np.isin(count_rule_positions(seeds, len(sy.weights)), sy.attacker)
+        sy, hit, old = sybil_draws(args.ally_share, accounts, seeds)
         freq[accounts] = {
             "stake_share": sy.share,
             "stake_weighted": float(hit.mean()),

@@ -218,9 +218,7 @@ def canary_weight(samples: int) -> float:
     re-executes j of k samples is wrong on a canary) / (fraction of its compute it saves), for a
     canary whose sampled segments each fail independently with probability 1/k."""
     a = 1.0 - 1.0 / samples
-    return min(
-        samples / (samples - j) * a**j * (1.0 - a ** (samples - j)) for j in range(samples)
-    )
+    return min(samples / (samples - j) * a**j * (1.0 - a ** (samples - j)) for j in range(samples))
 
 
 def detection_exact(segments: int, faked: int, samples: int, detect: float = 1.0) -> float:
