@@ -35,9 +35,9 @@ With ``q = 1`` and ``s = 0`` this is exactly today's ``Economics.cheatingLoses``
 ``(1 - (1 - f)^k) * (S + R) > R``. A future ``Economics.sol`` mirrors ``cheating_loses`` below
 bit for bit (fixed point in WAD = 1e18, rounding every step towards refusing):
 
-1. ``qf = cheatFractionBps * detectBps / 10000`` rounded down (``qf == cheatFractionBps``
-   when ``detectBps == 10000``);
-2. ``D = detectionWad(qf, k)`` as today (square-and-multiply, products rounded up, so ``D``
+1. ``base = 1e18 - cheatFractionBps * detectBps * 1e10`` (``1 - q f`` in WAD, exact; with
+   ``detectBps == 10000`` it is today's ``(10000 - cheatFractionBps) * 1e14``);
+2. ``D = 1e18 - base^k`` by today's square-and-multiply loop (products rounded up, so ``D``
    rounded down);
 3. ``escape = allyShareBps * (10000 - challengeBps) * 1e10`` (``s * (1 - c)`` in WAD, exact);
 4. ``P = D * (1e18 - escape) / 1e18`` rounded down;
@@ -75,11 +75,9 @@ def _mul_up(a: int, b: int) -> int:
     return (a * b + WAD - 1) // WAD
 
 
-def detection_probability(cheat_fraction_bps: int, samples: int) -> int:
-    """``p = 1 - (1 - f)^k`` in WAD (1e18), exactly as ``contracts/libraries/Economics.sol``
-    computes it: (1 - f)^k by square-and-multiply with every product rounded up, so p is
-    rounded down (the acceptance check errs on the side of refusing)."""
-    base = (10_000 - cheat_fraction_bps) * (WAD // 10_000)
+def _one_minus_power(base: int, samples: int) -> int:
+    """``1e18 - base^k`` with ``base^k`` by square-and-multiply, every product rounded up (the
+    loop of ``Economics.detectionWad``)."""
     qk = WAD
     k = samples
     while k > 0:
@@ -88,6 +86,13 @@ def detection_probability(cheat_fraction_bps: int, samples: int) -> int:
         base = _mul_up(base, base)
         k >>= 1
     return WAD - qk
+
+
+def detection_probability(cheat_fraction_bps: int, samples: int) -> int:
+    """``p = 1 - (1 - f)^k`` in WAD (1e18), exactly as ``contracts/libraries/Economics.sol``
+    computes it: (1 - f)^k by square-and-multiply with every product rounded up, so p is
+    rounded down (the acceptance check errs on the side of refusing)."""
+    return _one_minus_power((10_000 - cheat_fraction_bps) * (WAD // 10_000), samples)
 
 
 def effective_detection(
@@ -111,8 +116,8 @@ def effective_detection(
     ):
         if not 0 <= v <= BPS:
             raise ValueError(f"{name} must be in 0..{BPS}, got {v}")
-    qf = cheat_fraction_bps * detect_bps // BPS
-    d = detection_probability(qf, samples)
+    # (1 - q f) in WAD, exact: f and q in bps, 1e18 / 1e8 = 1e10
+    d = _one_minus_power(WAD - cheat_fraction_bps * detect_bps * (WAD // (BPS * BPS)), samples)
     escape = ally_share_bps * (BPS - challenge_bps) * (WAD // (BPS * BPS))
     return d * (WAD - escape) // WAD
 
