@@ -17,8 +17,10 @@ Let
   staked base unit: ``keccak256(seed, tag, counter) % totalStake`` located in the cumulative
   stake list) an ally is drawn with probability exactly ``s``, however the stake is split over
   accounts. A drawn ally passes the fake without looking,
-- ``c``  be the chance that a pass is challenged by a third party that re-executes the same
-  sampled segments (so an ally's pass is caught with probability ``c * D``).
+- ``c``  be the chance that a pass is challenged by a third party and ruled on by a committee
+  whose majority is not the attacker's (it re-executes the same sampled segments, so an ally's
+  pass is caught with probability ``c * D``; the simulation draws challenge and committee
+  separately, and takes ``c = 0``, nobody challenges, by default).
 
 The chance that the fake is rejected is ``P = (1 - s * (1 - c)) * D``, where ``D`` is the chance
 that at least one sampled fake is exposed. Sampling is without replacement, so ``D`` is
@@ -194,7 +196,9 @@ def maximum_reward(
     )
     if p == WAD:
         raise ValueError("every cheat is caught: any reward is accepted")
-    return (p * stake - 1) // (WAD - p) if p * stake > 0 else 0
+    if p * stake == 0:
+        raise ValueError("no reward is accepted: nothing is detected or nothing is at stake")
+    return (p * stake - 1) // (WAD - p)
 
 
 def laziness_loses(canary_rate_bps: int, verifier_lock: int, fee: int, bonus: int) -> bool:
