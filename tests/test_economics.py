@@ -277,16 +277,16 @@ def test_sybil_row_uses_the_stake_share_rule() -> None:
     """Splitting a stake share over accounts does not change how often the attacker is drawn
     under the stake-weighted rule (it did under the count rule), and the sybil row is simulated
     with exactly those draws."""
-    seeds = bench.draw_seeds(keccak(b"test_economics"), 12_000)
+    seeds = bench.draw_seeds(keccak(b"test_economics"), 6_000)
     share = 0.1
     freqs = {}
     for accounts in (1, 16):
         sy, weighted, counted = bench.sybil_draws(share, accounts, seeds)
         assert sy.share == pytest.approx(share, abs=1e-3)
-        assert weighted.mean() == pytest.approx(sy.share, abs=0.01)
+        assert weighted.mean() == pytest.approx(sy.share, abs=0.015)  # 6000 draws: sd 0.004
         freqs[accounts] = counted.mean()
+        ally = weighted
     assert freqs[16] > 2 * share  # one ticket per account would reward splitting
-    _, ally, _ = bench.sybil_draws(share, 16, seeds)
     m = replace(DEMO, ally_share=share)
     rows = {r.party: r for r in bench.simulate(m, 3_000, seed=4, sybil_ally=ally)}
     sybil = rows["node+sybils"]
