@@ -82,7 +82,9 @@ def bench_spec(
         name="bench-diloco",
         rounds=args.rounds,
         slots_per_round=args.workers,
-        model=GPTSpec(n_layer=2, n_head=4, n_embd=64, block_size=64),
+        model=GPTSpec(
+            n_layer=args.n_layer, n_head=4, n_embd=args.n_embd, block_size=args.block_size
+        ),
         training=TrainingSpec(
             inner_steps=args.inner_steps,
             segment_steps=args.inner_steps,
@@ -224,6 +226,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--inner-steps", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--n-layer", type=int, default=2)
+    parser.add_argument("--n-embd", type=int, default=64)
+    parser.add_argument("--block-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=10, help="inner lr warmup steps per slot")
     parser.add_argument("--outer-lr", type=float, default=0.7)

@@ -352,6 +352,13 @@ def test_node_uploading_another_update_than_its_checkpoint_is_caught(
     assert not bad.passed and bad.update is not None and not bad.update.passed
     assert bad.reason.startswith("update: committed update is not the encoding")
     assert all(c.passed for c in bad.checks)  # its training was honest: only the upload lies
+    from verifier.audit.auditor import Auditor
+
+    audit = Auditor(chain, market.store, reexecute=False)
+    named = "committed update and residual recompute from the output"
+    for c, ok in ((1, True), (3, True), (4, False)):
+        checks = [k for k in audit.contribution(c).checks if k.name == named]
+        assert [k.ok for k in checks] == [ok], c
     info = contribution_info(chain, 4)
     assert (
         len(committed_update(market.store, info))

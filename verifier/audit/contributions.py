@@ -22,11 +22,13 @@ from opentrain.chain.views import (
     verification_info,
 )
 from opentrain.content.errors import ContentError
+from opentrain.protocol.codecs import has_residual
 from opentrain.protocol.commitments import verify_proof
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import TraceManifest
 from opentrain.protocol.sampling import sample_indices
 from opentrain.protocol.segment import SegmentCheck, check_initial_checkpoint, check_segment
+from opentrain.protocol.updates import check_update, residual_in
 from opentrain.spec import JobSpec
 from verifier.audit.accounting import as_int
 from verifier.audit.base import READ_ERRORS, AuditorBase, first_line
@@ -60,6 +62,8 @@ class ContributionAudit(AuditorBase):
         if manifest is None:
             return report
         self._check_output(report, subject, info, manifest)
+        if has_residual(job.spec):
+            self._check_update(report, subject, job, info, manifest)
         self._check_verification(report, subject, job, info, manifest)
         return report
 
@@ -100,6 +104,27 @@ class ContributionAudit(AuditorBase):
             report.add(subject, "output CID holds the committed output", True)
         except ContentError as exc:
             report.add(subject, "output CID holds the committed output", False, first_line(exc))
+
+    def _check_update(
+        self,
+        report: AuditReport,
+        subject: str,
+        job: LoadedJob,
+        info: ContributionInfo,
+        manifest: TraceManifest,
+    ) -> None:
+        """Under error feedback: the committed update and residual recompute from the output
+        and the residual the slot started from (the rule the verifier applies)."""
+        name = "committed update and residual recompute from the output"
+        try:
+            _, global_params = load_global_model(self.chain, self.store, job, info.round)
+            residual = residual_in(self.chain, self.store, job, info.round, info.slot)
+            output = self.store.get_bytes(info.output_cid, expected_sha256=info.output_digest)
+        except READ_ERRORS as exc:
+            report.add(subject, name, False, first_line(exc))
+            return
+        check = check_update(job.spec, global_params, output, residual, manifest, self.store)
+        report.add(subject, name, check.passed, check.reason)
 
     def _check_verification(
         self,
