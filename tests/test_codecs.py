@@ -347,18 +347,26 @@ def test_node_uploading_another_update_than_its_checkpoint_is_caught(
     worker = VerifierWorker(verifier, market.store)
     for c in (3, 4):
         worker.ensure_seed(c)
-    good, bad = worker.verify(3), worker.verify(4)
+    good, bad = worker.verify_and_attest(3), worker.verify_and_attest(4)
     assert good.passed and good.update is not None and good.update.passed, good.reason
     assert not bad.passed and bad.update is not None and not bad.update.passed
     assert bad.reason.startswith("update: committed update is not the encoding")
     assert all(c.passed for c in bad.checks)  # its training was honest: only the upload lies
+    assert [verification_info(chain, c).verdict for c in (3, 4)] == [1, 2]  # pass, fail
+
+    from opentrain.chain.types import Verdict
     from verifier.audit.auditor import Auditor
+    from verifier.audit.report import AuditReport
 
     audit = Auditor(chain, market.store, reexecute=False)
     named = "committed update and residual recompute from the output"
-    for c, ok in ((1, True), (3, True), (4, False)):
+    for c in (1, 3, 4):  # right verdicts: nothing to flag (4's mismatch is what its fail says)
         checks = [k for k in audit.contribution(c).checks if k.name == named]
-        assert [k.ok for k in checks] == [ok], c
+        assert [k.ok for k in checks] == [True], c
+    assert "as the fail verdict says" in checks[0].detail
+    lazy = AuditReport("a pass on contribution 4 would be flagged")
+    assert not audit._check_update(lazy, "c4", job, contribution_info(chain, 4), Verdict.PASS)
+    assert lazy.findings
     info = contribution_info(chain, 4)
     assert (
         len(committed_update(market.store, info))
