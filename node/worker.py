@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -124,8 +124,9 @@ class SlotTrainer:
         folder = self._slot_dir(job.job_id, round_, slot)
         blobs = self._resume(spec, folder, global_model, round_, slot)
         if self.nproc > 1:
-            result = self._train_ddp(job, folder, blobs, round_, slot, progress)
-            return self._with_update(job, result, global_model, blobs[-1], residual)
+            return self._train_ddp(
+                job, folder, blobs, round_, slot, progress, global_model, residual
+            )
         state = decode_checkpoint(spec, blobs[-1], round=round_, slot=slot)
         total = spec.training.num_segments
 
@@ -147,21 +148,16 @@ class SlotTrainer:
                     progress(len(blobs) - 1, total)
             published = [c.result() for c in cids]
             hashed = [d.result() for d in digests]
-        result = self._publish(job, blobs, published, round_, slot, hashed)
-        return self._with_update(job, result, global_model, blobs[-1], residual)
+        extra = self._publish_update(job, global_model, blobs[-1], residual)
+        return self._publish(job, blobs, published, round_, slot, hashed, extra)
 
-    def _with_update(
-        self,
-        job: LoadedJob,
-        result: SlotResult,
-        global_model: bytes,
-        output: bytes,
-        residual: Tensors | None,
-    ) -> SlotResult:
-        """Under error feedback: publish the update and new residual the output implies and
-        a manifest naming them (same checkpoints, same trace root)."""
+    def _publish_update(
+        self, job: LoadedJob, global_model: bytes, output: bytes, residual: Tensors | None
+    ) -> dict[str, ContentRef]:
+        """Under error feedback: publish the update and new residual the output implies; their
+        refs go into the manifest (nothing otherwise)."""
         if residual is None or not has_residual(job.spec):
-            return result
+            return {}
         spec = job.spec
         update, new_residual = slot_update(
             spec,
@@ -169,14 +165,10 @@ class SlotTrainer:
             state_params(decode_checkpoint(spec, output)),
             residual,
         )
-        manifest = replace(
-            result.manifest,
-            update=ContentRef(self.store.put_bytes(update), digest(update)),
-            residual=ContentRef(self.store.put_bytes(new_residual), digest(new_residual)),
-        )
-        return replace(
-            result, manifest=manifest, manifest_cid=self.store.put_bytes(manifest.to_json())
-        )
+        return {
+            "update": ContentRef(self.store.put_bytes(update), digest(update)),
+            "residual": ContentRef(self.store.put_bytes(new_residual), digest(new_residual)),
+        }
 
     def _train_ddp(
         self,
@@ -186,6 +178,8 @@ class SlotTrainer:
         round_: int,
         slot: int,
         progress: ProgressFn | None,
+        global_model: bytes,
+        residual: Tensors | None,
     ) -> SlotResult:
         """The remaining segments in ``nproc`` worker processes; each checkpoint they write is
         published here while they train the next."""
@@ -208,7 +202,8 @@ class SlotTrainer:
             published = [c.result() for c in cids]
         if len(blobs) != total + 1:
             raise DDPError(f"{folder} holds {len(blobs)} checkpoints, expected {total + 1}")
-        return self._publish(job, blobs, published, round_, slot)
+        extra = self._publish_update(job, global_model, blobs[-1], residual)
+        return self._publish(job, blobs, published, round_, slot, None, extra)
 
     def _resume(
         self, spec: JobSpec, folder: Path, global_model: bytes, round_: int, slot: int
@@ -231,6 +226,7 @@ class SlotTrainer:
         round_: int,
         slot: int,
         digests: list[bytes] | None = None,
+        extra: dict[str, ContentRef] | None = None,
     ) -> SlotResult:
         hashes = digests if digests is not None else [digest(b) for b in blobs]
         refs = tuple(
@@ -243,6 +239,8 @@ class SlotTrainer:
             slot=slot,
             spec_digest=spec_digest(job.spec),
             checkpoints=refs,
+            update=(extra or {}).get("update"),
+            residual=(extra or {}).get("residual"),
         )
         manifest_cid = self.store.put_bytes(manifest.to_json())
         return SlotResult(
