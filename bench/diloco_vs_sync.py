@@ -6,18 +6,29 @@ that slot w of round r draws in the protocol. They differ only in how workers co
 - sync DP: every step, the W workers' gradients are averaged (one batch of W x B) and one
   AdamW step is taken; each worker sends its float32 gradient every step;
 - DiLoCo (the protocol's rounds, via ``train_segment`` and ``aggregate``): each worker runs H
-  AdamW steps alone from G_r, then sends one pseudo-gradient per round (float32 or int8).
+  AdamW steps alone from G_r, then sends one pseudo-gradient per round: float32, int8, or
+  ``topk`` (``opentrain.protocol.codecs``: a ``density`` fraction per chunk, 2- or 4-bit codes,
+  error feedback through the committed residual, aggregated from the encoded updates with
+  ``aggregate_pseudo_gradients`` exactly as the protocol's aggregator does).
 
 Both start from G_0 (or, with ``--warm-start N``, from a model pretrained by N sync steps, as
-in the DiLoCo paper). Defaults: W=2, H=50, R=4, inner AdamW lr 1e-3 with a 10-step warmup per
-slot, outer Nesterov lr 0.7 and momentum 0.5 (picked by a sweep recorded in
-docs/determinism.md). Reports the final held-out loss (ratio DiLoCo / sync;
-target within 3 % at H >= 50) and bytes sent per worker (ratio sync / DiLoCo; targets >= H
-and, with int8, >= 4H). Bytes are the encoded uploads (``encode_pseudo_gradient``: one
-safetensors file, header included); the sync run's per-step gradients use the same encoding.
+in the DiLoCo paper). Defaults (sized to run in a few minutes on 1-2 cores): W=2, H=100, R=8,
+400 warm-start sync steps, a 2-layer d=48 gpt on blocks of 32 bytes, batch 8, inner AdamW lr
+1e-3 with a 10-step warmup per slot, outer Nesterov lr 0.7 and momentum 0.5 (picked by a
+sweep recorded in docs/determinism.md); topk at densities 0.01 and 0.03, 2 and 4 bits.
+Reports the held-out loss by round, the final ratio to sync (target within 3 %) and bytes
+sent per worker (ratio sync / run; target >= 10,000x for the best codec within 3 %).
+Bytes are the encoded uploads (``encode_pseudo_gradient``: one safetensors file, header
+included); the sync run's per-step gradients use the same encoding.
 
-Run: python bench/diloco_vs_sync.py [--rounds R] [--inner-steps H] [--warm-start N] [--device]
-Prints a table and one JSON line.
+The topk rows use SparseLoCo's outer step by default (plain SGD, lr 1, no momentum: the error
+feedback carries what momentum would; ``--topk-outer-lr``, ``--topk-outer-momentum``,
+``--error-decay``).
+
+Run: python bench/diloco_vs_sync.py [--rounds R] [--inner-steps H] [--densities 0.01,0.03]
+[--warm-start N] [--device] [--rows "sync DP,DiLoCo fp32,..."]
+Prints a table and one JSON line, and plots held-out loss against bytes sent per worker to
+bench/out/diloco_vs_sync.png.
 """
 
 from __future__ import annotations
@@ -28,15 +39,20 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from opentrain.content.embedded import EmbeddedStore
-from opentrain.protocol.aggregation import aggregate, encode_pseudo_gradient
+from opentrain.protocol.aggregation import (
+    aggregate,
+    aggregate_pseudo_gradients,
+    encode_pseudo_gradient,
+)
+from opentrain.protocol.codecs import decode_residual, slot_update, zero_residual
 from opentrain.protocol.presets import default_demo_spec
-from opentrain.spec import GPTSpec, JobSpec, TrainingSpec
+from opentrain.spec import DilocoSpec, GPTSpec, JobSpec, TrainingSpec
 from opentrain.training.checkpoint import (
     decode_params,
     encode_checkpoint,
@@ -54,25 +70,34 @@ from opentrain.training.train import compute_loss, evaluate_loss, train_segment
 Params = dict[str, torch.Tensor]
 
 
+OUT = Path(__file__).resolve().parent / "out"
+
+
 def bench_spec(
-    args: argparse.Namespace, pseudo_gradient: Literal["float32", "int8"] = "float32"
+    args: argparse.Namespace,
+    pseudo_gradient: Literal["float32", "int8"] = "float32",
+    diloco: DilocoSpec | None = None,
 ) -> JobSpec:
     """A small gpt on the demo corpus, W slots per round, one segment per slot."""
+    topk = diloco is not None and diloco.compression == "topk"
     return default_demo_spec(
         name="bench-diloco",
         rounds=args.rounds,
         slots_per_round=args.workers,
-        model=GPTSpec(n_layer=2, n_head=4, n_embd=64, block_size=64),
+        model=GPTSpec(
+            n_layer=args.n_layer, n_head=4, n_embd=args.n_embd, block_size=args.block_size
+        ),
         training=TrainingSpec(
             inner_steps=args.inner_steps,
             segment_steps=args.inner_steps,
             batch_size=args.batch_size,
             lr=args.lr,
             warmup_steps=args.warmup,
-            outer_lr=args.outer_lr,
-            outer_momentum=args.outer_momentum,
+            outer_lr=args.topk_outer_lr if topk else args.outer_lr,
+            outer_momentum=args.topk_outer_momentum if topk else args.outer_momentum,
             pseudo_gradient=pseudo_gradient,
         ),
+        diloco=diloco or DilocoSpec(),
         verification={"samples": 1},
     )
 
@@ -109,54 +134,124 @@ class SyncDP:
         return model_params(self.model)
 
 
-def run_sync(
-    spec: JobSpec, data: DataSource, start: SyncDP, first_round: int
-) -> tuple[list[float], int]:
-    """Continue ``start`` (a copy) for ``spec.rounds`` rounds; losses per round, bytes sent."""
+Curve = tuple[list[float], list[int]]  # held-out loss and bytes sent so far, after each round
+
+
+def run_sync(spec: JobSpec, data: DataSource, start: SyncDP, first_round: int) -> Curve:
+    """Continue ``start`` (a copy) for ``spec.rounds`` rounds."""
     sync = copy.deepcopy(start)
-    losses, sent = [], 0
+    losses, sent = [], [0]
     for r in range(first_round, first_round + spec.rounds):
         sync.train_round(r, data)
-        sent += sync.step_bytes * spec.training.inner_steps
+        sent.append(sent[-1] + sync.step_bytes * spec.training.inner_steps)
         losses.append(evaluate_loss(spec, sync.params(), data))
-    return losses, sent
+    return losses, sent[1:]
+
+
+def _train_slot(spec: JobSpec, params: Params, r: int, s: int, data: DataSource, device: str):  # type: ignore[no-untyped-def]
+    state = move_state(fresh_state(spec, params), device)
+    train_segment(spec, state, r, s, spec.training.inner_steps, data=data)
+    return state
 
 
 def run_diloco(
     spec: JobSpec, data: DataSource, g0: Params, first_round: int, device: str = "cpu"
-) -> tuple[list[float], int]:
+) -> Curve:
     """``spec.rounds`` protocol rounds from G = ``g0`` (zero outer momentum)."""
     g = encode_params(g0)
-    losses, sent = [], 0
+    losses, sent = [], [0]
     for r in range(first_round, first_round + spec.rounds):
         params = decode_params(spec, g)
         outputs = []
         for s in range(spec.slots_per_round):
-            state = move_state(fresh_state(spec, params), device)
-            train_segment(spec, state, r, s, spec.training.inner_steps, data=data)
+            state = _train_slot(spec, params, r, s, data, device)
             outputs.append(encode_checkpoint(state, r, s))
             if s == 0:
                 delta = {n: params[n] - p.detach().cpu() for n, p in state.model.named_parameters()}
-                sent += len(encode_pseudo_gradient(spec, delta))
+                sent.append(sent[-1] + len(encode_pseudo_gradient(spec, delta)))
         g = aggregate(spec, g, outputs)
         losses.append(evaluate_loss(spec, decode_params(spec, g), data))
-    return losses, sent
+    return losses, sent[1:]
+
+
+def run_topk(
+    spec: JobSpec, data: DataSource, g0: Params, first_round: int, device: str = "cpu"
+) -> Curve:
+    """Protocol rounds under ``topk``: each slot keeps its committed residual for the next
+    round; G_{r+1} is aggregated from the encoded updates alone."""
+    g = encode_params(g0)
+    residuals = [zero_residual(spec) for _ in range(spec.slots_per_round)]
+    losses, sent = [], [0]
+    for r in range(first_round, first_round + spec.rounds):
+        params = decode_params(spec, g)
+        updates = []
+        for s in range(spec.slots_per_round):
+            state = _train_slot(spec, params, r, s, data, device)
+            output = {n: p.detach().cpu() for n, p in state.model.named_parameters()}
+            update, residual = slot_update(spec, params, output, residuals[s])
+            residuals[s] = decode_residual(spec, residual)
+            updates.append(update)
+        sent.append(sent[-1] + len(updates[0]))
+        g = aggregate_pseudo_gradients(spec, g, updates)
+        losses.append(evaluate_loss(spec, decode_params(spec, g), data))
+    return losses, sent[1:]
+
+
+def plot(runs: dict[str, Curve], path: Path, title: str, target: float) -> bool:
+    """Held-out loss against bytes sent per worker (log scale), one line per run, and the
+    3 % band above sync's final loss as a dashed line."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, (losses, sent) in runs.items():
+        ax.plot(sent, losses, marker="o", markersize=3, label=name)
+    ax.axhline(target, color="grey", linestyle="--", linewidth=1, label="sync final x 1.03")
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes sent per worker (cumulative)")
+    ax.set_ylabel("held-out loss")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--inner-steps", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--inner-steps", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--n-layer", type=int, default=2)
+    parser.add_argument("--n-embd", type=int, default=48)
+    parser.add_argument("--block-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=10, help="inner lr warmup steps per slot")
     parser.add_argument("--outer-lr", type=float, default=0.7)
     parser.add_argument("--outer-momentum", type=float, default=0.5)
     parser.add_argument(
-        "--warm-start", type=int, default=0, help="sync DP steps before both runs (a multiple of H)"
+        "--warm-start",
+        type=int,
+        default=400,
+        help="sync DP steps before all runs (a multiple of H)",
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--densities", default="0.01,0.03", help="topk densities, comma-separated")
+    parser.add_argument("--bits", default="2,4", help="topk bits, comma-separated")
+    parser.add_argument("--chunk", type=int, default=4096)
+    parser.add_argument("--error-decay", type=float, default=1.0)
+    parser.add_argument("--topk-outer-lr", type=float, default=1.0)
+    parser.add_argument("--topk-outer-momentum", type=float, default=0.0)
+    parser.add_argument("--rows", default="", help="only these rows (comma-separated names)")
+    parser.add_argument("--png", default=str(OUT / "diloco_vs_sync.png"))
     return parser.parse_args()
 
 
@@ -177,22 +272,50 @@ def main() -> None:
         start.train_round(r, data)
     warm = evaluate_loss(spec, start.params(), data)
     g0 = start.params()
-    runs = {
-        "sync DP": run_sync(spec, data, start, pre_rounds),
-        "DiLoCo fp32": run_diloco(spec, data, g0, pre_rounds, args.device),
-        "DiLoCo int8": run_diloco(bench_spec(args, "int8"), data, g0, pre_rounds, args.device),
+    plans: dict[str, Any] = {
+        "sync DP": lambda: run_sync(spec, data, start, pre_rounds),
+        "DiLoCo fp32": lambda: run_diloco(spec, data, g0, pre_rounds, args.device),
+        "DiLoCo int8": lambda: run_diloco(
+            bench_spec(args, "int8"), data, g0, pre_rounds, args.device
+        ),
     }
-    sync_loss, sync_bytes = runs["sync DP"][0][-1], runs["sync DP"][1]
+    topk_specs: dict[str, JobSpec] = {}
+    for density in (float(x) for x in args.densities.split(",")):
+        for bits in (int(x) for x in args.bits.split(",")):
+            codec = DilocoSpec(
+                compression="topk",
+                density=density,
+                bits=bits,  # type: ignore[arg-type]
+                chunk=args.chunk,
+                error_decay=args.error_decay,
+            )
+            name = f"topk {density:g} {bits}b"
+            topk_specs[name] = bench_spec(args, diloco=codec)
+            plans[name] = lambda job=topk_specs[name]: run_topk(
+                job, data, g0, pre_rounds, args.device
+            )
+    wanted = [r.strip() for r in args.rows.split(",") if r.strip()] or list(plans)
+    if "sync DP" not in wanted:
+        wanted.insert(0, "sync DP")
+    runs: dict[str, Curve] = {}
+    for name in wanted:
+        t0 = time.perf_counter()
+        runs[name] = plans[name]()
+        print(f"  {name}: {time.perf_counter() - t0:.0f}s", flush=True)
+    sync_loss, sync_bytes = runs["sync DP"][0][-1], runs["sync DP"][1][-1]
     tr = spec.training
     print(
         f"{spec.slots_per_round} workers x {spec.rounds} rounds x H={h} steps (batch "
         f"{tr.batch_size} each, lr {tr.lr:g}, warmup {tr.warmup_steps}, outer lr "
-        f"{tr.outer_lr:g}, momentum {tr.outer_momentum:g}), model {spec.model}"
+        f"{tr.outer_lr:g}, momentum {tr.outer_momentum:g}; topk: outer lr {args.topk_outer_lr:g}, "
+        f"momentum {args.topk_outer_momentum:g}, chunk {args.chunk}, error decay "
+        f"{args.error_decay:g}), model {spec.model}"
     )
     print(f"loss: initial {initial:.4f}, after {args.warm_start} warm-start sync steps {warm:.4f}")
+    width = 6 * spec.rounds
     print(
-        f"{'run':<12} {'held-out loss by round':<36} {'final':>7} {'ratio':>6} "
-        f"{'MB sent/worker':>15} {'bytes ratio':>12}"
+        f"{'run':<14} {'held-out loss by round':<{width}} {'final':>7} {'ratio':>6} "
+        f"{'KB sent/worker':>15} {'bytes ratio':>12}"
     )
     result: dict[str, object] = {
         "bench": "diloco_vs_sync",
@@ -202,31 +325,50 @@ def main() -> None:
         "warm_start_steps": args.warm_start,
         "initial_loss": initial,
         "warm_start_loss": warm,
+        "topk_outer_lr": args.topk_outer_lr,
+        "topk_outer_momentum": args.topk_outer_momentum,
+        "chunk": args.chunk,
+        "error_decay": args.error_decay,
+        "runs": {},
     }
+    rows: dict[str, dict[str, Any]] = {}
     for name, (losses, sent) in runs.items():
-        ratio, bytes_ratio = losses[-1] / sync_loss, sync_bytes / sent
+        ratio, bytes_ratio = losses[-1] / sync_loss, sync_bytes / sent[-1]
         curve = " ".join(f"{x:.3f}" for x in losses)
         print(
-            f"{name:<12} {curve:<36} {losses[-1]:>7.4f} {ratio:>6.3f} "
-            f"{sent / 1e6:>15.3f} {bytes_ratio:>11.2f}x"
+            f"{name:<14} {curve:<{width}} {losses[-1]:>7.4f} {ratio:>6.3f} "
+            f"{sent[-1] / 1e3:>15.1f} {bytes_ratio:>11.1f}x"
         )
-        result[name.replace(" ", "_").lower()] = {
+        rows[name] = {
             "losses": losses,
+            "bytes_sent_by_round": sent,
             "final_loss": losses[-1],
             "loss_ratio": ratio,
-            "bytes_sent_per_worker": sent,
+            "bytes_sent_per_worker": sent[-1],
             "bytes_ratio": bytes_ratio,
-            "bytes_ratio_over_H": bytes_ratio / h,
         }
-    fp32, int8 = runs["DiLoCo fp32"], runs["DiLoCo int8"]
-    checks = {
-        "fp32_loss_within_3pct": fp32[0][-1] / sync_loss <= 1.03,
-        "int8_loss_within_3pct": int8[0][-1] / sync_loss <= 1.03,
-        "fp32_bytes_ratio_ge_H": sync_bytes / fp32[1] >= h,
-        "int8_bytes_ratio_ge_4H": sync_bytes / int8[1] >= 4 * h,
-    }
+    result["runs"] = rows
+    within = [n for n in rows if n != "sync DP" and rows[n]["loss_ratio"] <= 1.03]
+    best = max(within, key=lambda n: rows[n]["bytes_ratio"], default=None)
+    checks = {f"{n}_within_3pct": rows[n]["loss_ratio"] <= 1.03 for n in rows if n != "sync DP"}
+    checks["best_within_3pct_ge_10000x"] = best is not None and rows[best]["bytes_ratio"] >= 1e4
+    if best is not None:
+        print(
+            f"best within 3% of sync: {best} (loss ratio {rows[best]['loss_ratio']:.3f}, "
+            f"{rows[best]['bytes_ratio']:,.0f}x less traffic than sync DP)"
+        )
+    else:
+        print("no codec within 3% of sync")
     print("targets: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in checks.items()))
+    result["best_within_3pct"] = best
     result["targets"] = checks
+    png = Path(args.png)
+    title = (
+        f"W={spec.slots_per_round}, H={h}, R={spec.rounds}, {spec.model.name} d={spec.model.n_embd}"  # type: ignore[union-attr]
+    )
+    if plot(runs, png, title, 1.03 * sync_loss):
+        print(f"plot: {png}")
+        result["png"] = str(png)
     result["seconds"] = round(time.perf_counter() - began, 1)
     print(json.dumps(result))
 

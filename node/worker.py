@@ -16,11 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from node.ddp import DDPError, export_job_data, train_slot_ddp
 from opentrain.chain.account import ChainAccount
 from opentrain.content.store import ContentStore, write_atomically
+from opentrain.protocol.codecs import has_residual, slot_update
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
-from opentrain.protocol.manifest import CheckpointRef, TraceManifest
+from opentrain.protocol.manifest import CheckpointRef, ContentRef, TraceManifest
+from opentrain.protocol.updates import residual_in
 from opentrain.spec import JobSpec, spec_digest
 from opentrain.training.checkpoint import (
     TrainState,
@@ -29,11 +33,13 @@ from opentrain.training.checkpoint import (
     digest,
     encode_checkpoint,
     fresh_state,
+    state_params,
 )
 from opentrain.training.train import split_error, train_segment
 
 SegmentFn = Callable[[JobSpec, TrainState, int, int], TrainState]
 ProgressFn = Callable[[int, int], None]
+Tensors = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -96,8 +102,13 @@ class SlotTrainer:
         slot: int,
         segment_fn: SegmentFn = honest_segment,
         progress: ProgressFn | None = None,
+        residual: Tensors | None = None,
     ) -> SlotResult:
         """Train (or resume) the slot and publish every checkpoint and the manifest.
+
+        Under a codec with error feedback, ``residual`` is the one the slot starts from
+        (``opentrain.protocol.updates.residual_in``); the update and new residual computed from
+        the output are published too and named in the manifest.
 
         Each checkpoint is on local disk (atomically) before it counts; writing it, hashing it
         and publishing it to the content store run in one background thread, in order, while
@@ -108,10 +119,14 @@ class SlotTrainer:
             raise ValueError(why)
         if self.nproc > 1 and segment_fn is not honest_segment:
             raise ValueError("a custom segment function runs in one process only (nproc 1)")
+        if has_residual(spec) and residual is None:
+            raise ValueError("this job's codec has error feedback: pass the slot's residual")
         folder = self._slot_dir(job.job_id, round_, slot)
         blobs = self._resume(spec, folder, global_model, round_, slot)
         if self.nproc > 1:
-            return self._train_ddp(job, folder, blobs, round_, slot, progress)
+            return self._train_ddp(
+                job, folder, blobs, round_, slot, progress, global_model, residual
+            )
         state = decode_checkpoint(spec, blobs[-1], round=round_, slot=slot)
         total = spec.training.num_segments
 
@@ -133,7 +148,27 @@ class SlotTrainer:
                     progress(len(blobs) - 1, total)
             published = [c.result() for c in cids]
             hashed = [d.result() for d in digests]
-        return self._publish(job, blobs, published, round_, slot, hashed)
+        extra = self._publish_update(job, global_model, blobs[-1], residual)
+        return self._publish(job, blobs, published, round_, slot, hashed, extra)
+
+    def _publish_update(
+        self, job: LoadedJob, global_model: bytes, output: bytes, residual: Tensors | None
+    ) -> dict[str, ContentRef]:
+        """Under error feedback: publish the update and new residual the output implies; their
+        refs go into the manifest (nothing otherwise)."""
+        if residual is None or not has_residual(job.spec):
+            return {}
+        spec = job.spec
+        update, new_residual = slot_update(
+            spec,
+            decode_params(spec, global_model),
+            state_params(decode_checkpoint(spec, output)),
+            residual,
+        )
+        return {
+            "update": ContentRef(self.store.put_bytes(update), digest(update)),
+            "residual": ContentRef(self.store.put_bytes(new_residual), digest(new_residual)),
+        }
 
     def _train_ddp(
         self,
@@ -143,6 +178,8 @@ class SlotTrainer:
         round_: int,
         slot: int,
         progress: ProgressFn | None,
+        global_model: bytes,
+        residual: Tensors | None,
     ) -> SlotResult:
         """The remaining segments in ``nproc`` worker processes; each checkpoint they write is
         published here while they train the next."""
@@ -165,7 +202,8 @@ class SlotTrainer:
             published = [c.result() for c in cids]
         if len(blobs) != total + 1:
             raise DDPError(f"{folder} holds {len(blobs)} checkpoints, expected {total + 1}")
-        return self._publish(job, blobs, published, round_, slot)
+        extra = self._publish_update(job, global_model, blobs[-1], residual)
+        return self._publish(job, blobs, published, round_, slot, None, extra)
 
     def _resume(
         self, spec: JobSpec, folder: Path, global_model: bytes, round_: int, slot: int
@@ -188,6 +226,7 @@ class SlotTrainer:
         round_: int,
         slot: int,
         digests: list[bytes] | None = None,
+        extra: dict[str, ContentRef] | None = None,
     ) -> SlotResult:
         hashes = digests if digests is not None else [digest(b) for b in blobs]
         refs = tuple(
@@ -200,6 +239,8 @@ class SlotTrainer:
             slot=slot,
             spec_digest=spec_digest(job.spec),
             checkpoints=refs,
+            update=(extra or {}).get("update"),
+            residual=(extra or {}).get("residual"),
         )
         manifest_cid = self.store.put_bytes(manifest.to_json())
         return SlotResult(
@@ -221,6 +262,12 @@ class NodeWorker:
         self.store = store
         self.trainer = SlotTrainer(store, workdir, nproc)
 
+    def starting_residual(self, job: LoadedJob, round_: int, slot: int) -> Tensors | None:
+        """The residual the slot starts from under error feedback (else None)."""
+        if not has_residual(job.spec):
+            return None
+        return residual_in(self.account.chain, self.store, job, round_, slot)
+
     def work_slot(
         self,
         job_id: int,
@@ -235,8 +282,11 @@ class NodeWorker:
         if why := self.trainer.refusal(job.spec):
             raise ValueError(why)
         global_model, _ = load_global_model(chain, self.store, job, round_)
+        residual = self.starting_residual(job, round_, slot)
         self.account.claim_slot(job_id, round_, slot)
-        result = self.trainer.train(job, global_model, round_, slot, segment_fn, progress)
+        result = self.trainer.train(
+            job, global_model, round_, slot, segment_fn, progress, residual=residual
+        )
         return self.account.submit_contribution(
             job_id,
             round_,

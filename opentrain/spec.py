@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 __all__ = [
     "CorpusDataSpec",
     "DataSpec",
+    "DilocoSpec",
     "GPTSpec",
     "JobSpec",
     "MLPSpec",
@@ -130,6 +131,8 @@ class TrainingSpec(_Frozen):
     seed: int = Field(default=7, ge=0, le=MAX_SEED)
     outer_lr: float = Field(default=0.7, gt=0.0, le=10.0)
     outer_momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    # Legacy spelling of ``diloco.compression = "int8"`` (existing specs keep their bytes);
+    # "int8" here with compression "none" or "int8" means the int8 codec.
     pseudo_gradient: Literal["float32", "int8"] = "float32"
 
     @model_validator(mode="after")
@@ -166,6 +169,25 @@ class TrainingSpec(_Frozen):
         return self.lr
 
 
+class DilocoSpec(_Frozen):
+    """How a slot's pseudo-gradient travels to the aggregator (``opentrain.protocol.codecs``).
+
+    - ``none``: float32 (or int8 when the legacy ``training.pseudo_gradient`` says so);
+    - ``int8``: per-tensor min-max 8-bit codes (as in INTELLECT-1), ~4x less;
+    - ``topk``: per chunk of ``chunk`` elements of each tensor, the ``density`` fraction of
+      largest magnitudes (ties broken by the lower index), each as a ``bits``-bit code
+      (sign + magnitude level) under one float32 scale per chunk, with error feedback: the
+      part not sent (the residual) is committed with the contribution and added, times
+      ``error_decay``, to the slot's next pseudo-gradient (same slot, next round).
+    """
+
+    compression: Literal["none", "int8", "topk"] = "none"
+    density: float = Field(default=0.01, gt=0.0, le=1.0)
+    bits: Literal[2, 4] = 2
+    chunk: int = Field(default=4096, gt=0, le=32768)  # within-chunk indices are int16
+    error_decay: float = Field(default=1.0, ge=0.0, le=1.0)
+
+
 class VerificationSpec(_Frozen):
     """How verifiers compare a re-run segment with the committed next checkpoint."""
 
@@ -190,6 +212,7 @@ class JobSpec(_Frozen):
     data: DataSpec = SyntheticDataSpec()
     training: TrainingSpec = TrainingSpec()
     verification: VerificationSpec = VerificationSpec()
+    diloco: DilocoSpec = DilocoSpec()
     rounds: int = Field(default=1, ge=1, le=1000)
     slots_per_round: int = Field(default=2, ge=1, le=256)
     reward: RewardSpec
@@ -200,6 +223,11 @@ class JobSpec(_Frozen):
             raise ValueError(
                 f"verification.samples ({self.verification.samples}) must not exceed the "
                 f"number of segments ({self.training.num_segments})"
+            )
+        if self.training.pseudo_gradient == "int8" and self.diloco.compression == "topk":
+            raise ValueError(
+                "training.pseudo_gradient 'int8' conflicts with diloco.compression 'topk' "
+                "(use diloco.compression alone)"
             )
         if isinstance(self.data, SyntheticDataSpec):
             if not isinstance(self.model, MLPSpec):
@@ -214,12 +242,18 @@ class JobSpec(_Frozen):
         return self
 
 
+_DEFAULT_DILOCO = DilocoSpec().model_dump(mode="json")
+
+
 def canonical_json(spec: JobSpec) -> bytes:
     """The one byte encoding of a spec: sorted keys, no whitespace, ASCII, floats by repr.
 
     Parsing these bytes gives back an equal spec, and equal specs give equal bytes, so
     ``spec_digest`` identifies a job."""
     doc = spec.model_dump(mode="json")
+    if doc["diloco"] == _DEFAULT_DILOCO:
+        # Specs written before the ``diloco`` part keep their bytes, hence their digests.
+        del doc["diloco"]
     text = json.dumps(
         doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )

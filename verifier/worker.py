@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from opentrain.chain.account import ChainAccount
 from opentrain.chain.types import ChainError
-from opentrain.chain.views import contribution_info, verification_info
+from opentrain.chain.views import verification_info
 from opentrain.content.store import ContentStore
-from opentrain.protocol.aggregation import aggregate
 from opentrain.protocol.contribution import ProgressFn, VerificationReport, check_contribution
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
+from opentrain.protocol.updates import accepted_contribution, aggregate_round, round_inputs
 from opentrain.training.checkpoint import decode_params, digest
 from opentrain.training.train import evaluate_loss
-
-SLOT_ACCEPTED = 3  # SlotStatus.Accepted in contracts/interfaces/Types.sol
 
 __all__ = ["RoundAggregator", "VerificationReport", "VerifierWorker"]
 
@@ -67,28 +65,22 @@ class RoundAggregator:
         self.account = account
         self.store = store
 
-    def accepted_outputs(self, job: LoadedJob, round_: int) -> list[bytes]:
-        """The accepted output checkpoint of each slot, in slot order, checked by digest."""
+    def accepted_inputs(self, job: LoadedJob, round_: int) -> list[bytes]:
+        """What each slot's accepted contribution gives the aggregate, in slot order, checked
+        by digest: its output checkpoint, or under error feedback its committed update."""
         chain = self.account.chain
-        outputs = []
-        for slot in range(job.spec.slots_per_round):
-            _, _, status, contribution_id = chain.market.functions.slotState(
-                job.job_id, round_, slot
-            ).call()
-            if status != SLOT_ACCEPTED:
-                raise ChainError(f"job {job.job_id} round {round_} slot {slot} is not accepted")
-            info = contribution_info(chain, contribution_id)
-            outputs.append(
-                self.store.get_bytes(info.output_cid, expected_sha256=info.output_digest)
-            )
-        return outputs
+        infos = [
+            accepted_contribution(chain, job, round_, slot)
+            for slot in range(job.spec.slots_per_round)
+        ]
+        return round_inputs(self.store, job.spec, infos)
 
     def model(self, job_id: int, round_: int) -> tuple[LoadedJob, bytes]:
-        """G_{r+1} from G_r and the accepted outputs (nothing stored, no loss evaluated)."""
+        """G_{r+1} from G_r and the accepted contributions (nothing stored, no loss evaluated)."""
         chain = self.account.chain
         job = load_job(chain, self.store, job_id)
         global_model, _ = load_global_model(chain, self.store, job, round_)
-        return job, aggregate(job.spec, global_model, self.accepted_outputs(job, round_))
+        return job, aggregate_round(job.spec, global_model, self.accepted_inputs(job, round_))
 
     def publish(self, job: LoadedJob, new_model: bytes) -> tuple[str, float]:
         """Store G_{r+1} and evaluate its validation loss; returns (CID, loss)."""

@@ -15,16 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from opentrain.chain.client import Chain
 from opentrain.chain.types import ChainError
 from opentrain.chain.views import ContributionInfo, contribution_info, verification_info
 from opentrain.content.errors import ContentError
 from opentrain.content.store import ContentStore
+from opentrain.protocol.codecs import has_residual
 from opentrain.protocol.commitments import build_trace_tree
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import ManifestError, TraceManifest
 from opentrain.protocol.sampling import sample_indices
 from opentrain.protocol.segment import SegmentCheck, check_initial_checkpoint, check_segment
+from opentrain.protocol.updates import UpdateCheck, check_update, residual_in
+from opentrain.training.checkpoint import CheckpointError
 
 __all__ = ["ProgressFn", "VerificationReport", "check_contribution"]
 
@@ -46,9 +51,10 @@ class VerificationReport:
     checks: list[SegmentCheck] = field(default_factory=list)
     proofs: dict[int, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    update: UpdateCheck | None = None  # only under a codec with error feedback
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "version": 1,
             "contribution_id": self.contribution_id,
             "job_id": self.job_id,
@@ -62,6 +68,9 @@ class VerificationReport:
             "proofs": {str(k): v for k, v in self.proofs.items()},
             "seconds": self.seconds,
         }
+        if self.update is not None:
+            doc["update"] = self.update.to_dict()
+        return doc
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
@@ -145,3 +154,26 @@ def _check_samples(
         if not failed
         else f"segment {failed[0].index}: {failed[0].reason}"
     )
+    if has_residual(job.spec):
+        report.update = _check_update(chain, store, job, manifest, global_params, fetch)
+        if report.passed and not report.update.passed:
+            report.passed = False
+            report.reason = f"update: {report.update.reason}"
+
+
+def _check_update(
+    chain: Chain,
+    store: ContentStore,
+    job: LoadedJob,
+    manifest: TraceManifest,
+    global_params: dict[str, torch.Tensor],
+    fetch: Callable[[int], bytes],
+) -> UpdateCheck:
+    """The committed sparse update and residual against the output and the residual the slot
+    started from (committed by the same slot of the round before)."""
+    try:
+        residual = residual_in(chain, store, job, manifest.round, manifest.slot)
+        output = fetch(job.spec.training.num_segments)
+    except (ChainError, ContentError, ManifestError, CheckpointError) as exc:
+        return UpdateCheck(False, str(exc).splitlines()[0])
+    return check_update(job.spec, global_params, output, residual, manifest, store)

@@ -25,12 +25,36 @@ class CheckpointRef:
 
 
 @dataclass(frozen=True)
+class ContentRef:
+    """An object in the content store, pinned by sha256."""
+
+    cid: str
+    sha256: bytes
+
+    def to_doc(self) -> dict[str, str]:
+        return {"cid": self.cid, "sha256": self.sha256.hex()}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, str]) -> ContentRef:
+        ref = cls(str(doc["cid"]), bytes.fromhex(doc["sha256"]))
+        if len(ref.sha256) != 32:
+            raise ManifestError("manifest digest is not 32 bytes")
+        return ref
+
+
+@dataclass(frozen=True)
 class TraceManifest:
+    """``update`` and ``residual`` are there only under a codec with error feedback
+    (``opentrain.protocol.codecs``): the encoded pseudo-gradient the aggregator uses and the
+    residual the slot's next round starts from, both recomputable from the output."""
+
     job_id: int
     round: int
     slot: int
     spec_digest: bytes
     checkpoints: tuple[CheckpointRef, ...]
+    update: ContentRef | None = None
+    residual: ContentRef | None = None
 
     @property
     def digests(self) -> list[bytes]:
@@ -42,7 +66,7 @@ class TraceManifest:
 
     def to_json(self) -> bytes:
         """Canonical bytes: sorted keys, no whitespace, so the CID is reproducible."""
-        doc = {
+        doc: dict[str, object] = {
             "version": MANIFEST_VERSION,
             "job_id": self.job_id,
             "round": self.round,
@@ -53,6 +77,10 @@ class TraceManifest:
                 {"index": c.index, "cid": c.cid, "sha256": c.sha256.hex()} for c in self.checkpoints
             ],
         }
+        if self.update is not None:
+            doc["update"] = self.update.to_doc()
+        if self.residual is not None:
+            doc["residual"] = self.residual.to_doc()
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -71,6 +99,8 @@ class TraceManifest:
                 slot=int(doc["slot"]),
                 spec_digest=bytes.fromhex(doc["spec_digest"]),
                 checkpoints=refs,
+                update=ContentRef.from_doc(doc["update"]) if "update" in doc else None,
+                residual=ContentRef.from_doc(doc["residual"]) if "residual" in doc else None,
             )
         except ManifestError:
             raise

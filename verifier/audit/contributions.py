@@ -22,11 +22,13 @@ from opentrain.chain.views import (
     verification_info,
 )
 from opentrain.content.errors import ContentError
+from opentrain.protocol.codecs import has_residual
 from opentrain.protocol.commitments import verify_proof
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import TraceManifest
 from opentrain.protocol.sampling import sample_indices
 from opentrain.protocol.segment import SegmentCheck, check_initial_checkpoint, check_segment
+from opentrain.protocol.updates import check_update, residual_in
 from opentrain.spec import JobSpec
 from verifier.audit.accounting import as_int
 from verifier.audit.base import READ_ERRORS, AuditorBase, first_line
@@ -101,6 +103,32 @@ class ContributionAudit(AuditorBase):
         except ContentError as exc:
             report.add(subject, "output CID holds the committed output", False, first_line(exc))
 
+    def _check_update(
+        self,
+        report: AuditReport,
+        subject: str,
+        job: LoadedJob,
+        info: ContributionInfo,
+        verdict: Verdict,
+    ) -> bool:
+        """Under error feedback: do the committed update and residual recompute from the output
+        and the residual the slot started from (the rule the verifier applies)? A mismatch is
+        a finding only where the verdict took the work for good."""
+        name = "committed update and residual recompute from the output"
+        failed = verdict == Verdict.FAIL
+        try:
+            manifest = TraceManifest.from_json(self.store.get_bytes(info.manifest_cid))
+            _, global_params = load_global_model(self.chain, self.store, job, info.round)
+            residual = residual_in(self.chain, self.store, job, info.round, info.slot)
+            output = self.store.get_bytes(info.output_cid, expected_sha256=info.output_digest)
+        except READ_ERRORS as exc:
+            report.add(subject, name, failed, first_line(exc))
+            return False
+        check = check_update(job.spec, global_params, output, residual, manifest, self.store)
+        stands = "" if check.passed or not failed else " (as the fail verdict says)"
+        report.add(subject, name, check.passed or failed, check.reason + stands)
+        return check.passed
+
     def _check_verification(
         self,
         report: AuditReport,
@@ -126,6 +154,10 @@ class ContributionAudit(AuditorBase):
         ]
         report.add(subject, "sampled segments follow the sampling rule", sampled == on_chain)
         ours = self._reexecute(report, subject, job, info, manifest, sampled, v.verdict)
+        if has_residual(job.spec):
+            update_ok = self._check_update(report, subject, job, info, v.verdict)
+            if ours is not None:
+                ours.passed[-2] = update_ok  # -2: the committed update (-1: checkpoint 0)
         first_verifier_check = len(report.checks)
         doc = self._verifier_report(report, subject, info.contribution_id, v.attested_at)
         if doc is not None:

@@ -6,10 +6,11 @@ from opentrain.chain.types import (
     ContributionStatus,
 )
 from opentrain.chain.views import (
+    ContributionInfo,
     contribution_info,
 )
-from opentrain.protocol.aggregation import aggregate
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
+from opentrain.protocol.updates import aggregate_round, round_inputs
 from opentrain.training.checkpoint import decode_params, digest
 from opentrain.training.train import evaluate_loss
 from verifier.audit.contributions import ContributionAudit
@@ -34,7 +35,7 @@ class RoundAudit(ContributionAudit):
         )
         for contribution_id in submitted:
             self.contribution(contribution_id, report)
-        outputs: list[bytes] = []
+        accepted: list[ContributionInfo] = []
         for slot in range(job.spec.slots_per_round):
             _, _, status, cid = self.chain.market.functions.slotState(job_id, round_, slot).call()
             if cid == 0:
@@ -42,12 +43,17 @@ class RoundAudit(ContributionAudit):
                 continue
             info = contribution_info(self.chain, int(cid))
             if info.status == ContributionStatus.ACCEPTED:
-                outputs.append(self.store.get_bytes(info.output_cid, info.output_digest))
-        self._check_aggregate(report, subject, job, round_, outputs)
+                accepted.append(info)
+        self._check_aggregate(report, subject, job, round_, accepted)
         return report
 
     def _check_aggregate(
-        self, report: AuditReport, subject: str, job: LoadedJob, round_: int, outputs: list[bytes]
+        self,
+        report: AuditReport,
+        subject: str,
+        job: LoadedJob,
+        round_: int,
+        accepted: list[ContributionInfo],
     ) -> None:
         block = int(self.chain.market.functions.aggregateBlock(job.job_id, round_).call())
         if block == 0:
@@ -58,10 +64,10 @@ class RoundAudit(ContributionAudit):
         )
         posted = next(entry["args"] for entry in logs if int(entry["args"]["round"]) == round_)
         g_r, _ = load_global_model(self.chain, self.store, job, round_)
-        if len(outputs) != job.spec.slots_per_round:
+        if len(accepted) != job.spec.slots_per_round:
             report.add(subject, "every slot accepted before aggregation", False)
             return
-        recomputed = aggregate(job.spec, g_r, outputs)
+        recomputed = aggregate_round(job.spec, g_r, round_inputs(self.store, job.spec, accepted))
         ok = digest(recomputed) == bytes(posted["modelDigest"])
         report.add(subject, "aggregate G_{r+1} recomputes bit for bit", ok)
         loss = evaluate_loss(job.spec, decode_params(job.spec, recomputed))
