@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from opentrain.content.backends import store_from_settings
-from opentrain.context import connect_chain
-from opentrain.settings import Settings
-from verifier.audit import Auditor, AuditReport, write_report
+if TYPE_CHECKING:
+    from verifier.audit import Auditor, AuditReport
 
 audit_app = typer.Typer(
     help="Re-check contributions, rounds and jobs from the chain and the content store. "
@@ -25,6 +22,11 @@ OutOpt = Annotated[Path, typer.Option("--out", help="folder for audit.json and a
 
 
 def _auditor() -> Auditor:
+    from opentrain.content.backends import store_from_settings
+    from opentrain.context import connect_chain
+    from opentrain.settings import Settings
+    from verifier.audit import Auditor
+
     settings = Settings()
     store = store_from_settings(settings)
     return Auditor(connect_chain(settings), store)
@@ -32,6 +34,10 @@ def _auditor() -> Auditor:
 
 def finish(report: AuditReport, folder: Path) -> None:
     """Print the findings, write the reports, exit non-zero on any finding."""
+    from rich.table import Table
+
+    from verifier.audit import write_report
+
     table = Table(title=f"audit of {report.subject}")
     for col in ("subject", "check", "result"):
         table.add_column(col)

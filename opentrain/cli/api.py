@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from opentrain.settings import Settings
+if TYPE_CHECKING:
+    pass
 
 api_app = typer.Typer(help="The marketplace API: database, indexer, server.", no_args_is_help=True)
 
@@ -22,6 +23,8 @@ DatabaseOpt = Annotated[
 
 
 def _database(url: str | None) -> str:
+    from opentrain.settings import Settings
+
     return url or Settings().resolved_database_url
 
 
@@ -52,6 +55,7 @@ def api_index(
     from marketplace_api.db import make_engine, make_session_factory
     from marketplace_api.indexer import Indexer
     from opentrain.chain.client import Deployment, connect
+    from opentrain.settings import Settings
 
     settings = Settings()
     deployment = Deployment.load(settings.resolved_deployment_file)
@@ -98,6 +102,7 @@ def serve_api(
     from marketplace_api.db import make_engine, make_session_factory
     from opentrain.chain.client import Deployment, connect
     from opentrain.content.embedded import open_store
+    from opentrain.settings import Settings
 
     settings = Settings()
     store = open_store(store_dir or settings.resolved_store_dir)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from opentrain.settings import Settings
+if TYPE_CHECKING:
+    from opentrain.settings import Settings
 
 chain_app = typer.Typer(help="Deploy the contracts and fund accounts.", no_args_is_help=True)
 
@@ -39,6 +40,7 @@ def chain_deploy() -> None:
     from opentrain.chain.client import connect
     from opentrain.chain.deployment import deploy
     from opentrain.chain.keys import load_signer
+    from opentrain.settings import Settings
 
     settings = Settings()
     w3 = connect(settings.rpc_url)
@@ -66,6 +68,7 @@ def chain_fund(
     """
     from opentrain.chain.types import TOKEN
     from opentrain.context import connect_chain
+    from opentrain.settings import Settings
 
     settings = Settings()
     chain = connect_chain(settings)

@@ -1,0 +1,98 @@
+"""How long ``opentrain … --help`` takes, for every command (issue 15: under 0.5 s each).
+
+    python bench/cli_startup.py [--repeat 3] [--limit 0.5]
+
+Runs the ``opentrain`` script next to this interpreter (``python -m opentrain.cli.main`` when
+there is none) as a fresh process per call, takes the median of ``--repeat`` runs per command,
+and prints a JSON line and a table. Exits non-zero when any median is over ``--limit``.
+Heavy modules (torch, web3, FastAPI, SQLAlchemy) are imported only inside the commands that
+use them; the figure left is Python's start, Typer (which imports pydantic) and Rich.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def command_paths() -> list[list[str]]:
+    """Every group and command of the CLI, as argument lists."""
+    import click
+    import typer
+
+    from opentrain.cli.main import app
+
+    paths: list[list[str]] = []
+
+    def walk(cmd: click.Command, prefix: list[str]) -> None:
+        paths.append(prefix)
+        if isinstance(cmd, click.Group):
+            for name in sorted(cmd.commands):
+                walk(cmd.commands[name], [*prefix, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+def launcher() -> list[str]:
+    script = Path(sys.executable).parent / "opentrain"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "opentrain.cli.main"]
+
+
+def time_help(args: list[str], repeat: int, env: dict[str, str]) -> float:
+    runs = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        done = subprocess.run(
+            [*launcher(), *args, "--help"], env=env, capture_output=True, text=True, timeout=60
+        )
+        runs.append(time.perf_counter() - began)
+        if done.returncode != 0:
+            raise SystemExit(f"opentrain {' '.join(args)} --help failed: {done.stderr.strip()}")
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--limit", type=float, default=0.5)
+    args = parser.parse_args()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    results = {" ".join(p) or "(root)": time_help(p, args.repeat, env) for p in command_paths()}
+    worst = max(results, key=results.__getitem__)
+    print(
+        json.dumps(
+            {
+                "bench": "cli_startup",
+                "commands": len(results),
+                "median_s": round(statistics.median(results.values()), 3),
+                "max_s": round(results[worst], 3),
+                "slowest": worst,
+                "limit_s": args.limit,
+                "ok": results[worst] < args.limit,
+            }
+        )
+    )
+    width = max(len(k) for k in results)
+    print(f"{'opentrain … --help'.ljust(width)}  seconds")
+    for name, seconds in results.items():
+        flag = "" if seconds < args.limit else "  OVER"
+        print(f"{name.ljust(width)}  {seconds:6.3f}{flag}")
+    if results[worst] >= args.limit:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
