@@ -52,14 +52,16 @@ def api_index(
 
     Example: OPENTRAIN_RPC_URL=http://127.0.0.1:8545 opentrain api index --follow
     """
-    from marketplace_api.db import make_engine, make_session_factory
+    from marketplace_api.db import make_engine, make_session_factory, migrate_if_embedded
     from marketplace_api.indexer import Indexer
     from opentrain.chain.client import Deployment, connect
     from opentrain.settings import Settings
 
     settings = Settings()
     deployment = Deployment.load(settings.resolved_deployment_file)
-    factory = make_session_factory(make_engine(_database(database)))
+    url = _database(database)
+    migrate_if_embedded(url)
+    factory = make_session_factory(make_engine(url))
     indexer = Indexer(
         connect(settings.rpc_url),
         deployment,
@@ -99,7 +101,7 @@ def serve_api(
 
     from marketplace_api.app import create_app
     from marketplace_api.bounties import BountyRelay
-    from marketplace_api.db import make_engine, make_session_factory
+    from marketplace_api.db import make_engine, make_session_factory, migrate_if_embedded
     from opentrain.chain.client import Deployment, connect
     from opentrain.content.embedded import open_store
     from opentrain.settings import Settings
@@ -111,6 +113,7 @@ def serve_api(
         relay_to = BountyRelay(
             connect(settings.rpc_url), Deployment.load(settings.resolved_deployment_file), store
         )
+    migrate_if_embedded(database_url)  # PostgreSQL still needs `opentrain api migrate`
     application = create_app(
         session_factory=make_session_factory(make_engine(database_url)),
         store=store,

@@ -309,8 +309,9 @@ def _print_summary(spec: JobSpec, seconds: float | None, title: str) -> None:
 _UNION_TAGS = ("mlp", "gpt", "synthetic", "corpus")
 
 
-def spec_problems(raw: bytes, min_node_stake: int = DEFAULT_MIN_NODE_STAKE) -> list[str]:
-    """Every problem of a spec, one line each (empty: the contract would accept it)."""
+def spec_problems(raw: bytes, min_node_stake: int | None = DEFAULT_MIN_NODE_STAKE) -> list[str]:
+    """Every problem of a spec, one line each (empty: the contract would accept it).
+    ``min_node_stake`` None skips the economics check (``post`` does it with the chain's)."""
     from pydantic import ValidationError
 
     from opentrain.protocol.economics import cheating_loses, detection_probability
@@ -330,6 +331,8 @@ def spec_problems(raw: bytes, min_node_stake: int = DEFAULT_MIN_NODE_STAKE) -> l
             problems.append(f"{'.'.join(parts)}: {msg}" if parts else msg)
         return problems
     k, reward = spec.verification.samples, spec.reward.reward_per_slot
+    if min_node_stake is None:
+        return []
     if not cheating_loses(DEFAULT_CHEAT_FRACTION_BPS, k, min_node_stake, reward):
         p = detection_probability(DEFAULT_CHEAT_FRACTION_BPS, k) / 1e18
         need = minimum_stake(DEFAULT_CHEAT_FRACTION_BPS, k, reward)
@@ -455,7 +458,7 @@ def post(
     Example: opentrain job post spec.json --reward 10 --yes
     """
     raw = _read(spec_file)
-    problems = spec_problems(raw, min_node_stake=0)  # the chain's stake is checked below
+    problems = spec_problems(raw, min_node_stake=None)  # the chain's stake is checked below
     if problems:
         fail(f"{spec_file}: {_first(problems)}")
     from opentrain.spec import canonical_json, parse_spec

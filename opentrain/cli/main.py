@@ -20,6 +20,7 @@ from opentrain.cli.store import store_app
 from verifier.audit_cli import audit_app
 from verifier.cli import verifier_app
 
+
 def _bool_flags_without_pydantic() -> None:
     """Typer 0.29 builds a pydantic TypeAdapter for a bool flag's value before the first
     ``--help`` can print (0.2-0.4 s of imports). A bool flag's value is already a bool or None,
