@@ -8,13 +8,15 @@ credited is checked against what the chain holds (``creditsOf`` + withdrawn).
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 TOKEN = 10**18
-out = Console()
+# piped or captured: wide enough for full transaction hashes and CIDs on one line each
+out = Console() if sys.stdout.isatty() else Console(width=260)
 
 
 def earnings_command(
@@ -56,7 +58,7 @@ def earnings_command(
         typer.echo(json.dumps(doc))
     else:
         table = Table(title=f"earnings of {who}")
-        for col in ("block", "kind", "TRAIN", "job", "contribution", "reason", "tx", "CID"):
+        for col in ("block", "kind", "TRAIN", "job", "contrib.", "reason", "transaction", "CID"):
             table.add_column(col, justify="right" if col in ("TRAIN", "block") else "left")
         for e in ledger.entries:
             table.add_row(
@@ -66,8 +68,8 @@ def earnings_command(
                 "" if e.job_id is None else str(e.job_id),
                 "" if e.contribution_id is None else str(e.contribution_id),
                 e.reason,
-                e.tx_hash[:12] + "…",
-                e.cid[:16] + ("…" if e.cid else ""),
+                e.tx_hash,
+                e.cid,
             )
         out.print(table)
         out.print(
