@@ -161,3 +161,12 @@ def test_a_post_the_contract_would_refuse_is_one_line_and_posts_nothing(
     assert market.chain.market.functions.jobCount().call() == 1
     missing = ot("job", "status", "99", env=env)
     assert missing.returncode == 1 and "job 99 does not exist" in missing.stderr
+
+    early = ot("job", "refund", "1", env=env)
+    assert early.returncode == 1 and "still open" in early.stderr
+    cancelled = ot("job", "cancel", "1", env=env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    refunded = ot("job", "refund", "1", env=env)
+    assert refunded.returncode == 0, refunded.stderr
+    assert "refunded 0.01 TRAIN of job 1" in refunded.stdout
+    assert sponsor.balance() == 2 * TOKEN

@@ -172,7 +172,12 @@ def _explain_credit(
     votes: Mapping[tuple[int, str], str],
 ) -> Entry:
     amount = _int(r.args["amount"])
-    entry = {"kind": "credit", "amount": amount, "block": r.block, "tx_hash": r.tx_hash}
+
+    def credit(
+        reason: str, job: int | None = None, contribution: int | None = None, cid: str = ""
+    ) -> Entry:
+        return Entry("credit", amount, reason, r.block, r.tx_hash, job, contribution, cid)
+
     for s in siblings:
         if (
             s.name == "StakeSlashed"
@@ -181,65 +186,48 @@ def _explain_credit(
         ):
             who = str(s.args["account"])
             cid, job, contribution = _slash_context(s, siblings, submitted, disputes)
-            return Entry(
-                reason=f"share of {who[:10]}…'s slash",
-                job_id=job,
-                contribution_id=contribution,
-                cid=cid,
-                **entry,
-            )
+            return credit(f"share of {who[:10]}…'s slash", job, contribution, cid)
     for s in siblings:
         if s.name == "ContributionFinalized":
             c = _int(s.args["contributionId"])
             sub = submitted.get(c, {})
             job = _job_of(c, submitted)
             if _same(sub.get("node"), address) and _int(s.args["nodeReward"]) == amount:
-                return Entry(
-                    reason=f"reward: contribution {c} accepted (round {sub.get('round')}, "
+                return credit(
+                    f"reward: contribution {c} accepted (round {sub.get('round')}, "
                     f"slot {sub.get('slot')})",
-                    job_id=job,
-                    contribution_id=c,
-                    cid=str(sub.get("outputCid", "")),
-                    **entry,
+                    job,
+                    c,
+                    str(sub.get("outputCid", "")),
                 )
             att = attested.get(c, {})
             if _int(s.args["verifierPayment"]) == amount:
                 verdict = "pass" if att.get("pass") else "fail"
-                return Entry(
-                    reason=f"verifier fee: attested {verdict} on contribution {c}",
-                    job_id=job,
-                    contribution_id=c,
-                    cid=str(att.get("reportCid", "")),
-                    **entry,
+                return credit(
+                    f"verifier fee: attested {verdict} on contribution {c}",
+                    job,
+                    c,
+                    str(att.get("reportCid", "")),
                 )
     for s in siblings:
         if s.name == "DisputeResolved":
             d = _int(s.args["disputeId"])
             opened = disputes.get(d, {})
-            c = _int(opened["contributionId"]) if opened else None
+            disputed = _int(opened["contributionId"]) if opened else None
             vote = votes.get((d, address.lower()), "")
             reason = (
                 f"committee reward: voted with the majority in dispute {d}"
                 if vote
                 else f"dispute {d} resolved in this account's favour (bond and award)"
             )
-            return Entry(
-                reason=reason,
-                job_id=_int(opened["jobId"]) if opened else None,
-                contribution_id=c or None,
-                cid=vote,
-                **entry,
-            )
+            return credit(reason, _int(opened["jobId"]) if opened else None, disputed or None, vote)
     for s in siblings:
         if s.name == "AttestationReassigned":
             c = _int(s.args["contributionId"])
-            return Entry(
-                reason=f"penalty of an absent verifier on contribution {c}",
-                job_id=_job_of(c, submitted),
-                contribution_id=c,
-                **entry,
+            return credit(
+                f"penalty of an absent verifier on contribution {c}", _job_of(c, submitted), c
             )
-    return Entry(reason="credit", **entry)
+    return credit("credit")
 
 
 def _slash_context(

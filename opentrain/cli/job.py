@@ -78,10 +78,10 @@ def build_spec(
                 TrainingSpec(inner_steps=200, segment_steps=5, batch_size=128, lr=3e-3),
             ),
         }
-        m, training = shapes[size]
+        mlp, training = shapes[size]
         return JobSpec(
             name=f"mlp-{size}",
-            model=m,
+            model=mlp,
             data=SyntheticDataSpec(),
             training=training,
             verification=VerificationSpec(samples=2),
@@ -117,12 +117,12 @@ def build_spec(
             ),
         ),
     }
-    m, training = gpt_shapes[size]
+    gpt, gpt_training = gpt_shapes[size]
     return JobSpec(
         name=f"gpt-{size}",
-        model=m,
+        model=gpt,
         data=_data_part(data),
-        training=training,
+        training=gpt_training,
         verification=VerificationSpec(mode="tolerance", tolerance=DEMO_TOLERANCE, samples=2),
         **common,
     )

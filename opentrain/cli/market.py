@@ -720,7 +720,7 @@ def status(home: HomeOpt = DEFAULT_HOME) -> None:
     if not state:
         fail(f"no market in {home}")
     pid = state.get("supervisor")
-    running = bool(pid) and _alive(int(pid))
+    running = pid is not None and _alive(int(pid))
     out.print(f"market in {home}: {'running' if running else 'stopped'}")
     for name, child in (state.get("pids") or {}).items():
         out.print(f"  {name:<12} pid {child:<8} {'up' if _alive(int(child)) else 'down'}")
