@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -26,18 +27,16 @@ sys.path.insert(0, str(ROOT))
 
 def command_paths() -> list[list[str]]:
     """Every group and command of the CLI, as argument lists."""
-    import click
     import typer
 
     from opentrain.cli.main import app
 
     paths: list[list[str]] = []
 
-    def walk(cmd: click.Command, prefix: list[str]) -> None:
+    def walk(cmd: Any, prefix: list[str]) -> None:  # a (Typer-vendored) click command
         paths.append(prefix)
-        if isinstance(cmd, click.Group):
-            for name in sorted(cmd.commands):
-                walk(cmd.commands[name], [*prefix, name])
+        for name in sorted(getattr(cmd, "commands", {})):
+            walk(cmd.commands[name], [*prefix, name])
 
     walk(typer.main.get_command(app), [])
     return paths

@@ -33,7 +33,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -88,6 +87,8 @@ def port_open(port: int) -> bool:
 
 def rpc(url: str, method: str, params: list[Any] | None = None, timeout: float = 10.0) -> Any:
     """One JSON-RPC call without web3 (the supervisor stays light)."""
+    import urllib.request
+
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []})
     request = urllib.request.Request(
         url, data=body.encode(), headers={"Content-Type": "application/json"}
