@@ -406,21 +406,30 @@ class Supervisor:
             self.say(f"the chain is new: previous chain's local state moved to {folder}")
 
     def deploy_and_fund(self, state: dict[str, Any]) -> None:
+        """Deploy on a new chain; fund and stake every account this chain has not seen yet
+        (all of them after a deployment, the added ones when --nodes or --verifiers grew)."""
         m = self.market
-        if self.chain_is_ours():
-            self.say("chain: deployment found, resuming (accounts already funded and staked)")
-            return
-        self.archive_chain_state()
         deployer = m.env()
-        self._run_once("deploy", ["chain", "deploy"], deployer)
-        d = json.loads(m.deployment_file.read_text())
-        marker = rpc(m.rpc_url, "eth_getBlockByNumber", [hex(int(d["block"])), False])
-        addresses = [r.address for r in m.roles()]
+        if self.chain_is_ours():
+            self.say("chain: deployment found, resuming its state")
+        else:
+            self.archive_chain_state()
+            self._run_once("deploy", ["chain", "deploy"], deployer)
+            d = json.loads(m.deployment_file.read_text())
+            marker = rpc(m.rpc_url, "eth_getBlockByNumber", [hex(int(d["block"])), False])
+            state["chain_marker"] = marker["hash"]
+            state["funded"] = []
+            save_state(m.home, state)
+            self.say(f"contracts deployed ({m.deployment_file})")
+        new = [r for r in m.roles() if r.name not in state.get("funded", [])]
+        if not new:
+            return
+        addresses = [r.address for r in new]
         self._run_once(
             "fund", ["chain", "fund", *addresses, "--tokens", f"{TOKEN_FUNDING:g}"], deployer
         )
         steps = []
-        for r in m.roles():
+        for r in new:
             if r.name.startswith("node-"):
                 steps.append((f"stake-{r.name}", ["node", "stake", f"{STAKE:g}"], m.env(r)))
             elif r.name.startswith("verifier-"):
@@ -429,15 +438,15 @@ class Supervisor:
         self._parallel(
             [
                 (f"register-{r.name}", ["verifier", "register"], m.env(r))
-                for r in m.roles()
+                for r in new
                 if r.name.startswith("verifier-")
             ]
         )
-        state["chain_marker"] = marker["hash"]
+        state["funded"] = sorted({*state.get("funded", []), *(r.name for r in new)})
         save_state(m.home, state)
         self.say(
-            f"contracts deployed ({m.deployment_file}); {len(addresses)} accounts funded with "
-            f"{TOKEN_FUNDING:g} TRAIN; nodes and verifiers staked {STAKE:g}"
+            f"{len(new)} accounts funded with {TOKEN_FUNDING:g} TRAIN and gas; their nodes and "
+            f"verifiers staked {STAKE:g}"
         )
 
     def tick(self) -> None:
@@ -545,8 +554,12 @@ def _supervise(market: Market, block_time: float, external: bool, ready_file: Pa
     save_state(market.home, state)
     supervisor = Supervisor(market, block_time)
 
+    supervising = threading.Event()
+
     def on_signal(signum: int, _frame: Any) -> None:
         supervisor.stopping.set()
+        if not supervising.is_set():  # still starting: abandon the step under way
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -565,10 +578,13 @@ def _supervise(market: Market, block_time: float, external: bool, ready_file: Pa
             save_state(market.home, state)
 
         supervisor.on_restart = record_pids
+        supervising.set()
         for line in _banner(market, state):
             out.print(line)
         out.print("Ctrl-C stops every process (state stays on disk)")
         supervisor.watch()
+    except KeyboardInterrupt:
+        out.print("interrupted while starting")
     except Exception as exc:
         state["error"] = " ".join(str(exc).split())
         save_state(market.home, state)
@@ -591,14 +607,29 @@ def _is_dev_chain(url: str) -> bool:
 # -- commands ------------------------------------------------------------------------------------
 
 
+def _port(given: int | None, last: Any, default: int) -> int:
+    if given == 0:
+        return free_port()
+    return given or (int(last) if last else 0) or default
+
+
 @market_app.command()
 @_errors
 def up(
     nodes: Annotated[int, typer.Option(min=0, max=32, help="node daemons")] = 2,
     verifiers: Annotated[int, typer.Option(min=1, max=32, help="verifier daemons")] = 1,
-    port: Annotated[int, typer.Option(help="API and dashboard port (0: a free one)")] = 8000,
-    rpc_port: Annotated[int, typer.Option(help="Hardhat node port (0: a free one)")] = 8545,
-    gateway_port: Annotated[int, typer.Option(help="gateway port (0: a free one)")] = 8080,
+    port: Annotated[
+        int | None,
+        typer.Option(help="API and dashboard port (0: a free one); default: last run's, or 8000"),
+    ] = None,
+    rpc_port: Annotated[
+        int | None,
+        typer.Option(help="Hardhat node port (0: a free one); default: last run's, or 8545"),
+    ] = None,
+    gateway_port: Annotated[
+        int | None,
+        typer.Option(help="gateway port (0: a free one); default: last run's, or 8080"),
+    ] = None,
     block_time: Annotated[
         float, typer.Option(min=0.1, help="seconds between blocks mined on a dev chain")
     ] = 1.0,
@@ -621,11 +652,11 @@ def up(
         fail(f"a market is already running from {home} (pid {pid}): opentrain market down")
     external_url = os.environ.get("OPENTRAIN_RPC_URL", "inprocess")
     external = external_url not in ("", "inprocess")
-    # a resumed market keeps its ports unless told otherwise
-    port = port or int(state.get("api_port") or 0) or free_port()
-    gateway_port = gateway_port or int(state.get("gateway_port") or 0) or free_port()
-    if not external:
-        rpc_port = rpc_port or free_port()
+    # a resumed market keeps its ports unless told otherwise; 0 asks for a free one
+    last_rpc = str(state.get("rpc_url") or "").rsplit(":", 1)[-1]
+    port = _port(port, state.get("api_port"), 8000)
+    gateway_port = _port(gateway_port, state.get("gateway_port"), 8080)
+    rpc_port = _port(rpc_port, int(last_rpc) if last_rpc.isdigit() else None, 8545)
     rpc_url = external_url if external else f"http://127.0.0.1:{rpc_port}"
     for what, p in (("--port", port), ("--gateway-port", gateway_port)):
         if port_open(p):
