@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
-from marketplace_api import dashboard
+from marketplace_api import dashboard, earnings
 from marketplace_api.bounties import BountyRelay
 from marketplace_api.cache import IndexVersion, ResponseCache
 from marketplace_api.config import ApiConfig
@@ -26,7 +26,15 @@ from opentrain.settings import Settings
 __all__ = ["create_app"]
 
 # JSON read routes whose answers depend only on the database (not /health, not /metrics).
-CACHED_PREFIXES = ("/jobs", "/contributions", "/nodes", "/verifiers", "/leaderboard", "/stats")
+CACHED_PREFIXES = (
+    "/jobs",
+    "/contributions",
+    "/nodes",
+    "/verifiers",
+    "/leaderboard",
+    "/stats",
+    "/accounts",
+)
 
 
 def create_app(
@@ -64,7 +72,9 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.index_version = IndexVersion(session_factory, config.cache_refresh_seconds)
     app.include_router(router)
+    app.include_router(earnings.router)
     app.include_router(dashboard.router)
+    app.include_router(earnings.page_router)
     app.add_exception_handler(HTTPException, _http_error)
     # Added last = outermost: metrics see every answer, the size limit runs before the body
     # is read, the rate limit before any work, the cache before routing.

@@ -50,6 +50,9 @@ def _render(request: Request, session: SessionDep, name: str, **context: Any) ->
     return TEMPLATES.TemplateResponse(request, name, context)
 
 
+render = _render  # for pages kept in their own modules (marketplace_api.earnings)
+
+
 def not_found(request: Request, message: str) -> HTMLResponse:
     return TEMPLATES.TemplateResponse(
         request,

@@ -96,6 +96,15 @@ def migrate(url: str | Engine) -> None:
             engine.dispose()
 
 
+def migrate_if_embedded(url: str) -> bool:
+    """Migrate an embedded SQLite database on start, so the default setup just works; any
+    other database (PostgreSQL) is left to ``opentrain api migrate``. True when migrated."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return False
+    migrate(url)
+    return True
+
+
 def current_revisions(bind: Engine | Connection) -> tuple[str, ...]:
     """The revisions the database is stamped with (empty when it was never migrated)."""
     if isinstance(bind, Engine):

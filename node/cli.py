@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from node.daemon import NodeDaemon
-from opentrain.chain.keys import create_keystore
-from opentrain.chain.types import TOKEN
-from opentrain.cli.progress import segment_progress
-from opentrain.context import role_context
-from opentrain.settings import Settings
+from node.earnings import earnings_command
+
+if TYPE_CHECKING:
+    from node.daemon import NodeDaemon
+    from opentrain.context import RoleContext
+
+# Heavy modules (torch, web3) are imported inside the commands, so `--help` answers at once.
+TOKEN = 10**18
 
 node_app = typer.Typer(
     help="Stake, train slots, submit, earn.\n\n"
@@ -27,7 +28,15 @@ out = Console()
 Amount = Annotated[float, typer.Argument(help="amount in TRAIN")]
 
 
+def role_context() -> RoleContext:
+    from opentrain.context import role_context as context
+
+    return context()
+
+
 def _daemon() -> NodeDaemon:
+    from node.daemon import NodeDaemon
+
     ctx = role_context()
     return NodeDaemon(ctx.account, ctx.store, ctx.settings.home / "node")
 
@@ -51,6 +60,9 @@ def init(
 
     Example: opentrain node init
     """
+    from opentrain.chain.keys import create_keystore
+    from opentrain.settings import Settings
+
     settings = Settings()
     key = typer.prompt("private key", hide_input=True) if import_key else None
     path = settings.keystore or settings.home / "keystore.json"
@@ -106,6 +118,8 @@ def status() -> None:
 
     Example: opentrain node status
     """
+    from rich.table import Table
+
     ctx = role_context()
     a = ctx.account
     table = Table(title=f"node {a.address}")
@@ -127,6 +141,8 @@ def jobs() -> None:
 
     Example: opentrain node jobs
     """
+    from rich.table import Table
+
     table = Table(title="open jobs")
     for col in ("job", "round", "reward/slot", "runnable", "est. TRAIN/hour", "note"):
         table.add_column(col)
@@ -168,6 +184,9 @@ def run(
 
     Example: opentrain node run --nproc 4   (one training process per GPU)
     """
+    from node.daemon import NodeDaemon
+    from opentrain.cli.progress import segment_progress
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = role_context()
     daemon = NodeDaemon(ctx.account, ctx.store, workdir or ctx.settings.home / "node", nproc=nproc)
@@ -186,3 +205,6 @@ def run(
             )
             return
         daemon.run(poll_seconds=poll, progress=progress)
+
+
+node_app.command("earnings")(earnings_command)

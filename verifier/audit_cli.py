@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from opentrain.content.backends import store_from_settings
-from opentrain.context import connect_chain
-from opentrain.settings import Settings
-from verifier.audit import Auditor, AuditReport, write_report
+if TYPE_CHECKING:
+    from verifier.audit import Auditor, AuditReport
 
 audit_app = typer.Typer(
     help="Re-check contributions, rounds and jobs from the chain and the content store. "
@@ -25,6 +22,11 @@ OutOpt = Annotated[Path, typer.Option("--out", help="folder for audit.json and a
 
 
 def _auditor() -> Auditor:
+    from opentrain.content.backends import store_from_settings
+    from opentrain.context import connect_chain
+    from opentrain.settings import Settings
+    from verifier.audit import Auditor
+
     settings = Settings()
     store = store_from_settings(settings)
     return Auditor(connect_chain(settings), store)
@@ -32,6 +34,10 @@ def _auditor() -> Auditor:
 
 def finish(report: AuditReport, folder: Path) -> None:
     """Print the findings, write the reports, exit non-zero on any finding."""
+    from rich.table import Table
+
+    from verifier.audit import write_report
+
     table = Table(title=f"audit of {report.subject}")
     for col in ("subject", "check", "result"):
         table.add_column(col)
@@ -52,7 +58,11 @@ def contribution(contribution_id: int, folder: OutOpt = Path("audit")) -> None:
 
     Example: opentrain audit contribution 7
     """
-    finish(_auditor().contribution(contribution_id), folder)
+    auditor = _auditor()
+    count = int(auditor.chain.market.functions.contributionCount().call())
+    if not 1 <= contribution_id <= count:
+        _missing(f"contribution {contribution_id} does not exist ({count} submitted so far)")
+    finish(auditor.contribution(contribution_id), folder)
 
 
 @audit_app.command("round")
@@ -61,7 +71,11 @@ def round_(job_id: int, round_number: int, folder: OutOpt = Path("audit")) -> No
 
     Example: opentrain audit round 1 0
     """
-    finish(_auditor().round(job_id, round_number), folder)
+    auditor = _auditor()
+    rounds = _require_job(auditor, job_id)
+    if not 0 <= round_number < rounds:
+        _missing(f"job {job_id} has rounds 0..{rounds - 1}, not {round_number}")
+    finish(auditor.round(job_id, round_number), folder)
 
 
 @audit_app.command()
@@ -72,4 +86,20 @@ def job(job_id: int, folder: OutOpt = Path("audit")) -> None:
 
     Example: opentrain audit job 1 --out audit/
     """
-    finish(_auditor().job(job_id), folder)
+    auditor = _auditor()
+    _require_job(auditor, job_id)
+    finish(auditor.job(job_id), folder)
+
+
+def _missing(message: str) -> NoReturn:
+    """A missing id is an error (exit 1), not a finding (exit 2)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _require_job(auditor: Auditor, job_id: int) -> int:
+    """The job's round count; exit 1 when there is no such job."""
+    count = int(auditor.chain.market.functions.jobCount().call())
+    if not 1 <= job_id <= count:
+        _missing(f"job {job_id} does not exist ({count} posted so far)")
+    return int(auditor.chain.market.functions.jobParams(job_id).call()[2])

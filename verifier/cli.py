@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from opentrain.chain.types import TOKEN
-from opentrain.cli.progress import segment_progress
-from opentrain.context import role_context
-from verifier.daemon import VerifierDaemon
+if TYPE_CHECKING:
+    from opentrain.context import RoleContext
+
+# Heavy modules (torch, web3) are imported inside the commands, so `--help` answers at once.
+TOKEN = 10**18
+
+
+def role_context() -> RoleContext:
+    from opentrain.context import role_context as context
+
+    return context()
+
 
 verifier_app = typer.Typer(
     help="Re-execute sampled segments, attest, earn fees.\n\n"
@@ -73,6 +81,9 @@ def run(
 
     Example: opentrain verifier run
     """
+    from opentrain.cli.progress import segment_progress
+    from verifier.daemon import VerifierDaemon
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = role_context()
     with segment_progress(out, "re-executed segments") as progress:

@@ -55,6 +55,7 @@ class VerifierDaemon:
         self.aggregate = aggregate
         state = self._load_state()
         self.open: set[int] = set(_ids(state.get("open")))
+        self._next_block = int(state.get("next_block", account.chain.deployment.block))  # type: ignore[arg-type]
         self.disputes: set[int] = set(_ids(state.get("disputes")))
 
     def _load_state(self) -> dict[str, list[int] | int]:
@@ -84,7 +85,8 @@ class VerifierDaemon:
         self.open.update(int(entry["args"]["contributionId"]) for entry in logs)
         opened = chain.disputes.events.DisputeOpened.get_logs(from_block=start, to_block=head)
         self.disputes.update(int(entry["args"]["disputeId"]) for entry in opened)
-        self._save_state(head + 1)
+        self._next_block = head + 1
+        self._save_state(self._next_block)
 
     def step(self) -> int:
         """One pass over the open contributions and jobs; returns how many actions were taken."""
@@ -99,7 +101,9 @@ class VerifierDaemon:
                 self.disputes.discard(dispute_id)
         if self.aggregate:
             actions += self._aggregate_ready_rounds()
-        self._save_state(self.account.chain.block_number() + 1)
+        # the cursor stays where the scan stopped: blocks mined while this pass worked (other
+        # processes submit meanwhile) are scanned next pass, never skipped
+        self._save_state(self._next_block)
         return actions
 
     def _advance(self, contribution_id: int) -> int:

@@ -9,10 +9,15 @@ from typing import TYPE_CHECKING, Any
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    ContractPanicError,
+    Web3RPCError,
+)
 from web3.types import TxReceipt
 
-from opentrain.chain.abi import artifact, explain_revert
+from opentrain.chain.abi import artifact, decode_revert, explain_revert
 from opentrain.chain.tx import RpcUnavailable, TxSender, with_backoff
 from opentrain.chain.types import IN_PROCESS_GAS, ChainError
 
@@ -59,6 +64,10 @@ class ContractCalls:
                 receipt = self.sender.sign_and_send(tx, what)
             except RpcUnavailable as exc:
                 raise ChainError(f"{what}: {exc}") from None
+            except Web3RPCError as exc:
+                # an automining node (Hardhat) runs the transaction on receipt: state that
+                # changed since the simulation (another node claimed the slot) reverts it here
+                raise ChainError(f"{what} refused: {_rpc_revert(exc)}") from None
         if receipt["status"] != 1:
             raise ChainError(f"{what} reverted in block {receipt['blockNumber']}")
         return receipt
@@ -76,3 +85,17 @@ class ContractCalls:
         factory = self.chain.w3.eth.contract(abi=data["abi"], bytecode=data["bytecode"])
         receipt = self.send(factory.constructor(*args), f"deploy {name}")
         return str(receipt["contractAddress"])
+
+
+def _rpc_revert(exc: Exception) -> str:
+    """The decoded revert of a JSON-RPC error (``{'code': 3, 'data': '0x…'}``), else its text."""
+    for source in (getattr(exc, "rpc_response", None), *exc.args):
+        if isinstance(source, dict):
+            error = source.get("error", source)
+            data = error.get("data") if isinstance(error, dict) else None
+            if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
+                try:
+                    return decode_revert(data)
+                except Exception:  # malformed revert data: show it as it came
+                    return f"revert {data}"
+    return explain_revert(exc)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from opentrain.settings import Settings
+if TYPE_CHECKING:
+    pass
 
 api_app = typer.Typer(help="The marketplace API: database, indexer, server.", no_args_is_help=True)
 
@@ -22,6 +23,8 @@ DatabaseOpt = Annotated[
 
 
 def _database(url: str | None) -> str:
+    from opentrain.settings import Settings
+
     return url or Settings().resolved_database_url
 
 
@@ -49,13 +52,16 @@ def api_index(
 
     Example: OPENTRAIN_RPC_URL=http://127.0.0.1:8545 opentrain api index --follow
     """
-    from marketplace_api.db import make_engine, make_session_factory
+    from marketplace_api.db import make_engine, make_session_factory, migrate_if_embedded
     from marketplace_api.indexer import Indexer
     from opentrain.chain.client import Deployment, connect
+    from opentrain.settings import Settings
 
     settings = Settings()
     deployment = Deployment.load(settings.resolved_deployment_file)
-    factory = make_session_factory(make_engine(_database(database)))
+    url = _database(database)
+    migrate_if_embedded(url)
+    factory = make_session_factory(make_engine(url))
     indexer = Indexer(
         connect(settings.rpc_url),
         deployment,
@@ -95,9 +101,10 @@ def serve_api(
 
     from marketplace_api.app import create_app
     from marketplace_api.bounties import BountyRelay
-    from marketplace_api.db import make_engine, make_session_factory
+    from marketplace_api.db import make_engine, make_session_factory, migrate_if_embedded
     from opentrain.chain.client import Deployment, connect
     from opentrain.content.embedded import open_store
+    from opentrain.settings import Settings
 
     settings = Settings()
     store = open_store(store_dir or settings.resolved_store_dir)
@@ -106,6 +113,7 @@ def serve_api(
         relay_to = BountyRelay(
             connect(settings.rpc_url), Deployment.load(settings.resolved_deployment_file), store
         )
+    migrate_if_embedded(database_url)  # PostgreSQL still needs `opentrain api migrate`
     application = create_app(
         session_factory=make_session_factory(make_engine(database_url)),
         store=store,

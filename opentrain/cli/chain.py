@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from opentrain.settings import Settings
+if TYPE_CHECKING:
+    from opentrain.settings import Settings
 
 chain_app = typer.Typer(help="Deploy the contracts and fund accounts.", no_args_is_help=True)
 
@@ -39,6 +40,7 @@ def chain_deploy() -> None:
     from opentrain.chain.client import connect
     from opentrain.chain.deployment import deploy
     from opentrain.chain.keys import load_signer
+    from opentrain.settings import Settings
 
     settings = Settings()
     w3 = connect(settings.rpc_url)
@@ -51,24 +53,41 @@ def chain_deploy() -> None:
         deployer = load_signer(settings)
     chain = deploy(w3, deployer)
     chain.deployment.save(settings.resolved_deployment_file)
-    out.print(f"deployed; addresses in {settings.resolved_deployment_file}")
+    d = chain.deployment
+    out.print(f"deployed on chain {d.chain_id} at block {d.block} by {deployer.address}:")
+    for name in ("TrainToken", "StakeRegistry", "JobMarket", "Settlement", "Disputes"):
+        out.print(f"  {name:<14} {getattr(d, name)}")
+    out.print(f"addresses saved in {settings.resolved_deployment_file}")
+    if w3.eth.chain_id == 31337:
+        out.print(
+            "the deployer holds every TRAIN; give an account gas and TRAIN with "
+            "`opentrain chain fund ADDRESS --tokens 1000`"
+        )
 
 
 @chain_app.command("fund")
 def chain_fund(
-    address: Annotated[str, typer.Argument(help="account to fund")],
+    addresses: Annotated[list[str], typer.Argument(help="accounts to fund")],
     tokens: Annotated[float, typer.Option(help="TRAIN to send")] = 1000.0,
     eth: Annotated[float, typer.Option(help="ether for gas (dev chains)")] = 10.0,
 ) -> None:
     """Give an account gas money and TRAIN on a development chain.
 
-    Example: opentrain chain fund 0xAbC... --tokens 500
+    Example: opentrain chain fund 0xAbC... 0xDeF... --tokens 500
     """
+    from web3 import Web3
+
     from opentrain.chain.types import TOKEN
     from opentrain.context import connect_chain
+    from opentrain.settings import Settings
 
     settings = Settings()
     chain = connect_chain(settings)
-    chain.fund_eth(address, int(eth * 10**18))
-    chain.account(_dev_deployer(settings)).transfer(address, int(tokens * TOKEN))
-    out.print(f"funded {address} with {eth:g} ETH and {tokens:g} TRAIN")
+    bad = [a for a in addresses if not Web3.is_address(a)]
+    if bad:
+        raise typer.BadParameter(f"not an address: {bad[0]}")
+    deployer = chain.account(_dev_deployer(settings))
+    for address in map(Web3.to_checksum_address, addresses):
+        chain.fund_eth(address, int(eth * 10**18))
+        deployer.transfer(address, int(tokens * TOKEN))
+        out.print(f"funded {address} with {eth:g} ETH and {tokens:g} TRAIN")

@@ -27,10 +27,14 @@ def one_line(exc: BaseException) -> str:
 
 
 def one_line_errors(
-    expected: tuple[type[Exception], ...] = (Exception,),
+    expected: tuple[type[Exception], ...] | Callable[[], tuple[type[Exception], ...]] = (
+        Exception,
+    ),
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Wrap a command: ``expected`` errors print their message, anything else its type and
-    message (the rule holds for the unexpected too); Ctrl-C exits 130."""
+    message (the rule holds for the unexpected too); Ctrl-C exits 130. ``expected`` may be a
+    function returning the tuple, so a command module need not import heavy error types until
+    a command runs (``--help`` stays fast)."""
 
     def wrap(command: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(command)
@@ -47,9 +51,10 @@ def one_line_errors(
                 raise
             except KeyboardInterrupt:
                 raise typer.Exit(130) from None
-            except expected as exc:
-                fail(one_line(exc))
             except Exception as exc:
+                kinds = expected() if callable(expected) else expected
+                if isinstance(exc, kinds):
+                    fail(one_line(exc))
                 fail(f"{type(exc).__name__}: {one_line(exc)}")
 
         return run

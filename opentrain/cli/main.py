@@ -5,26 +5,58 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from node.cli import node_app
-from opentrain.cli.api import api_app, serve_api
+from opentrain.cli.api import api_app
 from opentrain.cli.chain import chain_app
 from opentrain.cli.data import data_app
+from opentrain.cli.job import job_app
+from opentrain.cli.market import market_app
 from opentrain.cli.store import store_app
 from verifier.audit_cli import audit_app
 from verifier.cli import verifier_app
+
+
+def _bool_flags_without_pydantic() -> None:
+    """Typer 0.29 builds a pydantic TypeAdapter for a bool flag's value before the first
+    ``--help`` can print (0.2-0.4 s of imports). A bool flag's value is already a bool or None,
+    which Typer's pass-through coercion returns unchanged: use it for bools, so ``opentrain …
+    --help`` answers at once (bench/cli_startup.py). Any other annotation is untouched."""
+    try:
+        from typer import _coercion, core
+    except ImportError:  # another Typer: nothing to speed up
+        return
+    build = getattr(core, "build_runtime_param", None)
+    passthrough = getattr(_coercion, "PassThroughRuntimeParam", None)
+    if build is None or passthrough is None:
+        return
+
+    def build_runtime_param(descriptor: Any) -> Any:
+        if descriptor.annotation is bool and descriptor.file_annotation is None:
+            return passthrough(annotation=bool, parameter_info=descriptor.parameter_info)
+        return build(descriptor)
+
+    core.build_runtime_param = build_runtime_param
+
+
+_bool_flags_without_pydantic()
 
 app = typer.Typer(
     help="OpenTrain: a trustless market for verifiable decentralized training.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Typer's completion options are coerced through pydantic on every call (0.2-0.3 s of
+    # imports before any --help): off, so `opentrain … --help` answers at once.
+    add_completion=False,
 )
 
 
+app.add_typer(job_app, name="job")
+app.add_typer(market_app, name="market")
 app.add_typer(api_app, name="api")
 app.add_typer(chain_app, name="chain")
 app.add_typer(node_app, name="node")
@@ -57,6 +89,7 @@ def demo(
 
     Example: opentrain demo --serve
     """
+    from opentrain.cli.api import serve_api
     from opentrain.cli.demo import run_demo
 
     home = home or Path(tempfile.mkdtemp(prefix="opentrain-demo-"))
@@ -83,3 +116,7 @@ def main() -> None:
         message = str(exc).splitlines()[0] if str(exc) else ""
         err.print(f"[red]error:[/] {type(exc).__name__}: {message}")
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

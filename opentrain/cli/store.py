@@ -12,19 +12,15 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 
 from opentrain.cli.errors import fail, one_line_errors
-from opentrain.content.backends import store_from_settings
-from opentrain.content.car import DagSource, export_car, file_chunks, import_car
-from opentrain.content.embedded import EmbeddedStore
-from opentrain.content.errors import ContentError
-from opentrain.content.store import ContentReader, ContentStore, write_atomically
-from opentrain.content.unixfs import parse_cid
-from opentrain.settings import Settings
+
+if TYPE_CHECKING:
+    from opentrain.content.car import DagSource
+    from opentrain.content.store import ContentReader, ContentStore
 
 store_app = typer.Typer(
     name="store",
@@ -34,10 +30,21 @@ store_app = typer.Typer(
 )
 
 
-_errors_as_one_line = one_line_errors((ContentError, OSError, httpx.HTTPError, ValueError))
+def _expected_errors() -> tuple[type[Exception], ...]:
+    import httpx
+
+    from opentrain.content.errors import ContentError
+
+    return (ContentError, OSError, httpx.HTTPError, ValueError)
+
+
+_errors_as_one_line = one_line_errors(_expected_errors)
 
 
 def _store() -> ContentStore:
+    from opentrain.content.backends import store_from_settings
+    from opentrain.settings import Settings
+
     return store_from_settings(Settings())
 
 
@@ -90,6 +97,7 @@ def get(
     reader: ContentReader
     if gateway:
         from opentrain.content.gateway_client import GatewayClient
+        from opentrain.settings import Settings
 
         reader = GatewayClient(gateway, max_bytes=Settings().max_content_bytes)
     else:
@@ -110,6 +118,11 @@ def export(
 
     Example: opentrain store export bafy… > checkpoint.car
     """
+    from opentrain.content.car import export_car
+    from opentrain.content.embedded import EmbeddedStore
+    from opentrain.content.store import write_atomically
+    from opentrain.content.unixfs import parse_cid
+
     store = _store()
     root = parse_cid(cid)
     if isinstance(store, EmbeddedStore) and not store.has_dag(root):
@@ -124,6 +137,7 @@ def export(
 
 
 def _dag_source(store: ContentStore) -> DagSource:
+    from opentrain.content.embedded import EmbeddedStore
     from opentrain.content.kubo import KuboStore
 
     if isinstance(store, EmbeddedStore | KuboStore):
@@ -153,6 +167,9 @@ def _import(store: ContentStore, car: Path) -> list[str]:
             return _import(store, Path(spool.name))
     if not car.is_file():
         fail(f"not a file: {car}")
+    from opentrain.content.car import file_chunks, import_car
+    from opentrain.content.embedded import EmbeddedStore
+
     if isinstance(store, EmbeddedStore):
         with open(car, "rb") as stream:
             return import_car(store, file_chunks(stream))
@@ -199,7 +216,9 @@ def serve(
     """
     import uvicorn
 
+    from opentrain.content.embedded import EmbeddedStore
     from opentrain.content.gateway_server import create_gateway_app
+    from opentrain.settings import Settings
 
     settings = Settings()
     store = EmbeddedStore(settings.resolved_store_dir, max_bytes=settings.max_content_bytes)
