@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.ddp import DDPError, export_job_data, train_slot_ddp
+from node.retention import slot_folder
 from opentrain.chain.account import ChainAccount
 from opentrain.content.store import ContentStore, write_atomically
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
@@ -84,7 +85,7 @@ class SlotTrainer:
         return f"--nproc {self.nproc}: {why}" if why else ""
 
     def _slot_dir(self, job_id: int, round_: int, slot: int) -> Path:
-        path = self.workdir / f"job-{job_id}" / f"round-{round_}" / f"slot-{slot}"
+        path = slot_folder(self.workdir, job_id, round_, slot)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
