@@ -137,9 +137,11 @@ def start_checkpoints(
 
 
 def recommend(worst_honest: float, nearest_cheat: float) -> tuple[float, float, float]:
-    """Smallest power of ten >= 10x the worst honest distance (at least 1e-6), and the safety
-    margins on both sides."""
-    tol = 10.0 ** math.ceil(math.log10(max(worst_honest * 10.0, 1e-6)))
+    """Smallest of 1, 2, 5 x 10^n that is >= 10x the worst honest distance (at least 1e-6),
+    and the safety margins on both sides (below 1 on the cheat side: that cheat passes)."""
+    floor = max(worst_honest * 10.0, 1e-6)
+    decade = 10.0 ** math.floor(math.log10(floor))
+    tol = next(m * decade for m in (1.0, 2.0, 5.0, 10.0) if m * decade >= floor * (1 - 1e-12))
     honest_margin = tol / worst_honest if worst_honest > 0 else math.inf
     return tol, honest_margin, nearest_cheat / tol
 
@@ -174,7 +176,7 @@ def main() -> None:
     cuda_error = ""
     rows: list[tuple[str, str, bool, dict[str, float]]] = []
     honest: list[float] = []
-    cheats: list[float] = []
+    cheats: list[tuple[str, str, float]] = []
     for where, start in starts.items():
         ref = run_segment(spec, start, store)
         t1 = run_with_threads(1, spec, start, store, tmp)
@@ -216,10 +218,12 @@ def main() -> None:
         ]:
             d = distances(ref, cheat, spec)
             rows.append((where, label, False, d))
-            cheats.append(max(d.values()))  # caught if any tensor is off
+            cheats.append((where, label, max(d.values())))  # caught if any tensor is off
 
-    worst, nearest = max(honest), min(cheats)
+    worst, nearest = max(honest), min(c[2] for c in cheats)
     tol, honest_margin, cheat_margin = recommend(worst, nearest)
+    missed = [f"{label} ({where}, {d:.2e})" for where, label, d in cheats if d < tol]
+    nearest_caught = min((d for _, _, d in cheats if d >= tol), default=math.inf)
     print(
         f"model {spec.model}, segment {spec.training.segment_steps} steps, "
         f"batch {spec.training.batch_size}, precision {spec.training.precision}, "
@@ -236,9 +240,11 @@ def main() -> None:
         )
     print(
         f"worst honest {worst:.2e}, nearest cheat {nearest:.2e}: recommended tolerance "
-        f"{tol:g} ({honest_margin:.0f}x above honest, {cheat_margin:.0f}x below the nearest "
-        f"cheat)"
+        f"{tol:g} ({honest_margin:.1f}x above honest, nearest cheat at {cheat_margin:.2g}x it; "
+        f"nearest caught cheat {nearest_caught:.2e}, {nearest_caught / tol:.1f}x above)"
     )
+    if missed:
+        print("cheats inside that tolerance (NOT caught): " + "; ".join(missed))
     print(
         json.dumps(
             {
@@ -258,6 +264,8 @@ def main() -> None:
                 "recommended_tolerance": tol,
                 "honest_margin": honest_margin,
                 "cheat_margin": cheat_margin,
+                "nearest_caught_cheat": nearest_caught,
+                "cheats_not_caught": missed,
                 "seconds": round(time.perf_counter() - began, 1),
             }
         )

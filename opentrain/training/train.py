@@ -51,8 +51,9 @@ def autocast(
 ) -> contextlib.AbstractContextManager[None]:
     """The precision context of a forward pass: none for ``fp32``; for ``bf16``, torch
     autocast to bfloat16 on the state's device (CPU and CUDA alike). Parameters, gradients
-    and AdamW state stay float32 (autocast casts copies for its ops; the loss is float32),
-    so only the forward and backward arithmetic is bf16 and checkpoints keep their dtypes."""
+    and AdamW state stay float32 (autocast casts copies for its matmuls; the residual stream
+    and the loss stay float32), so only forward and backward arithmetic is bf16 and
+    checkpoints keep their dtypes."""
     if training.precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
