@@ -276,8 +276,8 @@ def measure(name: str, root: Path, quick: bool) -> dict[str, Any]:
         "published_ratio": before / after,
         **shares["wall"],  # same clock on both sides of each ratio
         "cpu_clock": shares["cpu"],  # a lower bound: misses fsync and I/O waits
-        # SlotTrainer holds every checkpoint's bytes of a slot in memory until it publishes
-        # the manifest (node/worker.py): on top of the working set measured here
+        # what SlotTrainer held in memory on top of this working set before issue 16 (every
+        # checkpoint's bytes until the manifest); now only those queued for the upload thread
         "worker_held_checkpoint_bytes": (n + 1) * ckpt,
         "reexecution_share": K * C / H,
         "bench_seconds": time.perf_counter() - began,
@@ -317,6 +317,13 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| params | CPU s/step | checkpoint | published/slot now | on demand | ratio "
@@ -326,10 +333,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(
             f"| {r['params'] / 1e6:.2f}M | {r['seconds_per_step']:.3g} "
-            f"| {r['checkpoint_bytes'] / 1e6:.3g} MB | {r['published_before_bytes'] / 1e6:.4g} MB "
-            f"| {r['published_after_bytes'] / 1e6:.4g} MB | {r['published_ratio']:.1f}x "
-            f"| {100 * r['proof_overhead_before']:.2f} % | {100 * r['proof_overhead_after']:.2f} % "
-            f"| {100 * r['verifier_share']:.2f} % | {r['node_peak_rss'] / 2**20:.0f} MiB "
+            f"| {_bytes(r['checkpoint_bytes'])} | {_bytes(r['published_before_bytes'])} "
+            f"| {_bytes(r['published_after_bytes'])} | {r['published_ratio']:.1f}x "
+            f"| {100 * r['proof_overhead_before']:.1f} % | {100 * r['proof_overhead_after']:.1f} % "
+            f"| {100 * r['verifier_share']:.1f} % | {r['node_peak_rss'] / 2**20:.0f} MiB "
             f"| {r['verifier_peak_rss'] / 2**20:.0f} MiB |"
         )
     return "\n".join(lines)
