@@ -103,44 +103,50 @@ class SlotTrainer:
         Each checkpoint is on local disk (atomically) before it counts; writing it, hashing it
         and publishing it to the content store run in one background thread, in order, while
         the next segment trains. A crash mid-write leaves only a temp file behind, so a resume
-        finds the checkpoints before it and retrains that one segment."""
+        finds the checkpoints before it and retrains that one segment. Only the checkpoint
+        being trained from and those still queued for the background thread are in memory (a
+        slot's checkpoints together are (H/c + 1) x 12 bytes per parameter)."""
         spec = job.spec
         if why := self.refusal(spec):
             raise ValueError(why)
         if self.nproc > 1 and segment_fn is not honest_segment:
             raise ValueError("a custom segment function runs in one process only (nproc 1)")
         folder = self._slot_dir(job.job_id, round_, slot)
-        blobs = self._resume(spec, folder, global_model, round_, slot)
+        count = self._resume(spec, folder, global_model, round_, slot)
         if self.nproc > 1:
-            return self._train_ddp(job, folder, blobs, round_, slot, progress)
-        state = decode_checkpoint(spec, blobs[-1], round=round_, slot=slot)
+            return self._train_ddp(job, folder, count, round_, slot, progress)
+        last = _ckpt(folder, count - 1).read_bytes()
+        state = decode_checkpoint(spec, last, round=round_, slot=slot)
+        del last
         total = spec.training.num_segments
 
-        def persist(index: int, data: bytes) -> str:
-            write_atomically(folder / f"ckpt-{index}.safetensors", [data], durable=True)
-            return self.store.put_bytes(data)
+        def persist(index: int, data: bytes) -> tuple[str, bytes]:
+            write_atomically(_ckpt(folder, index), [data], durable=True)
+            return self.store.put_bytes(data), digest(data)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="persist") as background:
-            cids = [background.submit(self.store.put_bytes, b) for b in blobs]
-            digests = [background.submit(digest, b) for b in blobs]
-            while len(blobs) <= total:
+            done = [background.submit(self._publish_file, _ckpt(folder, i)) for i in range(count)]
+            while count <= total:
                 state = segment_fn(spec, state, round_, slot)
-                data = encode_checkpoint(state, round_, slot)
-                cids.append(background.submit(persist, len(blobs), data))
-                digests.append(background.submit(digest, data))
-                blobs.append(data)
+                done.append(
+                    background.submit(persist, count, encode_checkpoint(state, round_, slot))
+                )
+                count += 1
                 self.timings.segments += 1
                 if progress:
-                    progress(len(blobs) - 1, total)
-            published = [c.result() for c in cids]
-            hashed = [d.result() for d in digests]
-        return self._publish(job, blobs, published, round_, slot, hashed)
+                    progress(count - 1, total)
+            published = [d.result() for d in done]
+        return self._publish(job, published, round_, slot)
+
+    def _publish_file(self, path: Path) -> tuple[str, bytes]:
+        data = path.read_bytes()
+        return self.store.put_bytes(data), digest(data)
 
     def _train_ddp(
         self,
         job: LoadedJob,
         folder: Path,
-        blobs: list[bytes],
+        count: int,
         round_: int,
         slot: int,
         progress: ProgressFn | None,
@@ -151,49 +157,42 @@ class SlotTrainer:
         total = spec.training.num_segments
         data_dir = export_job_data(spec, self.store, self.workdir / f"job-{job.job_id}" / "data")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as uploads:
-            cids = [uploads.submit(self.store.put_bytes, b) for b in blobs]
+            done = [uploads.submit(self._publish_file, _ckpt(folder, i)) for i in range(count)]
 
             def publish(data: bytes) -> None:
-                blobs.append(data)
-                cids.append(uploads.submit(self.store.put_bytes, data))
+                done.append(uploads.submit(lambda: (self.store.put_bytes(data), digest(data))))
                 self.timings.segments += 1
                 if progress:
-                    progress(len(blobs) - 1, total)
+                    progress(len(done) - 1, total)
 
             train_slot_ddp(
                 spec, folder, round_, slot, self.nproc, data_dir=data_dir, on_checkpoint=publish
             )
-            published = [c.result() for c in cids]
-        if len(blobs) != total + 1:
-            raise DDPError(f"{folder} holds {len(blobs)} checkpoints, expected {total + 1}")
-        return self._publish(job, blobs, published, round_, slot)
+            published = [d.result() for d in done]
+        if len(published) != total + 1:
+            raise DDPError(f"{folder} holds {len(published)} checkpoints, expected {total + 1}")
+        return self._publish(job, published, round_, slot)
 
     def _resume(
         self, spec: JobSpec, folder: Path, global_model: bytes, round_: int, slot: int
-    ) -> list[bytes]:
-        """Checkpoints already on disk, in order; checkpoint 0 created from G_r if absent."""
-        first = folder / "ckpt-0.safetensors"
+    ) -> int:
+        """How many checkpoints are already on disk, in order (checkpoint 0 created from G_r
+        if absent)."""
+        first = _ckpt(folder, 0)
         if not first.exists():
             state = fresh_state(spec, decode_params(spec, global_model))
             write_atomically(first, [encode_checkpoint(state, round_, slot)], durable=True)
-        blobs: list[bytes] = []
-        while (path := folder / f"ckpt-{len(blobs)}.safetensors").exists():
-            blobs.append(path.read_bytes())
-        return blobs[: spec.training.num_segments + 1]
+        count = 0
+        while count <= spec.training.num_segments and _ckpt(folder, count).exists():
+            count += 1
+        return count
 
     def _publish(
-        self,
-        job: LoadedJob,
-        blobs: list[bytes],
-        cids: list[str],
-        round_: int,
-        slot: int,
-        digests: list[bytes] | None = None,
+        self, job: LoadedJob, published: list[tuple[str, bytes]], round_: int, slot: int
     ) -> SlotResult:
-        hashes = digests if digests is not None else [digest(b) for b in blobs]
+        """Manifest of (CID, sha256) per checkpoint, in order, published; the slot's result."""
         refs = tuple(
-            CheckpointRef(index=i, cid=cid, sha256=sha)
-            for i, (cid, sha) in enumerate(zip(cids, hashes, strict=True))
+            CheckpointRef(index=i, cid=cid, sha256=sha) for i, (cid, sha) in enumerate(published)
         )
         manifest = TraceManifest(
             job_id=job.job_id,
@@ -210,6 +209,10 @@ class SlotTrainer:
             manifest_cid=manifest_cid,
             manifest=manifest,
         )
+
+
+def _ckpt(folder: Path, index: int) -> Path:
+    return folder / f"ckpt-{index}.safetensors"
 
 
 class NodeWorker:

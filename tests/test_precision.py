@@ -55,6 +55,9 @@ def test_precision_is_in_the_spec_and_fp32_digests_are_unchanged() -> None:
     again = json.loads(canonical_json(fp32))
     again["training"]["precision"] = "fp32"  # spelled out, it is the same job
     assert spec_digest(parse_spec(json.dumps(again))) == spec_digest(fp32)
+    # the presets give a bf16 job the bf16 tolerance
+    preset = small_gpt_spec(training=fp32.training.model_copy(update={"precision": "bf16"}))
+    assert preset.verification.tolerance == BF16_TOLERANCE
     with pytest.raises(ValueError, match="precision"):
         again["training"]["precision"] = "fp16"
         parse_spec(json.dumps(again))

@@ -25,7 +25,8 @@ def default_demo_spec(**overrides: Any) -> JobSpec:
     part names the builtin corpus by CID, which is computed locally, so the spec exists
     before anything is published; ``opentrain.corpus.publish_corpus`` stores the same bytes.
 
-    Top-level fields may be overridden, e.g. ``default_demo_spec(rounds=3)``."""
+    Top-level fields may be overridden, e.g. ``default_demo_spec(rounds=3)``; a bf16
+    ``training`` gets ``BF16_TOLERANCE`` unless ``verification`` is given too."""
     from opentrain.training.corpus import builtin_corpus_spec
 
     fields: dict[str, Any] = {
@@ -47,6 +48,10 @@ def default_demo_spec(**overrides: Any) -> JobSpec:
         "verification": VerificationSpec(mode="tolerance", tolerance=DEMO_TOLERANCE, samples=2),
     }
     fields.update(overrides)
+    if "verification" not in overrides and fields["training"].precision == "bf16":
+        fields["verification"] = VerificationSpec(
+            mode="tolerance", tolerance=BF16_TOLERANCE, samples=2
+        )
     return JobSpec(**fields)
 
 
