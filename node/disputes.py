@@ -113,8 +113,9 @@ class Aftercare:
     def prune_settled(self) -> int:
         """Remove the local checkpoints of every contribution settled for good (see
         ``retention.contribution_settled``); returns the bytes freed. A slot this node has
-        claimed again (its contribution was rejected) is left alone: the folder is the new
-        attempt's. Without a checkpoint folder (keep mode) nothing is removed."""
+        claimed or submitted again (its contribution was rejected) is left alone: the folder
+        is the new attempt's, pruned when that one settles. Without a checkpoint folder (keep
+        mode) nothing is removed."""
         if self.checkpoints is None:
             return 0
         chain = self.account.chain
@@ -125,7 +126,8 @@ class Aftercare:
                 continue
             c = contribution_info(chain, contribution_id)
             node, _, status, _ = chain.market.functions.slotState(c.job_id, c.round, c.slot).call()
-            if not (node.lower() == me and status == SlotStatus.CLAIMED):
+            again = status in (SlotStatus.CLAIMED, SlotStatus.SUBMITTED)
+            if not (node.lower() == me and again):  # else the folder is a newer attempt's
                 folder = slot_folder(self.checkpoints, c.job_id, c.round, c.slot)
                 gone = prune_slot(folder)
                 freed += gone
