@@ -11,7 +11,7 @@ the same checkpoint under conditions an honest node may differ in:
 and under the smallest cheats of the attack tests (1 % larger learning rate, one step short,
 another slot's shard). Distances are the max relative L2 over tensors of each kind (parameters,
 AdamW first and second moments); tolerance mode checks all three, so a run's figure is the
-largest of them. It recommends the smallest power of ten at least 10x above every honest
+largest of them. It recommends the smallest 1, 2 or 5 x 10^n at least 10x above every honest
 distance and reports its margin below the nearest cheat.
 
 With ``--precision bf16`` the job trains under bf16 autocast (``training.precision``); its
