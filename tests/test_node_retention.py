@@ -4,7 +4,12 @@ each slot uses is what ``node status`` prints."""
 
 from __future__ import annotations
 
-from conftest import Market
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import Market, deploy_on
 
 from node.daemon import NodeDaemon
 from node.retention import slot_folder, slot_usage
@@ -69,3 +74,32 @@ def test_settled_slots_are_pruned_unless_kept(market: Market) -> None:
     # the output stays available from the content store after the local copy is gone
     out = contribution_info(market.chain, contributions["pruning"] or 0).output_cid
     assert market.store.has(out)
+
+
+def test_node_status_prints_disk_use_per_slot(hardhat_rpc: str, tmp_path: Path) -> None:
+    market = deploy_on(hardhat_rpc, tmp_path)
+    node = market.new_account()
+    market.chain.deployment.save(tmp_path / "deployment.json")
+    for slot, sizes in ((0, (3 << 20, 3 << 20)), (1, (1 << 20,))):
+        folder = slot_folder(tmp_path / "node", 7, 2, slot)
+        folder.mkdir(parents=True)
+        for i, size in enumerate(sizes):
+            (folder / f"ckpt-{i}.safetensors").write_bytes(b"\0" * size)
+    env = {
+        **os.environ,
+        "OPENTRAIN_RPC_URL": market.chain.w3.provider.endpoint_uri,  # type: ignore[attr-defined]
+        "OPENTRAIN_HOME": str(tmp_path),
+        "OPENTRAIN_PRIVATE_KEY": "0x" + node.signer.key.hex(),
+        "COLUMNS": "200",
+    }
+    opentrain = str(Path(sys.executable).parent / "opentrain")
+    done = subprocess.run(
+        [opentrain, "node", "status"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()]
+    numbers = [[c for c in r if c.replace(".", "").isdigit()] for r in rows]
+    assert ["7", "2", "0", "2", "6.0"] in numbers and ["7", "2", "1", "1", "1.0"] in numbers
+    assert any(
+        "total" in line and "3" in line and "7.0" in line for line in done.stdout.splitlines()
+    )
