@@ -11,10 +11,14 @@ the same checkpoint under conditions an honest node may differ in:
 and under the smallest cheats of the attack tests (1 % larger learning rate, one step short,
 another slot's shard). Distances are the max relative L2 over tensors of each kind (parameters,
 AdamW first and second moments); tolerance mode checks all three, so a run's figure is the
-largest of them. It recommends the smallest power of ten at least 10x above every honest
+largest of them. It recommends the smallest 1, 2 or 5 x 10^n at least 10x above every honest
 distance and reports its margin below the nearest cheat.
 
-Run: python bench/determinism.py [--device cuda] [--quick]
+With ``--precision bf16`` the job trains under bf16 autocast (``training.precision``); its
+table adds an fp32 re-execution of the bf16 segment for reference (not an honest condition:
+the verifier re-executes under the job's precision).
+
+Run: python bench/determinism.py [--device cuda] [--quick] [--precision bf16] [--late-step N]
 Prints a table and one JSON line.
 """
 
@@ -118,19 +122,26 @@ def run_with_threads(
     return out.read_bytes()
 
 
-def start_checkpoints(spec: JobSpec, store: EmbeddedStore) -> dict[str, bytes]:
-    """Checkpoint 0 (G_0, fresh AdamW) and the last segment's start of slot (ROUND, SLOT)."""
+def start_checkpoints(
+    spec: JobSpec, store: EmbeddedStore, late_step: int | None = None
+) -> dict[str, bytes]:
+    """Checkpoint 0 (G_0, fresh AdamW) and a later segment start of slot (ROUND, SLOT): the
+    last segment's unless ``late_step`` (a multiple of segment_steps) says otherwise."""
     state = fresh_state(spec, model_params(build_model(spec.model)))
     first = encode_checkpoint(state, ROUND, SLOT)
     late_steps = (spec.training.num_segments - 1) * spec.training.segment_steps
+    if late_step is not None:
+        late_steps = late_step
     train_segment(spec, state, ROUND, SLOT, late_steps, data=data_source(spec, store))
     return {"first": first, f"step {late_steps}": encode_checkpoint(state, ROUND, SLOT)}
 
 
 def recommend(worst_honest: float, nearest_cheat: float) -> tuple[float, float, float]:
-    """Smallest power of ten >= 10x the worst honest distance (at least 1e-6), and the safety
-    margins on both sides."""
-    tol = 10.0 ** math.ceil(math.log10(max(worst_honest * 10.0, 1e-6)))
+    """Smallest of 1, 2, 5 x 10^n that is >= 10x the worst honest distance (at least 1e-6),
+    and the safety margins on both sides (below 1 on the cheat side: that cheat passes)."""
+    floor = max(worst_honest * 10.0, 1e-6)
+    decade = 10.0 ** math.floor(math.log10(floor))
+    tol = next(m * decade for m in (1.0, 2.0, 5.0, 10.0) if m * decade >= floor * (1 - 1e-12))
     honest_margin = tol / worst_honest if worst_honest > 0 else math.inf
     return tol, honest_margin, nearest_cheat / tol
 
@@ -139,6 +150,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--quick", action="store_true", help="the tiny test model instead")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument(
+        "--late-step", type=int, default=None, help="second start (default: the last segment's)"
+    )
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -147,18 +162,21 @@ def main() -> None:
 
     began = time.perf_counter()
     spec = small_gpt_spec() if args.quick else default_demo_spec()
+    spec = spec.model_copy(
+        update={"training": spec.training.model_copy(update={"precision": args.precision})}
+    )
     cuda = args.device == "cuda" and torch.cuda.is_available()
     if args.device == "cuda" and not cuda:
         print("CUDA requested but not available: CPU comparisons only")
     tmp = Path(tempfile.mkdtemp(prefix="opentrain-determinism-"))
     store = EmbeddedStore(tmp / "store")
     publish_corpus(store)
-    starts = start_checkpoints(spec, store)
+    starts = start_checkpoints(spec, store, args.late_step)
 
     cuda_error = ""
     rows: list[tuple[str, str, bool, dict[str, float]]] = []
     honest: list[float] = []
-    cheats: list[float] = []
+    cheats: list[tuple[str, str, float]] = []
     for where, start in starts.items():
         ref = run_segment(spec, start, store)
         t1 = run_with_threads(1, spec, start, store, tmp)
@@ -181,6 +199,12 @@ def main() -> None:
             d = distances(a, b, spec)
             rows.append((where, label, digest(a) == digest(b), d))
             honest.append(max(d.values()))  # tolerance mode checks every tensor
+        if spec.training.precision != "fp32":  # reference only: verifiers follow the spec
+            fspec = spec.model_copy(
+                update={"training": spec.training.model_copy(update={"precision": "fp32"})}
+            )
+            d = distances(ref, run_segment(fspec, start, store), spec)
+            rows.append((where, "(ref) fp32 re-execution", False, d))
         lr_spec = spec.model_copy(
             update={"training": spec.training.model_copy(update={"lr": spec.training.lr * 1.01})}
         )
@@ -194,13 +218,16 @@ def main() -> None:
         ]:
             d = distances(ref, cheat, spec)
             rows.append((where, label, False, d))
-            cheats.append(max(d.values()))  # caught if any tensor is off
+            cheats.append((where, label, max(d.values())))  # caught if any tensor is off
 
-    worst, nearest = max(honest), min(cheats)
+    worst, nearest = max(honest), min(c[2] for c in cheats)
     tol, honest_margin, cheat_margin = recommend(worst, nearest)
+    missed = [f"{label} ({where}, {d:.2e})" for where, label, d in cheats if d < tol]
+    nearest_caught = min((d for _, _, d in cheats if d >= tol), default=math.inf)
     print(
         f"model {spec.model}, segment {spec.training.segment_steps} steps, "
-        f"batch {spec.training.batch_size}, threads here {torch.get_num_threads()}"
+        f"batch {spec.training.batch_size}, precision {spec.training.precision}, "
+        f"threads here {torch.get_num_threads()}"
     )
     print(
         f"{'start':<10} {'comparison':<27} {'bits equal':>10} {'params':>10} "
@@ -213,9 +240,11 @@ def main() -> None:
         )
     print(
         f"worst honest {worst:.2e}, nearest cheat {nearest:.2e}: recommended tolerance "
-        f"{tol:g} ({honest_margin:.0f}x above honest, {cheat_margin:.0f}x below the nearest "
-        f"cheat)"
+        f"{tol:g} ({honest_margin:.1f}x above honest, nearest cheat at {cheat_margin:.2g}x it; "
+        f"nearest caught cheat {nearest_caught:.2e}, {nearest_caught / tol:.1f}x above)"
     )
+    if missed:
+        print("cheats inside that tolerance (NOT caught): " + "; ".join(missed))
     print(
         json.dumps(
             {
@@ -225,6 +254,7 @@ def main() -> None:
                 "torch": torch.__version__,
                 "model": spec.model.model_dump(),
                 "segment_steps": spec.training.segment_steps,
+                "precision": spec.training.precision,
                 "rows": [
                     {"start": w, "comparison": label, "bits_equal": same, **d}
                     for w, label, same, d in rows
@@ -232,6 +262,10 @@ def main() -> None:
                 "worst_honest": worst,
                 "nearest_cheat": nearest,
                 "recommended_tolerance": tol,
+                "honest_margin": honest_margin,
+                "cheat_margin": cheat_margin,
+                "nearest_caught_cheat": nearest_caught,
+                "cheats_not_caught": missed,
                 "seconds": round(time.perf_counter() - began, 1),
             }
         )

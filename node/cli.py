@@ -113,12 +113,16 @@ def withdraw() -> None:
 
 
 @node_app.command()
-def status() -> None:
-    """Stake, locks, earnings and open claims of this node.
+def status(
+    workdir: Annotated[Path | None, typer.Option(help="checkpoint folder")] = None,
+) -> None:
+    """Stake, locks, earnings and open claims of this node, and the disk its slots use.
 
     Example: opentrain node status
     """
     from rich.table import Table
+
+    from node.retention import slot_usage
 
     ctx = role_context()
     a = ctx.account
@@ -133,6 +137,22 @@ def status() -> None:
     ):
         table.add_row(what, f"{value / TOKEN:,.4f}")
     out.print(table)
+    slots = slot_usage(workdir or ctx.settings.home / "node")
+    disk = Table(title="checkpoints on disk (pruned once final and past the dispute window)")
+    for col in ("job", "round", "slot", "checkpoints", "MiB"):
+        disk.add_column(col, justify="right")
+    for i, s in enumerate(slots):
+        disk.add_row(
+            str(s.job_id),
+            str(s.round),
+            str(s.slot),
+            str(s.checkpoints),
+            f"{s.bytes / 2**20:,.1f}",
+            end_section=i == len(slots) - 1,
+        )
+    count, total = sum(s.checkpoints for s in slots), sum(s.bytes for s in slots)
+    disk.add_row("total", "", "", str(count), f"{total / 2**20:,.1f}")
+    out.print(disk)
 
 
 @node_app.command()
@@ -174,11 +194,20 @@ def run(
             "on the CPU); for tolerance-mode jobs whose batch size N divides",
         ),
     ] = 1,
+    keep_checkpoints: Annotated[
+        bool,
+        typer.Option(
+            "--keep-checkpoints",
+            help="keep every slot's local checkpoints (by default a slot's are removed once "
+            "its contribution is final and its dispute window has closed)",
+        ),
+    ] = False,
 ) -> None:
     """The daemon: pick a job and slot, claim, train, publish, submit; resumes after a crash.
 
     Between slots it tends what it submitted: a fail its own re-execution does not support is
-    contested (bond locked, committee drawn, dispute resolved), expired claims are released.
+    contested (bond locked, committee drawn, dispute resolved), expired claims are released,
+    and the checkpoints of slots settled for good are pruned (unless --keep-checkpoints).
 
     Example: opentrain node run --once
 
@@ -189,7 +218,13 @@ def run(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     ctx = role_context()
-    daemon = NodeDaemon(ctx.account, ctx.store, workdir or ctx.settings.home / "node", nproc=nproc)
+    daemon = NodeDaemon(
+        ctx.account,
+        ctx.store,
+        workdir or ctx.settings.home / "node",
+        nproc=nproc,
+        keep_checkpoints=keep_checkpoints,
+    )
     if metrics_port is not None:
         from node.metrics import serve
 

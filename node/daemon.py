@@ -94,11 +94,19 @@ class NodeDaemon:
         memory_limit: int | None = None,
         segment_fn: SegmentFn = honest_segment,
         nproc: int = 1,
+        keep_checkpoints: bool = False,
     ) -> None:
+        """``keep_checkpoints``: never prune a slot's local checkpoints (by default they go
+        once the contribution is final and its dispute window has closed)."""
         self.account = account
         self.store = store
         self.worker = NodeWorker(account, store, workdir, nproc)
-        self.aftercare = Aftercare(account, store, workdir / "aftercare.json")
+        self.aftercare = Aftercare(
+            account,
+            store,
+            workdir / "aftercare.json",
+            checkpoints=None if keep_checkpoints else workdir,
+        )
         self.memory_limit = memory_limit or available_memory()
         self.segment_fn = segment_fn
         # torch imports its optimizer machinery lazily (seconds): pay it before any claim

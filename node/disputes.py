@@ -1,6 +1,8 @@
 """The node's after-care for work it submitted or claimed: contest a fail that re-execution
 does not support, see its disputes through (draw the committee, resolve) and release its own
 claims that expired (their stake lock) instead of leaving them locked until someone takes over.
+Once a contribution is settled for good (final, dispute window closed) it also prunes that
+slot's local checkpoints (``node.retention``), unless told to keep them.
 
 Before contesting, the node re-checks its contribution exactly as a verifier would
 (:func:`opentrain.protocol.contribution.check_contribution`, the same shared code and the same
@@ -13,6 +15,7 @@ import json
 import logging
 from pathlib import Path
 
+from node.retention import contribution_settled, prune_slot, slot_folder
 from opentrain.chain.account import ChainAccount
 from opentrain.chain.types import ContributionStatus, Phase, SlotStatus, Verdict
 from opentrain.chain.views import contribution_info, verification_info
@@ -28,13 +31,25 @@ log = logging.getLogger("opentrain.node")
 class Aftercare:
     """Tracks this node's submissions and disputes from chain events (a cursor on disk)."""
 
-    def __init__(self, account: ChainAccount, store: ContentStore, state_file: Path) -> None:
+    def __init__(
+        self,
+        account: ChainAccount,
+        store: ContentStore,
+        state_file: Path,
+        checkpoints: Path | None = None,
+    ) -> None:
+        """``checkpoints``: the workdir holding this node's slot folders, pruned once their
+        contribution is settled; None keeps them (``node run --keep-checkpoints``)."""
         self.account = account
         self.store = store
         self.state_file = state_file
+        self.checkpoints = checkpoints
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
         self.next_block = int(state.get("next_block", account.chain.deployment.block))
         self.submitted: set[int] = set(state.get("submitted", []))
+        # submitted contributions whose slot folder has not been pruned yet
+        self.retained: set[int] = set(state.get("retained", []))
+        self.pruned_bytes = 0
         self.disputes: set[int] = set(state.get("disputes", []))
         self.upheld: set[int] = set(state.get("upheld", []))  # fails re-execution confirmed
         # (job, round, slot, deadline) of this node's claims, from its SlotClaimed events
@@ -48,6 +63,7 @@ class Aftercare:
             "submitted": sorted(self.submitted),
             "disputes": sorted(self.disputes),
             "upheld": sorted(self.upheld),
+            "retained": sorted(self.retained),
             "claims": sorted(self.claims),
         }
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +80,7 @@ class Aftercare:
             **window, argument_filters={"node": me}
         )
         self.submitted.update(int(e["args"]["contributionId"]) for e in subs)
+        self.retained.update(int(e["args"]["contributionId"]) for e in subs)
         claimed = chain.market.events.SlotClaimed.get_logs(**window, argument_filters={"node": me})
         self.claims.update(
             (int(a["jobId"]), int(a["round"]), int(a["slot"]), int(a["deadline"]))
@@ -89,8 +106,42 @@ class Aftercare:
             actions += sent
             if dispute.ruling:
                 self.disputes.discard(dispute_id)
+        self.prune_settled()
         self._save()
         return actions
+
+    def prune_settled(self) -> int:
+        """Remove the local checkpoints of every contribution settled for good (see
+        ``retention.contribution_settled``); returns the bytes freed. A slot this node has
+        claimed or submitted again (its contribution was rejected) is left alone: the folder
+        is the new attempt's, pruned when that one settles. Without a checkpoint folder (keep
+        mode) nothing is removed."""
+        if self.checkpoints is None:
+            return 0
+        chain = self.account.chain
+        me = self.account.address.lower()
+        freed = 0
+        for contribution_id in sorted(self.retained):
+            if not contribution_settled(chain, contribution_id):
+                continue
+            c = contribution_info(chain, contribution_id)
+            node, _, status, _ = chain.market.functions.slotState(c.job_id, c.round, c.slot).call()
+            again = status in (SlotStatus.CLAIMED, SlotStatus.SUBMITTED)
+            if not (node.lower() == me and again):  # else the folder is a newer attempt's
+                folder = slot_folder(self.checkpoints, c.job_id, c.round, c.slot)
+                gone = prune_slot(folder)
+                freed += gone
+                log.info(
+                    "pruned checkpoints of contribution %s (job %s round %s slot %s): %.1f MiB",
+                    contribution_id,
+                    c.job_id,
+                    c.round,
+                    c.slot,
+                    gone / 2**20,
+                )
+            self.retained.discard(contribution_id)
+        self.pruned_bytes += freed
+        return freed
 
     def _answer(self, contribution_id: int) -> int:
         """Contest a fail this node's own re-execution does not support."""

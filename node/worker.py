@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from node.ddp import DDPError, export_job_data, train_slot_ddp
+from node.retention import slot_folder
 from opentrain.chain.account import ChainAccount
 from opentrain.content.store import ContentStore, write_atomically
 from opentrain.protocol.codecs import has_residual, slot_update
@@ -37,9 +38,9 @@ from opentrain.training.checkpoint import (
 )
 from opentrain.training.train import split_error, train_segment
 
+Tensors = dict[str, torch.Tensor]
 SegmentFn = Callable[[JobSpec, TrainState, int, int], TrainState]
 ProgressFn = Callable[[int, int], None]
-Tensors = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class SlotTrainer:
         return f"--nproc {self.nproc}: {why}" if why else ""
 
     def _slot_dir(self, job_id: int, round_: int, slot: int) -> Path:
-        path = self.workdir / f"job-{job_id}" / f"round-{round_}" / f"slot-{slot}"
+        path = slot_folder(self.workdir, job_id, round_, slot)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -113,7 +114,9 @@ class SlotTrainer:
         Each checkpoint is on local disk (atomically) before it counts; writing it, hashing it
         and publishing it to the content store run in one background thread, in order, while
         the next segment trains. A crash mid-write leaves only a temp file behind, so a resume
-        finds the checkpoints before it and retrains that one segment."""
+        finds the checkpoints before it and retrains that one segment. Only the checkpoint
+        being trained from and those still queued for the background thread are in memory (a
+        slot's checkpoints together are (H/c + 1) x 12 bytes per parameter)."""
         spec = job.spec
         if why := self.refusal(spec):
             raise ValueError(why)
@@ -122,37 +125,37 @@ class SlotTrainer:
         if has_residual(spec) and residual is None:
             raise ValueError("this job's codec has error feedback: pass the slot's residual")
         folder = self._slot_dir(job.job_id, round_, slot)
-        blobs = self._resume(spec, folder, global_model, round_, slot)
+        count = self._resume(spec, folder, global_model, round_, slot)
         if self.nproc > 1:
             return self._train_ddp(
-                job, folder, blobs, round_, slot, progress, global_model, residual
+                job, folder, count, round_, slot, progress, global_model, residual
             )
-        state = decode_checkpoint(spec, blobs[-1], round=round_, slot=slot)
+        last = _ckpt(folder, count - 1).read_bytes()
+        state = decode_checkpoint(spec, last, round=round_, slot=slot)
+        del last
         total = spec.training.num_segments
 
-        def persist(index: int, data: bytes) -> str:
-            write_atomically(folder / f"ckpt-{index}.safetensors", [data], durable=True)
-            return self.store.put_bytes(data)
+        def persist(index: int, data: bytes) -> tuple[str, bytes]:
+            write_atomically(_ckpt(folder, index), [data], durable=True)
+            return self.store.put_bytes(data), digest(data)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="persist") as background:
-            cids = [background.submit(self.store.put_bytes, b) for b in blobs]
-            digests = [background.submit(digest, b) for b in blobs]
-            while len(blobs) <= total:
+            done = [background.submit(self._publish_file, _ckpt(folder, i)) for i in range(count)]
+            while count <= total:
                 state = segment_fn(spec, state, round_, slot)
-                data = encode_checkpoint(state, round_, slot)
-                cids.append(background.submit(persist, len(blobs), data))
-                digests.append(background.submit(digest, data))
-                blobs.append(data)
+                done.append(
+                    background.submit(persist, count, encode_checkpoint(state, round_, slot))
+                )
+                count += 1
                 self.timings.segments += 1
                 if progress:
-                    progress(len(blobs) - 1, total)
-            published = [c.result() for c in cids]
-            hashed = [d.result() for d in digests]
-        extra = self._publish_update(job, global_model, blobs[-1], residual)
-        return self._publish(job, blobs, published, round_, slot, hashed, extra)
+                    progress(count - 1, total)
+            published = [d.result() for d in done]
+        extra = self._publish_update(job, global_model, _ckpt(folder, total), residual)
+        return self._publish(job, published, round_, slot, extra)
 
     def _publish_update(
-        self, job: LoadedJob, global_model: bytes, output: bytes, residual: Tensors | None
+        self, job: LoadedJob, global_model: bytes, output: Path, residual: Tensors | None
     ) -> dict[str, ContentRef]:
         """Under error feedback: publish the update and new residual the output implies; their
         refs go into the manifest (nothing otherwise)."""
@@ -162,7 +165,7 @@ class SlotTrainer:
         update, new_residual = slot_update(
             spec,
             decode_params(spec, global_model),
-            state_params(decode_checkpoint(spec, output)),
+            state_params(decode_checkpoint(spec, output.read_bytes())),
             residual,
         )
         return {
@@ -170,11 +173,17 @@ class SlotTrainer:
             "residual": ContentRef(self.store.put_bytes(new_residual), digest(new_residual)),
         }
 
+    def _publish_file(self, path: Path) -> tuple[str, bytes]:
+        return self._publish_bytes(path.read_bytes())
+
+    def _publish_bytes(self, data: bytes) -> tuple[str, bytes]:
+        return self.store.put_bytes(data), digest(data)
+
     def _train_ddp(
         self,
         job: LoadedJob,
         folder: Path,
-        blobs: list[bytes],
+        count: int,
         round_: int,
         slot: int,
         progress: ProgressFn | None,
@@ -187,51 +196,48 @@ class SlotTrainer:
         total = spec.training.num_segments
         data_dir = export_job_data(spec, self.store, self.workdir / f"job-{job.job_id}" / "data")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as uploads:
-            cids = [uploads.submit(self.store.put_bytes, b) for b in blobs]
+            done = [uploads.submit(self._publish_file, _ckpt(folder, i)) for i in range(count)]
 
             def publish(data: bytes) -> None:
-                blobs.append(data)
-                cids.append(uploads.submit(self.store.put_bytes, data))
+                done.append(uploads.submit(self._publish_bytes, data))
                 self.timings.segments += 1
                 if progress:
-                    progress(len(blobs) - 1, total)
+                    progress(len(done) - 1, total)
 
             train_slot_ddp(
                 spec, folder, round_, slot, self.nproc, data_dir=data_dir, on_checkpoint=publish
             )
-            published = [c.result() for c in cids]
-        if len(blobs) != total + 1:
-            raise DDPError(f"{folder} holds {len(blobs)} checkpoints, expected {total + 1}")
-        extra = self._publish_update(job, global_model, blobs[-1], residual)
-        return self._publish(job, blobs, published, round_, slot, None, extra)
+            published = [d.result() for d in done]
+        if len(published) != total + 1:
+            raise DDPError(f"{folder} holds {len(published)} checkpoints, expected {total + 1}")
+        extra = self._publish_update(job, global_model, _ckpt(folder, total), residual)
+        return self._publish(job, published, round_, slot, extra)
 
     def _resume(
         self, spec: JobSpec, folder: Path, global_model: bytes, round_: int, slot: int
-    ) -> list[bytes]:
-        """Checkpoints already on disk, in order; checkpoint 0 created from G_r if absent."""
-        first = folder / "ckpt-0.safetensors"
+    ) -> int:
+        """How many checkpoints are already on disk, in order (checkpoint 0 created from G_r
+        if absent)."""
+        first = _ckpt(folder, 0)
         if not first.exists():
             state = fresh_state(spec, decode_params(spec, global_model))
             write_atomically(first, [encode_checkpoint(state, round_, slot)], durable=True)
-        blobs: list[bytes] = []
-        while (path := folder / f"ckpt-{len(blobs)}.safetensors").exists():
-            blobs.append(path.read_bytes())
-        return blobs[: spec.training.num_segments + 1]
+        count = 0
+        while count <= spec.training.num_segments and _ckpt(folder, count).exists():
+            count += 1
+        return count
 
     def _publish(
         self,
         job: LoadedJob,
-        blobs: list[bytes],
-        cids: list[str],
+        published: list[tuple[str, bytes]],
         round_: int,
         slot: int,
-        digests: list[bytes] | None = None,
         extra: dict[str, ContentRef] | None = None,
     ) -> SlotResult:
-        hashes = digests if digests is not None else [digest(b) for b in blobs]
+        """Manifest of (CID, sha256) per checkpoint, in order, published; the slot's result."""
         refs = tuple(
-            CheckpointRef(index=i, cid=cid, sha256=sha)
-            for i, (cid, sha) in enumerate(zip(cids, hashes, strict=True))
+            CheckpointRef(index=i, cid=cid, sha256=sha) for i, (cid, sha) in enumerate(published)
         )
         manifest = TraceManifest(
             job_id=job.job_id,
@@ -250,6 +256,10 @@ class SlotTrainer:
             manifest_cid=manifest_cid,
             manifest=manifest,
         )
+
+
+def _ckpt(folder: Path, index: int) -> Path:
+    return folder / f"ckpt-{index}.safetensors"
 
 
 class NodeWorker:

@@ -134,6 +134,11 @@ class TrainingSpec(_Frozen):
     # Legacy spelling of ``diloco.compression = "int8"`` (existing specs keep their bytes);
     # "int8" here with compression "none" or "int8" means the int8 codec.
     pseudo_gradient: Literal["float32", "int8"] = "float32"
+    # "bf16": forward and backward under autocast (bfloat16 matmuls), with float32 master
+    # weights, gradients and AdamW state; checkpoints stay float32. Verifiers re-execute under
+    # the same precision (train_segment follows the spec). Jobs in bf16 need the looser
+    # tolerance of docs/determinism.md (presets.BF16_TOLERANCE).
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     @model_validator(mode="after")
     def _segments_tile_the_slot(self) -> Self:
@@ -243,17 +248,26 @@ class JobSpec(_Frozen):
 
 
 _DEFAULT_DILOCO = DilocoSpec().model_dump(mode="json")
+# Fields added after specs were first committed on chain, with the value every older spec
+# means: canonical_json leaves them out at that value, so the digest of every spec written
+# before the field existed is unchanged (and parsing the shorter form gives the default back).
+_OMITTED_AT_DEFAULT: dict[tuple[str, str], object] = {("training", "precision"): "fp32"}
 
 
 def canonical_json(spec: JobSpec) -> bytes:
     """The one byte encoding of a spec: sorted keys, no whitespace, ASCII, floats by repr.
 
     Parsing these bytes gives back an equal spec, and equal specs give equal bytes, so
-    ``spec_digest`` identifies a job."""
+    ``spec_digest`` identifies a job. Fields in ``_OMITTED_AT_DEFAULT`` are left out while
+    they hold their default (e.g. ``training.precision`` "fp32"), so adding them changed no
+    existing digest."""
     doc = spec.model_dump(mode="json")
     if doc["diloco"] == _DEFAULT_DILOCO:
         # Specs written before the ``diloco`` part keep their bytes, hence their digests.
         del doc["diloco"]
+    for (section, key), default in _OMITTED_AT_DEFAULT.items():
+        if doc[section].get(key) == default:
+            del doc[section][key]
     text = json.dumps(
         doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )

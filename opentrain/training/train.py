@@ -9,6 +9,8 @@ across processes when torch.distributed is initialized (``node/ddp.py``: torchru
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -22,6 +24,7 @@ from opentrain.training.determinism import derive_seed, set_determinism
 from opentrain.training.models import build_model
 
 __all__ = [
+    "autocast",
     "compute_loss",
     "evaluate_loss",
     "split_error",
@@ -41,6 +44,19 @@ def compute_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Te
 
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def autocast(
+    training: TrainingSpec, device: torch.device
+) -> contextlib.AbstractContextManager[None]:
+    """The precision context of a forward pass: none for ``fp32``; for ``bf16``, torch
+    autocast to bfloat16 on the state's device (CPU and CUDA alike). Parameters, gradients
+    and AdamW state stay float32 (autocast casts copies for its matmuls; the residual stream
+    and the loss stay float32), so only forward and backward arithmetic is bf16 and
+    checkpoints keep their dtypes."""
+    if training.precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def world() -> tuple[int, int]:
@@ -93,7 +109,9 @@ def train_segment(
     are accumulated (each slice's mean loss scaled by 1/m): the same update up to float
     rounding, for nodes whose memory holds only a slice. The learning rate of step ``t`` is
     ``training.lr_at(t)``. ``data`` defaults to the job's cached source
-    (``data.data_source``).
+    (``data.data_source``). With ``training.precision = "bf16"`` every forward pass runs under
+    ``autocast`` (bf16 matmuls, float32 master weights and optimizer state); a verifier
+    re-executing the segment gets the same precision from the spec.
 
     Under torch.distributed with W > 1 processes (``node run --nproc W``) every rank runs
     this with the same state: rank r takes share r of W equal shares of each batch (cut
@@ -128,11 +146,12 @@ def train_segment(
             group["lr"] = spec.training.lr_at(state.step)
         state.optimizer.zero_grad(set_to_none=True)
         if net is not None:
-            _ddp_backward(net, x, y, m)
+            _ddp_backward(net, x, y, m, spec.training)
         else:
             step_loss = 0.0
             for xs, ys in zip(x.chunk(m), y.chunk(m), strict=True):
-                loss = compute_loss(state.model, xs, ys)
+                with autocast(spec.training, device):
+                    loss = compute_loss(state.model, xs, ys)
                 (loss if m == 1 else loss / m).backward()  # type: ignore[no-untyped-call]
                 if losses is not None:
                     step_loss += float(loss.detach()) / m
@@ -143,15 +162,21 @@ def train_segment(
     return state
 
 
-def _ddp_backward(net: DistributedDataParallel, x: torch.Tensor, y: torch.Tensor, m: int) -> None:
+def _ddp_backward(
+    net: DistributedDataParallel, x: torch.Tensor, y: torch.Tensor, m: int, training: TrainingSpec
+) -> None:
     """Accumulate this rank's m slices; the last backward all-reduces (DDP averages over
     ranks), the others run forward and backward under ``no_sync``."""
+    device = x.device
     slices = list(zip(x.chunk(m), y.chunk(m), strict=True))
     for xs, ys in slices[:-1]:
         with net.no_sync():
-            (compute_loss(net, xs, ys) / m).backward()  # type: ignore[no-untyped-call]
+            with autocast(training, device):
+                part = compute_loss(net, xs, ys)
+            (part / m).backward()  # type: ignore[no-untyped-call]
     xs, ys = slices[-1]
-    loss = compute_loss(net, xs, ys)
+    with autocast(training, device):
+        loss = compute_loss(net, xs, ys)
     (loss if m == 1 else loss / m).backward()  # type: ignore[no-untyped-call]
 
 
