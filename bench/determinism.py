@@ -11,10 +11,11 @@ the same checkpoint under conditions an honest node may differ in:
 and under the smallest cheats of the attack tests (1 % larger learning rate, one step short,
 another slot's shard). Distances are the max relative L2 over tensors of each kind (parameters,
 AdamW first and second moments); tolerance mode checks all three, so a run's figure is the
-largest of them. It recommends the smallest power of ten at least 10x above every honest
-distance and reports its margin below the nearest cheat.
+largest of them. Per group it recommends the smallest power of ten at least 10x above every
+honest distance of that group (the spec's ``verification.tolerances``), and reports, for each
+cheat, by how far the group that gives it away lands above its tolerance.
 
-Run: python bench/determinism.py [--device cuda] [--quick]
+Run: python bench/determinism.py [--device cuda] [--quick] [--warmup N] [--late-only]
 Prints a table and one JSON line.
 """
 
@@ -118,13 +119,47 @@ def run_with_threads(
     return out.read_bytes()
 
 
-def start_checkpoints(spec: JobSpec, store: EmbeddedStore) -> dict[str, bytes]:
+def start_checkpoints(
+    spec: JobSpec, store: EmbeddedStore, *, late: bool = True
+) -> dict[str, bytes]:
     """Checkpoint 0 (G_0, fresh AdamW) and the last segment's start of slot (ROUND, SLOT)."""
     state = fresh_state(spec, model_params(build_model(spec.model)))
     first = encode_checkpoint(state, ROUND, SLOT)
+    if not late:
+        return {"first": first}
     late_steps = (spec.training.num_segments - 1) * spec.training.segment_steps
     train_segment(spec, state, ROUND, SLOT, late_steps, data=data_source(spec, store))
     return {"first": first, f"step {late_steps}": encode_checkpoint(state, ROUND, SLOT)}
+
+
+GROUPS = ("params", "exp_avg", "exp_avg_sq")
+
+
+def per_group(
+    rows: list[tuple[str, str, bool, dict[str, float]]],
+) -> tuple[dict[str, dict[str, float]], list[dict[str, object]]]:
+    """Per group: worst honest distance, recommended tolerance and its honest margin; per
+    cheat: each group's distance over its tolerance, and which group catches it by most."""
+    groups: dict[str, dict[str, float]] = {}
+    for g in GROUPS:
+        worst = max(d[g] for _, label, _, d in rows if not label.startswith("CHEAT"))
+        nearest = min(d[g] for _, label, _, d in rows if label.startswith("CHEAT"))
+        tol, honest_margin, _ = recommend(worst, nearest)
+        groups[g] = {
+            "worst_honest": worst,
+            "tolerance": tol,
+            "honest_margin": honest_margin,
+            "nearest_cheat": nearest,
+        }
+    cheats: list[dict[str, object]] = []
+    for where, label, _, d in rows:
+        if label.startswith("CHEAT"):
+            ratios = {g: d[g] / groups[g]["tolerance"] for g in GROUPS}
+            best = max(ratios, key=lambda g: ratios[g])
+            cheats.append(
+                {"start": where, "cheat": label, "caught_by": best, "margin": ratios[best]}
+            )
+    return groups, cheats
 
 
 def recommend(worst_honest: float, nearest_cheat: float) -> tuple[float, float, float]:
@@ -139,6 +174,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--quick", action="store_true", help="the tiny test model instead")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="override training.warmup_steps (0: worst case)"
+    )
+    parser.add_argument(
+        "--late-only", action="store_true", help="only the last segment (skips checkpoint 0)"
+    )
+    parser.add_argument(
+        "--first-only", action="store_true", help="only the first segment (no long pre-training)"
+    )
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -147,13 +191,19 @@ def main() -> None:
 
     began = time.perf_counter()
     spec = small_gpt_spec() if args.quick else default_demo_spec()
+    if args.warmup is not None:
+        spec = spec.model_copy(
+            update={"training": spec.training.model_copy(update={"warmup_steps": args.warmup})}
+        )
     cuda = args.device == "cuda" and torch.cuda.is_available()
     if args.device == "cuda" and not cuda:
         print("CUDA requested but not available: CPU comparisons only")
     tmp = Path(tempfile.mkdtemp(prefix="opentrain-determinism-"))
     store = EmbeddedStore(tmp / "store")
     publish_corpus(store)
-    starts = start_checkpoints(spec, store)
+    starts = start_checkpoints(spec, store, late=not args.first_only)
+    if args.late_only:
+        starts.pop("first")
 
     cuda_error = ""
     rows: list[tuple[str, str, bool, dict[str, float]]] = []
@@ -216,6 +266,19 @@ def main() -> None:
         f"{tol:g} ({honest_margin:.0f}x above honest, {cheat_margin:.0f}x below the nearest "
         f"cheat)"
     )
+    groups, cheat_margins = per_group(rows)
+    print("per group (the spec's verification.tolerances):")
+    for g, v in groups.items():
+        print(
+            f"  {g:<10} worst honest {v['worst_honest']:.2e} -> tolerance {v['tolerance']:g} "
+            f"({v['honest_margin']:.0f}x above honest); nearest cheat in this group "
+            f"{v['nearest_cheat']:.2e}"
+        )
+    for c in cheat_margins:
+        print(
+            f"  {c['start']:<10} {c['cheat']:<27} caught by {c['caught_by']} at "
+            f"{c['margin']:.0f}x its tolerance"
+        )
     print(
         json.dumps(
             {
@@ -232,6 +295,9 @@ def main() -> None:
                 "worst_honest": worst,
                 "nearest_cheat": nearest,
                 "recommended_tolerance": tol,
+                "warmup_steps": spec.training.warmup_steps,
+                "groups": groups,
+                "cheat_margins": cheat_margins,
                 "seconds": round(time.perf_counter() - began, 1),
             }
         )
