@@ -191,7 +191,13 @@ class NodeDaemon:
         )
         segments_before = self.worker.trainer.timings.segments
         result = self.worker.trainer.train(
-            job, global_model, a.round, a.slot, segment_fn=self.segment_fn, progress=progress
+            job,
+            global_model,
+            a.round,
+            a.slot,
+            segment_fn=self.segment_fn,
+            progress=progress,
+            claimant=self.account.address,
         )
         trained = self.worker.trainer.timings.segments - segments_before
         metrics.SEGMENTS.inc(trained)

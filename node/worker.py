@@ -5,6 +5,10 @@ Merkle trace, publish the manifest and submit the contribution on-chain.
 A restart finds the checkpoints already on disk and continues from the last one, so a killed
 node loses at most one segment and ends with the same output digest.
 
+Every checkpoint is bound to this node's work (``protocol.binding``: its address, the job id,
+the spec digest): checkpoint 0 is G_r with fresh optimizer state and that binding, and each
+later one inherits it from the state it was trained from, in this process or the DDP workers.
+
 With ``nproc > 1`` the segments are trained by that many torchrun workers (``node.ddp``) from
 the same folder; this process still publishes, commits and submits.
 """
@@ -19,10 +23,12 @@ from pathlib import Path
 from node.ddp import DDPError, export_job_data, train_slot_ddp
 from opentrain.chain.account import ChainAccount
 from opentrain.content.store import ContentStore, write_atomically
+from opentrain.protocol.binding import Binding, binding_for
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import CheckpointRef, TraceManifest
 from opentrain.spec import JobSpec, spec_digest
 from opentrain.training.checkpoint import (
+    CheckpointError,
     TrainState,
     decode_checkpoint,
     decode_params,
@@ -96,8 +102,11 @@ class SlotTrainer:
         slot: int,
         segment_fn: SegmentFn = honest_segment,
         progress: ProgressFn | None = None,
+        *,
+        claimant: str,
     ) -> SlotResult:
-        """Train (or resume) the slot and publish every checkpoint and the manifest.
+        """Train (or resume) the slot as ``claimant``'s work and publish every checkpoint and
+        the manifest.
 
         Each checkpoint is on local disk (atomically) before it counts; writing it, hashing it
         and publishing it to the content store run in one background thread, in order, while
@@ -109,10 +118,11 @@ class SlotTrainer:
         if self.nproc > 1 and segment_fn is not honest_segment:
             raise ValueError("a custom segment function runs in one process only (nproc 1)")
         folder = self._slot_dir(job.job_id, round_, slot)
-        blobs = self._resume(spec, folder, global_model, round_, slot)
+        binding = binding_for(job, claimant)
+        blobs = self._resume(spec, folder, global_model, round_, slot, binding)
         if self.nproc > 1:
             return self._train_ddp(job, folder, blobs, round_, slot, progress)
-        state = decode_checkpoint(spec, blobs[-1], round=round_, slot=slot)
+        state = decode_checkpoint(spec, blobs[-1], round=round_, slot=slot, binding=binding)
         total = spec.training.num_segments
 
         def persist(index: int, data: bytes) -> str:
@@ -168,12 +178,26 @@ class SlotTrainer:
         return self._publish(job, blobs, published, round_, slot)
 
     def _resume(
-        self, spec: JobSpec, folder: Path, global_model: bytes, round_: int, slot: int
+        self,
+        spec: JobSpec,
+        folder: Path,
+        global_model: bytes,
+        round_: int,
+        slot: int,
+        binding: Binding,
     ) -> list[bytes]:
-        """Checkpoints already on disk, in order; checkpoint 0 created from G_r if absent."""
+        """Checkpoints already on disk, in order; checkpoint 0 created from G_r (bound to
+        ``binding``) if absent. Checkpoints on disk bound to anyone else (an older claim of
+        this slot by another account sharing the folder) are discarded, not resumed."""
         first = folder / "ckpt-0.safetensors"
+        if first.exists():
+            try:
+                decode_checkpoint(spec, first.read_bytes(), round_, slot, binding=binding)
+            except CheckpointError:
+                for stale in folder.glob("ckpt-*.safetensors"):
+                    stale.unlink()
         if not first.exists():
-            state = fresh_state(spec, decode_params(spec, global_model))
+            state = fresh_state(spec, decode_params(spec, global_model), binding)
             write_atomically(first, [encode_checkpoint(state, round_, slot)], durable=True)
         blobs: list[bytes] = []
         while (path := folder / f"ckpt-{len(blobs)}.safetensors").exists():
@@ -236,7 +260,9 @@ class NodeWorker:
             raise ValueError(why)
         global_model, _ = load_global_model(chain, self.store, job, round_)
         self.account.claim_slot(job_id, round_, slot)
-        result = self.trainer.train(job, global_model, round_, slot, segment_fn, progress)
+        result = self.trainer.train(
+            job, global_model, round_, slot, segment_fn, progress, claimant=self.account.address
+        )
         return self.account.submit_contribution(
             job_id,
             round_,

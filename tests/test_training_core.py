@@ -332,7 +332,7 @@ _THREAD_SCRIPT = textwrap.dedent(
     torch.set_num_threads(int(sys.argv[1]))
     from opentrain.training.checkpoint import encode_checkpoint, fresh_state, sha256_hex
     from opentrain.training.models import build_model, model_params
-    from opentrain.spec import mlp_demo_spec
+    from opentrain.protocol.presets import mlp_demo_spec
     from opentrain.training.train import train_segment
     spec = mlp_demo_spec()
     state = fresh_state(spec, model_params(build_model(spec.model)))

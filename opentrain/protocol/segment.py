@@ -7,6 +7,11 @@ from them: unchecked, they could be forged freely. A segment passes tolerance mo
 every distance is strictly below the tolerance, so a forgery that lands exactly on the
 tolerance (or is NaN) fails. The tolerance is calibrated by ``bench/determinism.py``
 (docs/determinism.md).
+
+Both checks take the binding the checkpoints must carry (``protocol.binding``): checkpoint 0
+must be G_r with fresh state *and that binding*, and a segment's start and end must carry it, so
+a trace bound to another claimant, job or spec fails before any training; re-execution then
+draws the binding's own batch order.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 import torch
 
 from opentrain.spec import JobSpec
+from opentrain.training.binding import Binding
 from opentrain.training.checkpoint import (
     CheckpointError,
     decode_checkpoint,
@@ -56,15 +62,27 @@ def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def check_initial_checkpoint(
-    spec: JobSpec, global_params: dict[str, torch.Tensor], claimed: bytes, round_: int, slot: int
+    spec: JobSpec,
+    global_params: dict[str, torch.Tensor],
+    claimed: bytes,
+    round_: int,
+    slot: int,
+    binding: Binding | None = None,
 ) -> SegmentCheck:
-    """Checkpoint 0 must be G_r with fresh optimizer state, byte for byte (no training needed)."""
-    expected = encode_checkpoint(fresh_state(spec, global_params), round_, slot)
+    """Checkpoint 0 must be G_r with fresh optimizer state and ``binding``, byte for byte (no
+    training needed)."""
+    expected = encode_checkpoint(fresh_state(spec, global_params, binding), round_, slot)
     same = digest(expected) == digest(claimed)
+    reason = "checkpoint 0 is G_r" if same else "checkpoint 0 is not G_r with fresh state"
+    if not same:
+        try:
+            decode_checkpoint(spec, claimed, round=round_, slot=slot, binding=binding)
+        except CheckpointError as exc:
+            reason = f"checkpoint 0: {str(exc).removeprefix('checkpoint: ')}"
     return SegmentCheck(
         index=-1,
         passed=same,
-        reason="checkpoint 0 is G_r" if same else "checkpoint 0 is not G_r with fresh state",
+        reason=reason,
         claimed_sha256=digest(claimed).hex(),
         recomputed_sha256=digest(expected).hex(),
     )
@@ -78,22 +96,24 @@ def check_segment(
     round_: int,
     slot: int,
     *,
+    binding: Binding | None = None,
     data: DataSource | None = None,
 ) -> SegmentCheck:
     """Re-run segment ``index`` from ``start`` and compare with ``claimed_end``.
 
-    Both checkpoints must be tagged with this (round, slot) and sit at the segment's step
-    numbers, so a checkpoint replayed from another slot or position fails before any
-    training. ``data`` is the job's data source (``data.data_source(spec, store)``)."""
+    Both checkpoints must be tagged with this (round, slot), carry ``binding`` (None: must be
+    unbound) and sit at the segment's step numbers, so a checkpoint replayed from another
+    slot, position or claimant fails before any training. ``data`` is the job's data source
+    (``data.data_source(spec, store)``)."""
     began = time.perf_counter()
     result = SegmentCheck(index, False, "", digest(claimed_end).hex())
     seg = spec.training.segment_steps
     try:
-        state = decode_checkpoint(spec, start, round=round_, slot=slot)
+        state = decode_checkpoint(spec, start, round=round_, slot=slot, binding=binding)
         if state.step != index * seg:
             result.reason = f"start checkpoint is at step {state.step}, expected {index * seg}"
             return result
-        claimed = decode_checkpoint(spec, claimed_end, round=round_, slot=slot)
+        claimed = decode_checkpoint(spec, claimed_end, round=round_, slot=slot, binding=binding)
         if claimed.step != (index + 1) * seg:
             result.reason = (
                 f"claimed checkpoint is at step {claimed.step}, expected {(index + 1) * seg}"

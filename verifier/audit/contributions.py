@@ -22,12 +22,13 @@ from opentrain.chain.views import (
     verification_info,
 )
 from opentrain.content.errors import ContentError
+from opentrain.protocol.binding import contribution_binding
 from opentrain.protocol.commitments import verify_proof
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import TraceManifest
 from opentrain.protocol.sampling import sample_indices
 from opentrain.protocol.segment import SegmentCheck, check_initial_checkpoint, check_segment
-from opentrain.spec import JobSpec
+from opentrain.spec import JobSpec, spec_digest
 from verifier.audit.accounting import as_int
 from verifier.audit.base import READ_ERRORS, AuditorBase, first_line
 from verifier.audit.report import AuditReport, Check
@@ -74,13 +75,16 @@ class ContributionAudit(AuditorBase):
         n = job.spec.training.num_segments
         where = (manifest.job_id, manifest.round, manifest.slot)
         shaped = (
-            where == (info.job_id, info.round, info.slot) and len(manifest.checkpoints) == n + 1
+            where == (info.job_id, info.round, info.slot)
+            and len(manifest.checkpoints) == n + 1
+            and manifest.spec_digest == spec_digest(job.spec)
         )
         if not report.add(
             subject,
             "manifest is for this job, round and slot and lists n + 1 checkpoints",
             shaped,
-            f"job, round, slot {where}, {len(manifest.checkpoints)} checkpoints for {n} segments",
+            f"job, round, slot {where}, {len(manifest.checkpoints)} checkpoints for {n} segments"
+            + ("" if manifest.spec_digest == spec_digest(job.spec) else ", another spec"),
         ):
             return None
         ok = manifest.trace_root == info.trace_root
@@ -211,6 +215,7 @@ class ContributionAudit(AuditorBase):
         failed = verdict == Verdict.FAIL
         stands = " (as the fail verdict says)" if failed else ""
         ours = _Reexecution()
+        binding = contribution_binding(job, info)  # the submitter's, as the verifier checks
         try:
             _, global_params = load_global_model(self.chain, self.store, job, info.round)
         except READ_ERRORS as exc:
@@ -224,7 +229,7 @@ class ContributionAudit(AuditorBase):
         else:
             if global_params is not None:
                 check = check_initial_checkpoint(
-                    job.spec, global_params, first, info.round, info.slot
+                    job.spec, global_params, first, info.round, info.slot, binding
                 )
                 ours.passed[-1], ours.checks[-1] = check.passed, check
                 report.add(
@@ -243,7 +248,7 @@ class ContributionAudit(AuditorBase):
                 report.add(subject, name, failed, first_line(exc) + stands)
                 continue
             began = time.perf_counter()
-            check = check_segment(job.spec, start, end, j, info.round, info.slot)
+            check = check_segment(job.spec, start, end, j, info.round, info.slot, binding=binding)
             report.verifier_seconds += time.perf_counter() - began
             ours.passed[j], ours.checks[j] = check.passed, check
             report.add(
