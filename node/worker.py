@@ -26,7 +26,7 @@ from opentrain.content.store import ContentStore, write_atomically
 from opentrain.protocol.binding import Binding, binding_for
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import CheckpointRef, TraceManifest
-from opentrain.spec import JobSpec, spec_digest
+from opentrain.spec import JobSpec
 from opentrain.training.checkpoint import (
     CheckpointError,
     TrainState,
@@ -222,7 +222,7 @@ class SlotTrainer:
             job_id=job.job_id,
             round=round_,
             slot=slot,
-            spec_digest=spec_digest(job.spec),
+            spec_digest=job.info.params.spec_digest,
             checkpoints=refs,
         )
         manifest_cid = self.store.put_bytes(manifest.to_json())

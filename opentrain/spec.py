@@ -17,12 +17,15 @@ __all__ = [
     "CorpusDataSpec",
     "DataSpec",
     "GPTSpec",
+    "GroupTolerances",
     "JobSpec",
     "MLPSpec",
     "ModelSpec",
     "RewardSpec",
     "SpecError",
     "SyntheticDataSpec",
+    "TENSOR_GROUPS",
+    "TensorGroup",
     "TrainingSpec",
     "VerificationSpec",
     "canonical_json",
@@ -166,12 +169,51 @@ class TrainingSpec(_Frozen):
         return self.lr
 
 
+# The float tensors of a training state, by kind: tolerance mode has one bound per kind.
+TensorGroup = Literal["params", "exp_avg", "exp_avg_sq"]
+TENSOR_GROUPS: tuple[TensorGroup, ...] = ("params", "exp_avg", "exp_avg_sq")
+
+
+class GroupTolerances(_Frozen):
+    """Tolerance mode's bound on the relative L2 distance of each tensor, per group: the
+    parameters, AdamW's first moments and its second moments. The defaults come from
+    ``bench/determinism.py`` on the demo job (docs/determinism.md): per group, the smallest
+    power of ten at least 10x above every honest distance measured. The groups' honest
+    spreads differ (parameters ~2e-7, moments ~2e-6), so one bound for all would leave the
+    parameters, the channel a node could steer the model through, 10x more room than noise
+    needs."""
+
+    params: float = Field(default=1e-5, gt=0.0, le=1.0)
+    exp_avg: float = Field(default=1e-4, gt=0.0, le=1.0)
+    exp_avg_sq: float = Field(default=1e-4, gt=0.0, le=1.0)
+
+
 class VerificationSpec(_Frozen):
-    """How verifiers compare a re-run segment with the committed next checkpoint."""
+    """How verifiers compare a re-run segment with the committed next checkpoint.
+
+    Tolerance mode bounds each tensor group by ``tolerances``. ``tolerance`` is the older
+    single bound: when set, it applies to every group (specs written before per-group bounds
+    keep their meaning) and ``tolerances`` must be left at its defaults."""
 
     mode: Literal["exact", "tolerance"] = "exact"
-    tolerance: float = Field(default=1e-4, gt=0.0, le=1.0)
+    tolerance: float | None = Field(default=None, gt=0.0, le=1.0)
+    tolerances: GroupTolerances = GroupTolerances()
     samples: int = Field(default=2, gt=0, le=1024)
+
+    @model_validator(mode="after")
+    def _one_kind_of_bound(self) -> Self:
+        if self.tolerance is not None and self.tolerances != GroupTolerances():
+            raise ValueError(
+                "give either tolerance (one bound for every tensor group) or tolerances "
+                "(per group), not both"
+            )
+        return self
+
+    def tolerance_for(self, group: TensorGroup) -> float:
+        """The bound tolerance mode applies to tensors of ``group``."""
+        if self.tolerance is not None:
+            return self.tolerance
+        return float(getattr(self.tolerances, group))
 
 
 class RewardSpec(_Frozen):

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from opentrain.chain.views import ContributionInfo
 from opentrain.protocol.jobs import LoadedJob
-from opentrain.spec import spec_digest
 from opentrain.training.binding import Binding
 
 __all__ = ["Binding", "binding_for", "contribution_binding"]
 
 
 def binding_for(job: LoadedJob, claimant: str) -> Binding:
-    """The binding of ``claimant``'s work on ``job`` (what a node writes into its checkpoints)."""
-    return Binding(claimant=claimant, job_id=job.job_id, spec_sha256=spec_digest(job.spec).hex())
+    """The binding of ``claimant``'s work on ``job`` (what a node writes into its checkpoints).
+    The spec digest is the on-chain one, which ``load_job`` checked the spec bytes against."""
+    digest = job.info.params.spec_digest
+    return Binding(claimant=claimant, job_id=job.job_id, spec_sha256=digest.hex())
 
 
 def contribution_binding(job: LoadedJob, info: ContributionInfo) -> Binding:

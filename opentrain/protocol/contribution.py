@@ -26,7 +26,6 @@ from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import ManifestError, TraceManifest
 from opentrain.protocol.sampling import sample_indices
 from opentrain.protocol.segment import SegmentCheck, check_initial_checkpoint, check_segment
-from opentrain.spec import spec_digest
 
 __all__ = ["ProgressFn", "VerificationReport", "check_contribution"]
 
@@ -107,7 +106,7 @@ def _checked_manifest(store: ContentStore, job: LoadedJob, info: ContributionInf
         raise ManifestError(f"manifest lists {len(manifest.checkpoints)} checkpoints, not {n + 1}")
     if (manifest.job_id, manifest.round, manifest.slot) != (info.job_id, info.round, info.slot):
         raise ManifestError("manifest is for another job, round or slot")
-    if manifest.spec_digest != spec_digest(job.spec):
+    if manifest.spec_digest != job.info.params.spec_digest:
         raise ManifestError("manifest is for another spec")
     if manifest.trace_root != info.trace_root:
         raise ManifestError("manifest digests do not match the on-chain trace root")

@@ -4,8 +4,9 @@ Exact mode compares sha256 digests; tolerance mode compares every float tensor o
 state (parameters and both AdamW moments) by relative L2 distance, for honest re-execution on
 different hardware (DESIGN section 3). Moments are compared too because the next segment starts
 from them: unchecked, they could be forged freely. A segment passes tolerance mode only if
-every distance is strictly below the tolerance, so a forgery that lands exactly on the
-tolerance (or is NaN) fails. The tolerance is calibrated by ``bench/determinism.py``
+every distance is strictly below its group's tolerance (``VerificationSpec.tolerance_for``:
+parameters, first moments, second moments each have their own), so a forgery that lands exactly
+on the tolerance (or is NaN) fails. The tolerance is calibrated by ``bench/determinism.py``
 (docs/determinism.md).
 
 Both checks take the binding the checkpoints must carry (``protocol.binding``): checkpoint 0
@@ -16,13 +17,14 @@ draws the binding's own batch order.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-from opentrain.spec import JobSpec
+from opentrain.spec import TENSOR_GROUPS, JobSpec, TensorGroup
 from opentrain.training.binding import Binding
 from opentrain.training.checkpoint import (
     CheckpointError,
@@ -54,8 +56,28 @@ class SegmentCheck:
         return asdict(self)
 
 
+def tensor_group(name: str) -> TensorGroup:
+    """The tolerance group of a state tensor (``checkpoint.state_tensors`` names)."""
+    if name.startswith("model."):
+        return "params"
+    if name.endswith(".exp_avg_sq"):
+        return "exp_avg_sq"
+    if name.endswith(".exp_avg"):
+        return "exp_avg"
+    raise ValueError(f"{name} is in no tolerance group")
+
+
+def group_maxima(distances: dict[str, float]) -> dict[str, float]:
+    """The largest distance per tolerance group."""
+    out = dict.fromkeys(TENSOR_GROUPS, 0.0)
+    for name, d in distances.items():
+        group = tensor_group(name)
+        out[group] = d if math.isnan(d) else max(out[group], d)
+    return out
+
+
 def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    """||a - b|| / max(||b||, tiny): scale-free, so one tolerance fits every tensor."""
+    """||a - b|| / max(||b||, tiny): scale-free, so one tolerance fits every tensor of a group."""
     diff = torch.linalg.vector_norm((a.double() - b.double()).flatten())
     ref = torch.linalg.vector_norm(b.double().flatten())
     return float(diff / max(float(ref), 1e-12))
@@ -149,8 +171,14 @@ def _compare(
         result.passed = same
         result.reason = digests
     else:
-        tol = spec.verification.tolerance
-        worst = result.max_relative_distance
-        result.passed = same or worst < tol  # NaN compares False: fails
+        v = spec.verification
+        maxima = group_maxima(result.distances)
+        over = [g for g in TENSOR_GROUPS if not maxima[g] < v.tolerance_for(g)]  # NaN: over
+        result.passed = same or not over
+        shown = over[:1] or [max(TENSOR_GROUPS, key=lambda g: maxima[g] / v.tolerance_for(g))]
+        g = shown[0]
         verdict = "below" if result.passed else "not below"
-        result.reason = f"{digests}; max relative L2 {worst:.3g} {verdict} tolerance {tol:g}"
+        result.reason = (
+            f"{digests}; max relative L2 of {g} {maxima[g]:.3g} {verdict} tolerance "
+            f"{v.tolerance_for(g):g}"
+        )

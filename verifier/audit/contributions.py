@@ -28,7 +28,7 @@ from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import TraceManifest
 from opentrain.protocol.sampling import sample_indices
 from opentrain.protocol.segment import SegmentCheck, check_initial_checkpoint, check_segment
-from opentrain.spec import JobSpec, spec_digest
+from opentrain.spec import JobSpec
 from verifier.audit.accounting import as_int
 from verifier.audit.base import READ_ERRORS, AuditorBase, first_line
 from verifier.audit.report import AuditReport, Check
@@ -77,14 +77,14 @@ class ContributionAudit(AuditorBase):
         shaped = (
             where == (info.job_id, info.round, info.slot)
             and len(manifest.checkpoints) == n + 1
-            and manifest.spec_digest == spec_digest(job.spec)
+            and manifest.spec_digest == job.info.params.spec_digest
         )
         if not report.add(
             subject,
             "manifest is for this job, round and slot and lists n + 1 checkpoints",
             shaped,
             f"job, round, slot {where}, {len(manifest.checkpoints)} checkpoints for {n} segments"
-            + ("" if manifest.spec_digest == spec_digest(job.spec) else ", another spec"),
+            + ("" if manifest.spec_digest == job.info.params.spec_digest else ", another spec"),
         ):
             return None
         ok = manifest.trace_root == info.trace_root
