@@ -9,11 +9,12 @@ the same checkpoint under conditions an honest node may differ in:
 - device: CPU vs CUDA and CUDA vs CUDA (with --device cuda; skipped without CUDA),
 
 and under the smallest cheats of the attack tests (1 % larger learning rate, one step short,
-another slot's shard). Distances are the max relative L2 over tensors of each kind (parameters,
-AdamW first and second moments); tolerance mode checks all three, so a run's figure is the
-largest of them. Per group it recommends the smallest power of ten at least 10x above every
-honest distance of that group (the spec's ``verification.tolerances``), and reports, for each
-cheat, by how far the group that gives it away lands above its tolerance.
+another slot's shard). Distances are the max relative L2 over tensors of each group (parameters,
+AdamW first and second moments, and the AdamW step direction the moments imply); tolerance mode
+checks all four, so a run's figure is the largest of them. Per group it recommends the smallest
+power of ten at least 10x above every honest distance of that group (the spec's
+``verification.tolerances``), and reports, for each cheat, by how far the group that gives it
+away lands above its tolerance.
 
 Run: python bench/determinism.py [--device cuda] [--quick] [--warmup N] [--late-only]
 Prints a table and one JSON line.
@@ -35,8 +36,8 @@ import torch
 
 from opentrain.content.embedded import EmbeddedStore
 from opentrain.protocol.presets import default_demo_spec, small_gpt_spec
-from opentrain.protocol.segment import relative_l2
-from opentrain.spec import JobSpec, canonical_json, parse_spec
+from opentrain.protocol.segment import compared_tensors, group_maxima, relative_l2
+from opentrain.spec import TENSOR_GROUPS, JobSpec, canonical_json, parse_spec
 from opentrain.training.checkpoint import (
     TrainState,
     decode_checkpoint,
@@ -54,15 +55,11 @@ ROUND, SLOT = 0, 1
 
 
 def distances(a: bytes, b: bytes, spec: JobSpec) -> dict[str, float]:
-    """Max relative L2 over parameters, first moments and second moments (separately)."""
-    sa, sb = decode_checkpoint(spec, a), decode_checkpoint(spec, b)
-    out = {"params": 0.0, "exp_avg": 0.0, "exp_avg_sq": 0.0}
-    for pa, pb in zip(sa.model.parameters(), sb.model.parameters(), strict=True):
-        out["params"] = max(out["params"], relative_l2(pa.detach(), pb.detach()))
-        for key in ("exp_avg", "exp_avg_sq"):
-            ma, mb = sa.optimizer.state[pa][key], sb.optimizer.state[pb][key]
-            out[key] = max(out[key], relative_l2(ma, mb))
-    return out
+    """Max relative L2 per group (parameters, first moments, second moments, AdamW step
+    direction), exactly as the verifier computes them (``segment.compared_tensors``)."""
+    ta = compared_tensors(spec, decode_checkpoint(spec, a))
+    tb = compared_tensors(spec, decode_checkpoint(spec, b))
+    return group_maxima({name: relative_l2(ta[name], tb[name]) for name in tb})
 
 
 def run_segment(
@@ -132,7 +129,7 @@ def start_checkpoints(
     return {"first": first, f"step {late_steps}": encode_checkpoint(state, ROUND, SLOT)}
 
 
-GROUPS = ("params", "exp_avg", "exp_avg_sq")
+GROUPS = TENSOR_GROUPS
 
 
 def per_group(
@@ -254,12 +251,12 @@ def main() -> None:
     )
     print(
         f"{'start':<10} {'comparison':<27} {'bits equal':>10} {'params':>10} "
-        f"{'exp_avg':>10} {'exp_avg_sq':>10}"
+        f"{'exp_avg':>10} {'exp_avg_sq':>10} {'update':>10}"
     )
     for where, label, same, d in rows:
         print(
             f"{where:<10} {label:<27} {str(same):>10} {d['params']:>10.2e} "
-            f"{d['exp_avg']:>10.2e} {d['exp_avg_sq']:>10.2e}"
+            f"{d['exp_avg']:>10.2e} {d['exp_avg_sq']:>10.2e} {d['update']:>10.2e}"
         )
     print(
         f"worst honest {worst:.2e}, nearest cheat {nearest:.2e}: recommended tolerance "

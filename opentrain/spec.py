@@ -169,9 +169,14 @@ class TrainingSpec(_Frozen):
         return self.lr
 
 
-# The float tensors of a training state, by kind: tolerance mode has one bound per kind.
-TensorGroup = Literal["params", "exp_avg", "exp_avg_sq"]
-TENSOR_GROUPS: tuple[TensorGroup, ...] = ("params", "exp_avg", "exp_avg_sq")
+# What tolerance mode compares, by kind, with one bound per kind: the float tensors of a
+# training state (parameters, AdamW's first and second moments) and the AdamW step direction
+# they imply, m_hat / (sqrt(v_hat) + eps) ("update"). The last is what the moments do to the
+# next steps: a first moment moved by a hair where the second moment is ~0 (a byte that never
+# occurs in the data) barely changes the moments' relative L2 but moves the parameters by
+# lr per step, so the moments alone leave a free channel to steer the model.
+TensorGroup = Literal["params", "exp_avg", "exp_avg_sq", "update"]
+TENSOR_GROUPS: tuple[TensorGroup, ...] = ("params", "exp_avg", "exp_avg_sq", "update")
 
 
 class GroupTolerances(_Frozen):
@@ -186,6 +191,7 @@ class GroupTolerances(_Frozen):
     params: float = Field(default=1e-5, gt=0.0, le=1.0)
     exp_avg: float = Field(default=1e-4, gt=0.0, le=1.0)
     exp_avg_sq: float = Field(default=1e-4, gt=0.0, le=1.0)
+    update: float = Field(default=1e-4, gt=0.0, le=1.0)
 
 
 class VerificationSpec(_Frozen):

@@ -27,7 +27,9 @@ import torch
 from opentrain.spec import TENSOR_GROUPS, JobSpec, TensorGroup
 from opentrain.training.binding import Binding
 from opentrain.training.checkpoint import (
+    ADAMW_EPS,
     CheckpointError,
+    TrainState,
     decode_checkpoint,
     digest,
     encode_checkpoint,
@@ -57,7 +59,9 @@ class SegmentCheck:
 
 
 def tensor_group(name: str) -> TensorGroup:
-    """The tolerance group of a state tensor (``checkpoint.state_tensors`` names)."""
+    """The tolerance group of a compared tensor (``compared_tensors`` names)."""
+    if name.startswith("update."):
+        return "update"
     if name.startswith("model."):
         return "params"
     if name.endswith(".exp_avg_sq"):
@@ -74,6 +78,27 @@ def group_maxima(distances: dict[str, float]) -> dict[str, float]:
         group = tensor_group(name)
         out[group] = d if math.isnan(d) else max(out[group], d)
     return out
+
+
+def compared_tensors(spec: JobSpec, state: TrainState) -> dict[str, torch.Tensor]:
+    """Everything tolerance mode compares: the state's tensors (``checkpoint.state_tensors``)
+    and, per parameter, the AdamW step direction its moments imply (``update.<name>``):
+    ``(m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)`` in float64, the step AdamW takes
+    next, before the learning rate. Bounding it bounds what forged moments can do to the
+    parameters, which a bound on the moments' own relative L2 does not (a tiny first moment
+    where the second is ~0 is a full-size step)."""
+    tensors = state_tensors(state)
+    t = state.step
+    b1, b2 = spec.training.beta1, spec.training.beta2
+    bc1 = 1.0 - b1**t if t > 0 else 1.0
+    bc2 = 1.0 - b2**t if t > 0 else 1.0
+    for name, _ in state.model.named_parameters():
+        m = tensors[f"optim.{name}.exp_avg"].double()
+        v = tensors[f"optim.{name}.exp_avg_sq"].double()
+        # a forged negative second moment has no square root: it is as far off as can be
+        root = torch.where(v >= 0, v, torch.full_like(v, math.nan)).sqrt()
+        tensors[f"update.{name}"] = (m / bc1) / (root / math.sqrt(bc2) + ADAMW_EPS)
+    return tensors
 
 
 def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -148,7 +173,8 @@ def check_segment(
     recomputed = encode_checkpoint(state, round_, slot)
     result.recomputed_sha256 = digest(recomputed).hex()
     result.seconds = time.perf_counter() - began
-    _compare(spec, result, state_tensors(state), state_tensors(claimed), claimed.step, state.step)
+    mine, theirs = compared_tensors(spec, state), compared_tensors(spec, claimed)
+    _compare(spec, result, mine, theirs, claimed.step, state.step)
     return result
 
 
