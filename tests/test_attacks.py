@@ -39,6 +39,7 @@ from opentrain.training.models import build_model, model_params
 from opentrain.training.train import train_segment
 
 ROUND, SLOT, OTHER_SLOT = 0, 1, 0
+UPDATE_TOL = GroupTolerances().update
 J = 2  # the attacked segment: checkpoint J -> J + 1
 Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -110,7 +111,8 @@ def test_honest_segment_passes(spec: JobSpec, trace: list[bytes], data: DataSour
         result = check_segment(spec, trace[j], trace[j + 1], j, ROUND, SLOT, data=data)
         assert result.passed, result.reason
         assert result.max_relative_distance == 0.0  # same machine, same threads: same bits
-        assert len(result.distances) == 3 * len(list(build_model(spec.model).parameters()))
+        # parameters, both moments and the step direction, of every parameter
+        assert len(result.distances) == 4 * len(list(build_model(spec.model).parameters()))
 
 
 # (a) no training ---------------------------------------------------------------------------
@@ -169,19 +171,26 @@ def test_c_noise_at_or_above_tolerance(
 def test_c_noise_on_optimizer_state_only(
     spec: JobSpec, trace: list[bytes], data: DataSource, group: TensorGroup
 ) -> None:
-    """Moments are checked too, each against its own group's bound: the next segment starts
-    from them."""
-    forged = _add_noise(spec, trace[J + 1], 1.0, group)
+    """Moments are checked too, each against its own group's bound (the next segment starts
+    from them), and through the step direction they imply: proportional noise at the moment's
+    bound is caught by the moment's group, additive noise a hundredth of it already by the
+    step direction (it lands on elements whose second moment is ~0)."""
+    forged = _add_noise(spec, trace[J + 1], 1.0, group, relative=True)
     assert f"of {group} " in _verify(spec, trace, forged, data)
+    forged = _add_noise(spec, trace[J + 1], 0.01, group)
+    assert "of update " in _verify(spec, trace, forged, data)
 
 
-@pytest.mark.parametrize("group", TENSOR_GROUPS)
+@pytest.mark.parametrize("group", ["params", "exp_avg", "exp_avg_sq"])
 def test_c_noise_well_below_tolerance_is_accepted(
     spec: JobSpec, trace: list[bytes], data: DataSource, group: TensorGroup
 ) -> None:
-    """The boundary is the group's tolerance: a tenth of it is indistinguishable from hardware
-    noise."""
-    forged = _add_noise(spec, trace[J + 1], 0.1, group)
+    """The boundary is the group's tolerance: a tenth of it (and of the step direction's, for
+    noise shaped like rounding, proportional to each element) is indistinguishable from
+    hardware noise."""
+    v = spec.verification
+    factor = 0.1 * min(1.0, v.tolerance_for("update") / v.tolerance_for(group))
+    forged = _add_noise(spec, trace[J + 1], factor, group, relative=group != "params")
     result = check_segment(spec, trace[J], forged, J, ROUND, SLOT, data=data)
     assert result.passed, result.reason
 
@@ -201,18 +210,19 @@ def test_c_parameter_noise_the_single_tolerance_let_through_is_caught(
 
 def test_verification_spec_tolerances_per_group_and_the_legacy_single_bound() -> None:
     v = VerificationSpec(mode="tolerance")
-    assert [v.tolerance_for(g) for g in TENSOR_GROUPS] == [1e-5, 1e-4, 1e-4]
+    assert [v.tolerance_for(g) for g in TENSOR_GROUPS] == [1e-5, 1e-4, 1e-4, UPDATE_TOL]
     legacy = VerificationSpec(mode="tolerance", tolerance=1e-3)
     assert {legacy.tolerance_for(g) for g in TENSOR_GROUPS} == {1e-3}
     custom = VerificationSpec(tolerances=GroupTolerances(params=1e-6, exp_avg_sq=5e-5))
-    assert [custom.tolerance_for(g) for g in TENSOR_GROUPS] == [1e-6, 1e-4, 5e-5]
+    assert [custom.tolerance_for(g) for g in TENSOR_GROUPS] == [1e-6, 1e-4, 5e-5, UPDATE_TOL]
     with pytest.raises(ValueError, match="not both"):
         VerificationSpec(tolerance=1e-4, tolerances=GroupTolerances(params=1e-6))
     # a spec written before per-group bounds still parses and keeps its single bound; the
     # canonical encoding round-trips either way
     spec = small_gpt_spec()
     old = canonical_json(spec).replace(
-        b'"tolerance":null,"tolerances":{"exp_avg":0.0001,"exp_avg_sq":0.0001,"params":1e-05}',
+        b'"tolerance":null,"tolerances":{"exp_avg":0.0001,"exp_avg_sq":0.0001,"params":1e-05,'
+        + f'"update":{UPDATE_TOL!r}}}'.encode(),
         b'"tolerance":0.0001',
     )
     assert old != canonical_json(spec)

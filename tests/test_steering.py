@@ -35,7 +35,7 @@ import torch
 from opentrain.content.embedded import EmbeddedStore
 from opentrain.protocol.presets import DEMO_TOLERANCE, default_demo_spec, small_gpt_spec
 from opentrain.protocol.segment import SegmentCheck, check_segment, group_maxima, tensor_group
-from opentrain.spec import TENSOR_GROUPS, JobSpec, TrainingSpec, VerificationSpec
+from opentrain.spec import TENSOR_GROUPS, JobSpec, TensorGroup, TrainingSpec, VerificationSpec
 from opentrain.training.checkpoint import (
     ADAMW_EPS,
     TrainState,
@@ -60,7 +60,7 @@ class Steering:
     passed: int  # segments whose forged end passed check_segment
     drift: float  # ||steered - honest|| / ||honest|| over all parameters of the output
     along: float  # the drift's component along D, relative to ||honest||
-    worst: dict[str, float]  # largest distance the verifier measured, per group
+    worst: dict[TensorGroup, float]  # largest distance the verifier measured, per group
 
     def to_dict(self) -> dict[str, object]:
         return {**self.__dict__}
@@ -128,7 +128,7 @@ def steer(
     directions = _directions(steered)
     start = encode_checkpoint(steered, ROUND, SLOT)
     passed, n = 0, segments or spec.training.num_segments
-    worst = dict.fromkeys(TENSOR_GROUPS, 0.0)
+    worst: dict[TensorGroup, float] = dict.fromkeys(TENSOR_GROUPS, 0.0)
     for j in range(n):
         train_segment(spec, honest, ROUND, SLOT, data=data)
         train_segment(spec, steered, ROUND, SLOT, data=data)
@@ -189,9 +189,10 @@ def test_steering_before_and_after_per_group_bounds(data: DataSource) -> None:
     assert after.passed == n
     for group in TENSOR_GROUPS:
         assert after.worst[group] < per_group.verification.tolerance_for(group)
-    # ... and its reach is about n pushes of BELOW x the parameters' bound
+    # ... and its reach is of the order of n pushes of BELOW x the parameters' bound (the
+    # moments, bounded through the step direction, add less than as much again)
     push = n * BELOW * per_group.verification.tolerance_for("params")
-    assert 0.5 * push < after.along <= after.drift < 2 * push
+    assert 0.5 * push < after.along <= after.drift < 3 * push
     assert after.drift < before.drift / 1000
 
 

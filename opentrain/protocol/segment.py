@@ -71,9 +71,9 @@ def tensor_group(name: str) -> TensorGroup:
     raise ValueError(f"{name} is in no tolerance group")
 
 
-def group_maxima(distances: dict[str, float]) -> dict[str, float]:
+def group_maxima(distances: dict[str, float]) -> dict[TensorGroup, float]:
     """The largest distance per tolerance group."""
-    out = dict.fromkeys(TENSOR_GROUPS, 0.0)
+    out: dict[TensorGroup, float] = dict.fromkeys(TENSOR_GROUPS, 0.0)
     for name, d in distances.items():
         group = tensor_group(name)
         out[group] = d if math.isnan(d) else max(out[group], d)
