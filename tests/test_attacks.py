@@ -137,10 +137,18 @@ def test_b_fewer_steps_than_claimed(spec: JobSpec, trace: list[bytes], data: Dat
 # (c) noise at or above the tolerance ----------------------------------------------------------
 
 
-def _add_noise(spec: JobSpec, raw: bytes, factor: float, group: TensorGroup = "params") -> bytes:
+def _add_noise(
+    spec: JobSpec,
+    raw: bytes,
+    factor: float,
+    group: TensorGroup = "params",
+    *,
+    relative: bool = False,
+) -> bytes:
     """Perturb every tensor of ``group`` (parameters or one AdamW moment) by seeded noise whose
     relative L2 size is ``factor`` x that group's tolerance, measured the way the verifier
-    measures it."""
+    measures it. ``relative``: noise proportional to each element (x (1 + e)), the shape of
+    rounding noise; else additive, spread evenly over the elements."""
     state = decode_checkpoint(spec, raw)
     gen = torch.Generator().manual_seed(1)
     bound = factor * spec.verification.tolerance_for(group)
@@ -148,9 +156,13 @@ def _add_noise(spec: JobSpec, raw: bytes, factor: float, group: TensorGroup = "p
         target = p.data if group == "params" else state.optimizer.state[p][group]
         honest = target.clone()
         noise = torch.randn(honest.shape, generator=gen)
-        if group == "exp_avg_sq":
+        if float(honest.norm()) == 0.0:
+            continue  # nothing to be relative to
+        if relative:
+            noise = noise * honest
+        elif group == "exp_avg_sq":
             noise = noise.abs()  # keep the second moment non-negative
-        scale = bound * float(honest.norm()) / float(noise.norm())
+        scale = bound * float(honest.norm()) / max(float(noise.norm()), 1e-30)
         while True:  # float32 rounding may land just short of the target: nudge up
             target.copy_(honest + noise * scale)
             if relative_l2(target, honest) >= bound:
