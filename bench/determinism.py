@@ -59,7 +59,8 @@ def distances(a: bytes, b: bytes, spec: JobSpec) -> dict[str, float]:
     direction), exactly as the verifier computes them (``segment.compared_tensors``)."""
     ta = compared_tensors(spec, decode_checkpoint(spec, a))
     tb = compared_tensors(spec, decode_checkpoint(spec, b))
-    return group_maxima({name: relative_l2(ta[name], tb[name]) for name in tb})
+    maxima = group_maxima({name: relative_l2(ta[name], tb[name]) for name in tb})
+    return {str(group): d for group, d in maxima.items()}
 
 
 def run_segment(
