@@ -1,13 +1,15 @@
 """Checking one segment of a contribution by re-execution: the rule verifier and auditor share.
 
 Exact mode compares sha256 digests; tolerance mode compares every float tensor of the training
-state (parameters and both AdamW moments) by relative L2 distance, for honest re-execution on
-different hardware (DESIGN section 3). Moments are compared too because the next segment starts
-from them: unchecked, they could be forged freely. A segment passes tolerance mode only if
-every distance is strictly below its group's tolerance (``VerificationSpec.tolerance_for``:
-parameters, first moments, second moments each have their own), so a forgery that lands exactly
-on the tolerance (or is NaN) fails. The tolerance is calibrated by ``bench/determinism.py``
-(docs/determinism.md).
+state (parameters and both AdamW moments) and the AdamW step direction the moments imply by
+relative L2 distance, for honest re-execution on different hardware (DESIGN section 3). Moments
+are compared too because the next segment starts from them: unchecked, they could be forged
+freely; the step direction because the moments' own distance does not bound what they do to
+the parameters (``compared_tensors``). A segment passes tolerance mode only if every distance
+is strictly below its group's tolerance (``VerificationSpec.tolerance_for``: parameters, first
+moments, second moments and step direction each have their own), so a forgery that lands
+exactly on the tolerance (or is NaN) fails. The tolerances are calibrated by
+``bench/determinism.py`` (docs/determinism.md).
 
 Both checks take the binding the checkpoints must carry (``protocol.binding``): checkpoint 0
 must be G_r with fresh state *and that binding*, and a segment's start and end must carry it, so
