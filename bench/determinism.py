@@ -9,16 +9,19 @@ the same checkpoint under conditions an honest node may differ in:
 - device: CPU vs CUDA and CUDA vs CUDA (with --device cuda; skipped without CUDA),
 
 and under the smallest cheats of the attack tests (1 % larger learning rate, one step short,
-another slot's shard). Distances are the max relative L2 over tensors of each kind (parameters,
-AdamW first and second moments); tolerance mode checks all three, so a run's figure is the
-largest of them. It recommends the smallest 1, 2 or 5 x 10^n at least 10x above every honest
-distance and reports its margin below the nearest cheat.
+another slot's shard). Distances are the max relative L2 over tensors of each group (parameters,
+AdamW first and second moments, and the AdamW step direction the moments imply); tolerance mode
+checks all four, so a run's figure is the largest of them. Per group it recommends the smallest
+power of ten at least 10x above every honest distance of that group (the spec's
+``verification.tolerances``), and reports, for each cheat, by how far the group that gives it
+away lands above its tolerance.
 
 With ``--precision bf16`` the job trains under bf16 autocast (``training.precision``); its
 table adds an fp32 re-execution of the bf16 segment for reference (not an honest condition:
 the verifier re-executes under the job's precision).
 
-Run: python bench/determinism.py [--device cuda] [--quick] [--precision bf16] [--late-step N]
+Run: python bench/determinism.py [--device cuda] [--quick] [--warmup N] [--late-only]
+     [--first-only] [--precision bf16] [--late-step N]
 Prints a table and one JSON line.
 """
 
@@ -38,8 +41,8 @@ import torch
 
 from opentrain.content.embedded import EmbeddedStore
 from opentrain.protocol.presets import default_demo_spec, small_gpt_spec
-from opentrain.protocol.segment import relative_l2
-from opentrain.spec import JobSpec, canonical_json, parse_spec
+from opentrain.protocol.segment import compared_tensors, group_maxima, relative_l2
+from opentrain.spec import TENSOR_GROUPS, JobSpec, canonical_json, parse_spec
 from opentrain.training.checkpoint import (
     TrainState,
     decode_checkpoint,
@@ -57,15 +60,12 @@ ROUND, SLOT = 0, 1
 
 
 def distances(a: bytes, b: bytes, spec: JobSpec) -> dict[str, float]:
-    """Max relative L2 over parameters, first moments and second moments (separately)."""
-    sa, sb = decode_checkpoint(spec, a), decode_checkpoint(spec, b)
-    out = {"params": 0.0, "exp_avg": 0.0, "exp_avg_sq": 0.0}
-    for pa, pb in zip(sa.model.parameters(), sb.model.parameters(), strict=True):
-        out["params"] = max(out["params"], relative_l2(pa.detach(), pb.detach()))
-        for key in ("exp_avg", "exp_avg_sq"):
-            ma, mb = sa.optimizer.state[pa][key], sb.optimizer.state[pb][key]
-            out[key] = max(out[key], relative_l2(ma, mb))
-    return out
+    """Max relative L2 per group (parameters, first moments, second moments, AdamW step
+    direction), exactly as the verifier computes them (``segment.compared_tensors``)."""
+    ta = compared_tensors(spec, decode_checkpoint(spec, a))
+    tb = compared_tensors(spec, decode_checkpoint(spec, b))
+    maxima = group_maxima({name: relative_l2(ta[name], tb[name]) for name in tb})
+    return {str(group): d for group, d in maxima.items()}
 
 
 def run_segment(
@@ -123,17 +123,49 @@ def run_with_threads(
 
 
 def start_checkpoints(
-    spec: JobSpec, store: EmbeddedStore, late_step: int | None = None
+    spec: JobSpec, store: EmbeddedStore, *, late: bool = True, late_step: int | None = None
 ) -> dict[str, bytes]:
     """Checkpoint 0 (G_0, fresh AdamW) and a later segment start of slot (ROUND, SLOT): the
     last segment's unless ``late_step`` (a multiple of segment_steps) says otherwise."""
     state = fresh_state(spec, model_params(build_model(spec.model)))
     first = encode_checkpoint(state, ROUND, SLOT)
+    if not late:
+        return {"first": first}
     late_steps = (spec.training.num_segments - 1) * spec.training.segment_steps
     if late_step is not None:
         late_steps = late_step
     train_segment(spec, state, ROUND, SLOT, late_steps, data=data_source(spec, store))
     return {"first": first, f"step {late_steps}": encode_checkpoint(state, ROUND, SLOT)}
+
+
+GROUPS = TENSOR_GROUPS
+
+
+def per_group(
+    rows: list[tuple[str, str, bool, dict[str, float]]],
+) -> tuple[dict[str, dict[str, float]], list[dict[str, object]]]:
+    """Per group: worst honest distance, recommended tolerance and its honest margin; per
+    cheat: each group's distance over its tolerance, and which group catches it by most."""
+    groups: dict[str, dict[str, float]] = {}
+    for g in GROUPS:
+        worst = max(d[g] for _, label, _, d in rows if not label.startswith("CHEAT"))
+        nearest = min(d[g] for _, label, _, d in rows if label.startswith("CHEAT"))
+        tol, honest_margin, _ = recommend(worst, nearest)
+        groups[g] = {
+            "worst_honest": worst,
+            "tolerance": tol,
+            "honest_margin": honest_margin,
+            "nearest_cheat": nearest,
+        }
+    cheats: list[dict[str, object]] = []
+    for where, label, _, d in rows:
+        if label.startswith("CHEAT"):
+            ratios = {g: d[g] / groups[g]["tolerance"] for g in GROUPS}
+            best = max(ratios, key=lambda g: ratios[g])
+            cheats.append(
+                {"start": where, "cheat": label, "caught_by": best, "margin": ratios[best]}
+            )
+    return groups, cheats
 
 
 def recommend(worst_honest: float, nearest_cheat: float) -> tuple[float, float, float]:
@@ -154,6 +186,15 @@ def main() -> None:
     parser.add_argument(
         "--late-step", type=int, default=None, help="second start (default: the last segment's)"
     )
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="override training.warmup_steps (0: worst case)"
+    )
+    parser.add_argument(
+        "--late-only", action="store_true", help="only the last segment (skips checkpoint 0)"
+    )
+    parser.add_argument(
+        "--first-only", action="store_true", help="only the first segment (no long pre-training)"
+    )
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -165,13 +206,19 @@ def main() -> None:
     spec = spec.model_copy(
         update={"training": spec.training.model_copy(update={"precision": args.precision})}
     )
+    if args.warmup is not None:
+        spec = spec.model_copy(
+            update={"training": spec.training.model_copy(update={"warmup_steps": args.warmup})}
+        )
     cuda = args.device == "cuda" and torch.cuda.is_available()
     if args.device == "cuda" and not cuda:
         print("CUDA requested but not available: CPU comparisons only")
     tmp = Path(tempfile.mkdtemp(prefix="opentrain-determinism-"))
     store = EmbeddedStore(tmp / "store")
     publish_corpus(store)
-    starts = start_checkpoints(spec, store, args.late_step)
+    starts = start_checkpoints(spec, store, late=not args.first_only, late_step=args.late_step)
+    if args.late_only:
+        starts.pop("first")
 
     cuda_error = ""
     rows: list[tuple[str, str, bool, dict[str, float]]] = []
@@ -231,12 +278,12 @@ def main() -> None:
     )
     print(
         f"{'start':<10} {'comparison':<27} {'bits equal':>10} {'params':>10} "
-        f"{'exp_avg':>10} {'exp_avg_sq':>10}"
+        f"{'exp_avg':>10} {'exp_avg_sq':>10} {'update':>10}"
     )
     for where, label, same, d in rows:
         print(
             f"{where:<10} {label:<27} {str(same):>10} {d['params']:>10.2e} "
-            f"{d['exp_avg']:>10.2e} {d['exp_avg_sq']:>10.2e}"
+            f"{d['exp_avg']:>10.2e} {d['exp_avg_sq']:>10.2e} {d['update']:>10.2e}"
         )
     print(
         f"worst honest {worst:.2e}, nearest cheat {nearest:.2e}: recommended tolerance "
@@ -245,6 +292,19 @@ def main() -> None:
     )
     if missed:
         print("cheats inside that tolerance (NOT caught): " + "; ".join(missed))
+    groups, cheat_margins = per_group(rows)
+    print("per group (the spec's verification.tolerances):")
+    for g, v in groups.items():
+        print(
+            f"  {g:<10} worst honest {v['worst_honest']:.2e} -> tolerance {v['tolerance']:g} "
+            f"({v['honest_margin']:.0f}x above honest); nearest cheat in this group "
+            f"{v['nearest_cheat']:.2e}"
+        )
+    for c in cheat_margins:
+        print(
+            f"  {c['start']:<10} {c['cheat']:<27} caught by {c['caught_by']} at "
+            f"{c['margin']:.0f}x its tolerance"
+        )
     print(
         json.dumps(
             {
@@ -266,6 +326,9 @@ def main() -> None:
                 "cheat_margin": cheat_margin,
                 "nearest_caught_cheat": nearest_caught,
                 "cheats_not_caught": missed,
+                "warmup_steps": spec.training.warmup_steps,
+                "groups": groups,
+                "cheat_margins": cheat_margins,
                 "seconds": round(time.perf_counter() - began, 1),
             }
         )

@@ -206,6 +206,7 @@ class NodeDaemon:
             segment_fn=self.segment_fn,
             progress=progress,
             residual=self.worker.starting_residual(job, a.round, a.slot),
+            claimant=self.account.address,
         )
         trained = self.worker.trainer.timings.segments - segments_before
         metrics.SEGMENTS.inc(trained)

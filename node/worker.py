@@ -5,6 +5,10 @@ Merkle trace, publish the manifest and submit the contribution on-chain.
 A restart finds the checkpoints already on disk and continues from the last one, so a killed
 node loses at most one segment and ends with the same output digest.
 
+Every checkpoint is bound to this node's work (``protocol.binding``: its address, the job id,
+the spec digest): checkpoint 0 is G_r with fresh optimizer state and that binding, and each
+later one inherits it from the state it was trained from, in this process or the DDP workers.
+
 With ``nproc > 1`` the segments are trained by that many torchrun workers (``node.ddp``) from
 the same folder; this process still publishes, commits and submits.
 """
@@ -22,12 +26,14 @@ from node.ddp import DDPError, export_job_data, train_slot_ddp
 from node.retention import slot_folder
 from opentrain.chain.account import ChainAccount
 from opentrain.content.store import ContentStore, write_atomically
+from opentrain.protocol.binding import Binding, binding_for
 from opentrain.protocol.codecs import has_residual, slot_update
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import CheckpointRef, ContentRef, TraceManifest
 from opentrain.protocol.updates import residual_in
-from opentrain.spec import JobSpec, spec_digest
+from opentrain.spec import JobSpec
 from opentrain.training.checkpoint import (
+    CheckpointError,
     TrainState,
     decode_checkpoint,
     decode_params,
@@ -104,8 +110,11 @@ class SlotTrainer:
         segment_fn: SegmentFn = honest_segment,
         progress: ProgressFn | None = None,
         residual: Tensors | None = None,
+        *,
+        claimant: str,
     ) -> SlotResult:
-        """Train (or resume) the slot and publish every checkpoint and the manifest.
+        """Train (or resume) the slot as ``claimant``'s work and publish every checkpoint and
+        the manifest.
 
         Under a codec with error feedback, ``residual`` is the one the slot starts from
         (``opentrain.protocol.updates.residual_in``); the update and new residual computed from
@@ -125,13 +134,14 @@ class SlotTrainer:
         if has_residual(spec) and residual is None:
             raise ValueError("this job's codec has error feedback: pass the slot's residual")
         folder = self._slot_dir(job.job_id, round_, slot)
-        count = self._resume(spec, folder, global_model, round_, slot)
+        binding = binding_for(job, claimant)
+        count = self._resume(spec, folder, global_model, round_, slot, binding)
         if self.nproc > 1:
             return self._train_ddp(
                 job, folder, count, round_, slot, progress, global_model, residual
             )
         last = _ckpt(folder, count - 1).read_bytes()
-        state = decode_checkpoint(spec, last, round=round_, slot=slot)
+        state = decode_checkpoint(spec, last, round=round_, slot=slot, binding=binding)
         del last
         total = spec.training.num_segments
 
@@ -214,13 +224,26 @@ class SlotTrainer:
         return self._publish(job, published, round_, slot, extra)
 
     def _resume(
-        self, spec: JobSpec, folder: Path, global_model: bytes, round_: int, slot: int
+        self,
+        spec: JobSpec,
+        folder: Path,
+        global_model: bytes,
+        round_: int,
+        slot: int,
+        binding: Binding,
     ) -> int:
-        """How many checkpoints are already on disk, in order (checkpoint 0 created from G_r
-        if absent)."""
+        """How many checkpoints are already on disk, in order; checkpoint 0 created from G_r
+        (bound to ``binding``) if absent. Checkpoints on disk bound to anyone else (an older
+        claim of this slot by another account sharing the folder) are discarded, not resumed."""
         first = _ckpt(folder, 0)
+        if first.exists():
+            try:
+                decode_checkpoint(spec, first.read_bytes(), round_, slot, binding=binding)
+            except CheckpointError:
+                for stale in folder.glob("ckpt-*.safetensors"):
+                    stale.unlink()
         if not first.exists():
-            state = fresh_state(spec, decode_params(spec, global_model))
+            state = fresh_state(spec, decode_params(spec, global_model), binding)
             write_atomically(first, [encode_checkpoint(state, round_, slot)], durable=True)
         count = 0
         while count <= spec.training.num_segments and _ckpt(folder, count).exists():
@@ -243,7 +266,7 @@ class SlotTrainer:
             job_id=job.job_id,
             round=round_,
             slot=slot,
-            spec_digest=spec_digest(job.spec),
+            spec_digest=job.info.params.spec_digest,
             checkpoints=refs,
             update=(extra or {}).get("update"),
             residual=(extra or {}).get("residual"),
@@ -295,7 +318,14 @@ class NodeWorker:
         residual = self.starting_residual(job, round_, slot)
         self.account.claim_slot(job_id, round_, slot)
         result = self.trainer.train(
-            job, global_model, round_, slot, segment_fn, progress, residual=residual
+            job,
+            global_model,
+            round_,
+            slot,
+            segment_fn,
+            progress,
+            residual=residual,
+            claimant=self.account.address,
         )
         return self.account.submit_contribution(
             job_id,

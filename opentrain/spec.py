@@ -18,12 +18,15 @@ __all__ = [
     "DataSpec",
     "DilocoSpec",
     "GPTSpec",
+    "GroupTolerances",
     "JobSpec",
     "MLPSpec",
     "ModelSpec",
     "RewardSpec",
     "SpecError",
     "SyntheticDataSpec",
+    "TENSOR_GROUPS",
+    "TensorGroup",
     "TrainingSpec",
     "VerificationSpec",
     "canonical_json",
@@ -193,12 +196,58 @@ class DilocoSpec(_Frozen):
     error_decay: float = Field(default=1.0, ge=0.0, le=1.0)
 
 
+# What tolerance mode compares, by kind, with one bound per kind: the float tensors of a
+# training state (parameters, AdamW's first and second moments) and the AdamW step direction
+# they imply, m_hat / (sqrt(v_hat) + eps) ("update"). The last is what the moments do to the
+# next steps: a first moment moved by a hair where the second moment is ~0 (a byte that never
+# occurs in the data) barely changes the moments' relative L2 but moves the parameters by
+# lr per step, so the moments alone leave a free channel to steer the model.
+TensorGroup = Literal["params", "exp_avg", "exp_avg_sq", "update"]
+TENSOR_GROUPS: tuple[TensorGroup, ...] = ("params", "exp_avg", "exp_avg_sq", "update")
+
+
+class GroupTolerances(_Frozen):
+    """Tolerance mode's bound on the relative L2 distance of each tensor, per group: the
+    parameters, AdamW's first moments and its second moments. The defaults come from
+    ``bench/determinism.py`` on the demo job (docs/determinism.md): per group, the smallest
+    power of ten at least 10x above every honest distance measured (parameters 1.9e-7, first
+    moments 1.8e-6, second moments 1.1e-6, step direction 1.9e-6). One bound for all would
+    leave the parameters, through which a node steers the model, 10x more room than their
+    noise needs. Jobs without lr warmup need ``params`` 1e-4 (first-segment spread up to
+    1.5e-6 on the CPU, 8.8e-6 measured on a 16-thread machine)."""
+
+    params: float = Field(default=1e-5, gt=0.0, le=1.0)
+    exp_avg: float = Field(default=1e-4, gt=0.0, le=1.0)
+    exp_avg_sq: float = Field(default=1e-4, gt=0.0, le=1.0)
+    update: float = Field(default=1e-4, gt=0.0, le=1.0)
+
+
 class VerificationSpec(_Frozen):
-    """How verifiers compare a re-run segment with the committed next checkpoint."""
+    """How verifiers compare a re-run segment with the committed next checkpoint.
+
+    Tolerance mode bounds each tensor group by ``tolerances``. ``tolerance`` is the older
+    single bound: when set, it applies to every group (specs written before per-group bounds
+    keep their meaning) and ``tolerances`` must be left at its defaults."""
 
     mode: Literal["exact", "tolerance"] = "exact"
-    tolerance: float = Field(default=1e-4, gt=0.0, le=1.0)
+    tolerance: float | None = Field(default=None, gt=0.0, le=1.0)
+    tolerances: GroupTolerances = GroupTolerances()
     samples: int = Field(default=2, gt=0, le=1024)
+
+    @model_validator(mode="after")
+    def _one_kind_of_bound(self) -> Self:
+        if self.tolerance is not None and self.tolerances != GroupTolerances():
+            raise ValueError(
+                "give either tolerance (one bound for every tensor group) or tolerances "
+                "(per group), not both"
+            )
+        return self
+
+    def tolerance_for(self, group: TensorGroup) -> float:
+        """The bound tolerance mode applies to tensors of ``group``."""
+        if self.tolerance is not None:
+            return self.tolerance
+        return float(getattr(self.tolerances, group))
 
 
 class RewardSpec(_Frozen):

@@ -1,8 +1,9 @@
 """Every known way to fake a segment is caught by re-executing it in tolerance mode, and honest
 re-execution on another thread count or gradient-accumulation split is always accepted.
 
-The job is the tiny gpt on the builtin corpus with the demo's calibrated tolerance; each attack
-forges checkpoint j+1 of slot (0, 1) and ``verification.check_segment`` must reject it.
+The job is the tiny gpt on the builtin corpus with the demo's calibrated per-group tolerances
+(parameters, first moments, second moments); each attack forges checkpoint j+1 of slot (0, 1) and
+``verification.check_segment`` must reject it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ import torch
 from safetensors.torch import load as load_safetensors
 
 from opentrain.content.embedded import EmbeddedStore
-from opentrain.protocol.presets import DEMO_TOLERANCE, small_gpt_spec
-from opentrain.protocol.segment import check_segment, relative_l2
-from opentrain.spec import JobSpec, canonical_json
+from opentrain.protocol.presets import DEMO_TOLERANCE, DEMO_TOLERANCES, small_gpt_spec
+from opentrain.protocol.segment import check_segment, group_maxima, relative_l2
+from opentrain.spec import (
+    TENSOR_GROUPS,
+    GroupTolerances,
+    JobSpec,
+    SpecError,
+    TensorGroup,
+    VerificationSpec,
+    canonical_json,
+    parse_spec,
+)
 from opentrain.training.checkpoint import decode_checkpoint, encode_checkpoint, fresh_state
 from opentrain.training.corpus import publish_corpus
 from opentrain.training.data import DataSource, data_source
@@ -29,6 +39,7 @@ from opentrain.training.models import build_model, model_params
 from opentrain.training.train import train_segment
 
 ROUND, SLOT, OTHER_SLOT = 0, 1, 0
+UPDATE_TOL = GroupTolerances().update
 J = 2  # the attacked segment: checkpoint J -> J + 1
 Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -37,7 +48,8 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 def spec() -> JobSpec:
     spec = small_gpt_spec()
     assert spec.verification.mode == "tolerance"
-    assert spec.verification.tolerance == DEMO_TOLERANCE
+    assert spec.verification.tolerances == DEMO_TOLERANCES == GroupTolerances()
+    assert spec.verification.tolerance is None
     return spec
 
 
@@ -99,7 +111,8 @@ def test_honest_segment_passes(spec: JobSpec, trace: list[bytes], data: DataSour
         result = check_segment(spec, trace[j], trace[j + 1], j, ROUND, SLOT, data=data)
         assert result.passed, result.reason
         assert result.max_relative_distance == 0.0  # same machine, same threads: same bits
-        assert len(result.distances) == 3 * len(list(build_model(spec.model).parameters()))
+        # parameters, both moments and the step direction, of every parameter
+        assert len(result.distances) == 4 * len(list(build_model(spec.model).parameters()))
 
 
 # (a) no training ---------------------------------------------------------------------------
@@ -124,19 +137,35 @@ def test_b_fewer_steps_than_claimed(spec: JobSpec, trace: list[bytes], data: Dat
 # (c) noise at or above the tolerance ----------------------------------------------------------
 
 
-def _add_noise(spec: JobSpec, raw: bytes, factor: float, *, moments: bool) -> bytes:
-    """Perturb every parameter (or every AdamW first moment) by seeded noise whose relative L2
-    size is ``factor`` x tolerance, measured the way the verifier measures it."""
+def _add_noise(
+    spec: JobSpec,
+    raw: bytes,
+    factor: float,
+    group: TensorGroup = "params",
+    *,
+    relative: bool = False,
+) -> bytes:
+    """Perturb every tensor of ``group`` (parameters or one AdamW moment) by seeded noise whose
+    relative L2 size is ``factor`` x that group's tolerance, measured the way the verifier
+    measures it. ``relative``: noise proportional to each element (x (1 + e)), the shape of
+    rounding noise; else additive, spread evenly over the elements."""
     state = decode_checkpoint(spec, raw)
     gen = torch.Generator().manual_seed(1)
+    bound = factor * spec.verification.tolerance_for(group)
     for p in state.model.parameters():
-        target = state.optimizer.state[p]["exp_avg"] if moments else p.data
+        target = p.data if group == "params" else state.optimizer.state[p][group]
         honest = target.clone()
         noise = torch.randn(honest.shape, generator=gen)
-        scale = factor * spec.verification.tolerance * float(honest.norm()) / float(noise.norm())
+        if float(honest.norm()) == 0.0:
+            continue  # nothing to be relative to
+        if relative:
+            noise = noise * honest
+        elif group == "exp_avg_sq":
+            noise = noise.abs()  # keep the second moment non-negative
+        scale = bound * float(honest.norm()) / max(float(noise.norm()), 1e-30)
         while True:  # float32 rounding may land just short of the target: nudge up
             target.copy_(honest + noise * scale)
-            if relative_l2(target, honest) >= factor * spec.verification.tolerance:
+            if relative_l2(target, honest) >= bound:
                 break
             scale *= 1.0001
     return encode_checkpoint(state, ROUND, SLOT)
@@ -146,25 +175,75 @@ def _add_noise(spec: JobSpec, raw: bytes, factor: float, *, moments: bool) -> by
 def test_c_noise_at_or_above_tolerance(
     spec: JobSpec, trace: list[bytes], data: DataSource, factor: float
 ) -> None:
-    reason = _verify(spec, trace, _add_noise(spec, trace[J + 1], factor, moments=False), data)
-    assert "not below tolerance" in reason
+    reason = _verify(spec, trace, _add_noise(spec, trace[J + 1], factor), data)
+    assert "of params" in reason and "not below tolerance" in reason
 
 
+@pytest.mark.parametrize("group", ["exp_avg", "exp_avg_sq"])
 def test_c_noise_on_optimizer_state_only(
-    spec: JobSpec, trace: list[bytes], data: DataSource
+    spec: JobSpec, trace: list[bytes], data: DataSource, group: TensorGroup
 ) -> None:
-    """Moments are checked too: the next segment starts from them."""
-    forged = _add_noise(spec, trace[J + 1], 1.0, moments=True)
-    assert "not below tolerance" in _verify(spec, trace, forged, data)
+    """Moments are checked too, each against its own group's bound (the next segment starts
+    from them), and through the step direction they imply: proportional noise at the moment's
+    bound is caught by the moment's group, additive noise a hundredth of it already by the
+    step direction (it lands on elements whose second moment is ~0)."""
+    forged = _add_noise(spec, trace[J + 1], 1.0, group, relative=True)
+    assert f"of {group} " in _verify(spec, trace, forged, data)
+    forged = _add_noise(spec, trace[J + 1], 0.01, group)
+    assert "of update " in _verify(spec, trace, forged, data)
 
 
+@pytest.mark.parametrize("group", ["params", "exp_avg", "exp_avg_sq"])
 def test_c_noise_well_below_tolerance_is_accepted(
-    spec: JobSpec, trace: list[bytes], data: DataSource
+    spec: JobSpec, trace: list[bytes], data: DataSource, group: TensorGroup
 ) -> None:
-    """The boundary is the tolerance: a tenth of it is indistinguishable from hardware noise."""
-    forged = _add_noise(spec, trace[J + 1], 0.1, moments=False)
+    """The boundary is the group's tolerance: a tenth of it (and of the step direction's, for
+    noise shaped like rounding, proportional to each element) is indistinguishable from
+    hardware noise."""
+    v = spec.verification
+    factor = 0.1 * min(1.0, v.tolerance_for("update") / v.tolerance_for(group))
+    forged = _add_noise(spec, trace[J + 1], factor, group, relative=group != "params")
     result = check_segment(spec, trace[J], forged, J, ROUND, SLOT, data=data)
     assert result.passed, result.reason
+
+
+def test_c_parameter_noise_the_single_tolerance_let_through_is_caught(
+    spec: JobSpec, trace: list[bytes], data: DataSource
+) -> None:
+    """Half the old single bound (1e-4) on the parameters: a legacy spec (``tolerance``) passes
+    it, the per-group default (parameters 1e-5) does not."""
+    legacy = spec.model_copy(
+        update={"verification": VerificationSpec(mode="tolerance", tolerance=DEMO_TOLERANCE)}
+    )
+    forged = _add_noise(legacy, trace[J + 1], 0.5)
+    assert check_segment(legacy, trace[J], forged, J, ROUND, SLOT, data=data).passed
+    assert "of params" in _verify(spec, trace, forged, data)
+
+
+def test_verification_spec_tolerances_per_group_and_the_legacy_single_bound() -> None:
+    v = VerificationSpec(mode="tolerance")
+    assert [v.tolerance_for(g) for g in TENSOR_GROUPS] == [1e-5, 1e-4, 1e-4, UPDATE_TOL]
+    legacy = VerificationSpec(mode="tolerance", tolerance=1e-3)
+    assert {legacy.tolerance_for(g) for g in TENSOR_GROUPS} == {1e-3}
+    custom = VerificationSpec(tolerances=GroupTolerances(params=1e-6, exp_avg_sq=5e-5))
+    assert [custom.tolerance_for(g) for g in TENSOR_GROUPS] == [1e-6, 1e-4, 5e-5, UPDATE_TOL]
+    with pytest.raises(ValueError, match="not both"):
+        VerificationSpec(tolerance=1e-4, tolerances=GroupTolerances(params=1e-6))
+    # a spec written before per-group bounds still parses and keeps its single bound; the
+    # canonical encoding round-trips either way
+    spec = small_gpt_spec()
+    old = canonical_json(spec).replace(
+        b'"tolerance":null,"tolerances":{"exp_avg":0.0001,"exp_avg_sq":0.0001,"params":1e-05,'
+        + f'"update":{UPDATE_TOL!r}}}'.encode(),
+        b'"tolerance":0.0001',
+    )
+    assert old != canonical_json(spec)
+    parsed = parse_spec(old)
+    assert parsed.verification.tolerance == 1e-4
+    assert parse_spec(canonical_json(parsed)) == parsed
+    assert parse_spec(canonical_json(spec)) == spec
+    with pytest.raises(SpecError, match="verification.tolerances.params"):
+        parse_spec(canonical_json(spec).replace(b'"params":1e-05', b'"params":0.0'))
 
 
 # (d) the wrong data shard ---------------------------------------------------------------------
@@ -281,7 +360,8 @@ def test_honest_nodes_on_1_and_2_threads_are_accepted(
                 spec, node_trace[j], node_trace[j + 1], j, ROUND, SLOT, data=data
             )
             assert result.passed, (threads, j, result.reason)
-            assert result.max_relative_distance < spec.verification.tolerance / 10
+            for group, worst in group_maxima(result.distances).items():
+                assert worst < spec.verification.tolerance_for(group) / 10, (threads, j, group)
 
 
 def test_honest_node_with_another_accumulation_split_is_accepted(

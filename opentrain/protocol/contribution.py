@@ -22,6 +22,7 @@ from opentrain.chain.types import ChainError
 from opentrain.chain.views import ContributionInfo, contribution_info, verification_info
 from opentrain.content.errors import ContentError
 from opentrain.content.store import ContentStore
+from opentrain.protocol.binding import contribution_binding
 from opentrain.protocol.codecs import has_residual
 from opentrain.protocol.commitments import build_trace_tree
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
@@ -100,7 +101,7 @@ def check_contribution(
     )
     try:
         manifest = _checked_manifest(store, job, info)
-        _check_samples(chain, store, job, manifest, report, progress)
+        _check_samples(chain, store, job, info, manifest, report, progress)
     except (ContentError, ManifestError) as exc:
         report.reason = str(exc).splitlines()[0]
     report.seconds = time.perf_counter() - began
@@ -114,6 +115,8 @@ def _checked_manifest(store: ContentStore, job: LoadedJob, info: ContributionInf
         raise ManifestError(f"manifest lists {len(manifest.checkpoints)} checkpoints, not {n + 1}")
     if (manifest.job_id, manifest.round, manifest.slot) != (info.job_id, info.round, info.slot):
         raise ManifestError("manifest is for another job, round or slot")
+    if manifest.spec_digest != job.info.params.spec_digest:
+        raise ManifestError("manifest is for another spec")
     if manifest.trace_root != info.trace_root:
         raise ManifestError("manifest digests do not match the on-chain trace root")
     if manifest.digests[-1] != info.output_digest:
@@ -125,11 +128,13 @@ def _check_samples(
     chain: Chain,
     store: ContentStore,
     job: LoadedJob,
+    info: ContributionInfo,
     manifest: TraceManifest,
     report: VerificationReport,
     progress: ProgressFn | None,
 ) -> None:
     tree = build_trace_tree(manifest.digests)
+    binding = contribution_binding(job, info)  # the submitter's: a lifted trace fails
     fetched: dict[int, bytes] = {}
     round_, slot = report.round, report.slot
 
@@ -141,9 +146,10 @@ def _check_samples(
         return fetched[index]
 
     _, global_params = load_global_model(chain, store, job, round_)
-    checks = [check_initial_checkpoint(job.spec, global_params, fetch(0), round_, slot)]
+    checks = [check_initial_checkpoint(job.spec, global_params, fetch(0), round_, slot, binding)]
     for done, index in enumerate(report.sampled_segments):
-        checks.append(check_segment(job.spec, fetch(index), fetch(index + 1), index, round_, slot))
+        start, end = fetch(index), fetch(index + 1)
+        checks.append(check_segment(job.spec, start, end, index, round_, slot, binding=binding))
         if progress:
             progress(done + 1, len(report.sampled_segments))
     report.checks = checks

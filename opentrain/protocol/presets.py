@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentrain.spec import GPTSpec, JobSpec, RewardSpec, TrainingSpec, VerificationSpec
+from opentrain.spec import (
+    GPTSpec,
+    GroupTolerances,
+    JobSpec,
+    RewardSpec,
+    TrainingSpec,
+    VerificationSpec,
+)
 
-# Calibrated by bench/determinism.py (docs/determinism.md).
+# Per tensor group, calibrated by bench/determinism.py on the demo job (docs/determinism.md);
+# the spec's defaults.
+DEMO_TOLERANCES = GroupTolerances()
+# The single bound every group had before (a legacy ``verification.tolerance``).
 DEMO_TOLERANCE = 1e-4
 # For jobs with training.precision "bf16": bf16 rounding makes honest re-executions on
 # another micro-batch split differ by up to 3.5e-3 (demo job); 14x above that. It catches a
@@ -45,7 +55,7 @@ def default_demo_spec(**overrides: Any) -> JobSpec:
             outer_lr=0.7,
             outer_momentum=0.5,
         ),
-        "verification": VerificationSpec(mode="tolerance", tolerance=DEMO_TOLERANCE, samples=2),
+        "verification": VerificationSpec(mode="tolerance", tolerances=DEMO_TOLERANCES, samples=2),
     }
     fields.update(overrides)
     if "verification" not in overrides and fields["training"].precision == "bf16":

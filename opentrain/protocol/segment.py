@@ -1,25 +1,37 @@
 """Checking one segment of a contribution by re-execution: the rule verifier and auditor share.
 
 Exact mode compares sha256 digests; tolerance mode compares every float tensor of the training
-state (parameters and both AdamW moments) by relative L2 distance, for honest re-execution on
-different hardware (DESIGN section 3). Moments are compared too because the next segment starts
-from them: unchecked, they could be forged freely. A segment passes tolerance mode only if
-every distance is strictly below the tolerance, so a forgery that lands exactly on the
-tolerance (or is NaN) fails. The tolerance is calibrated by ``bench/determinism.py``
-(docs/determinism.md).
+state (parameters and both AdamW moments) and the AdamW step direction the moments imply by
+relative L2 distance, for honest re-execution on different hardware (DESIGN section 3). Moments
+are compared too because the next segment starts from them: unchecked, they could be forged
+freely; the step direction because the moments' own distance does not bound what they do to
+the parameters (``compared_tensors``). A segment passes tolerance mode only if every distance
+is strictly below its group's tolerance (``VerificationSpec.tolerance_for``: parameters, first
+moments, second moments and step direction each have their own), so a forgery that lands
+exactly on the tolerance (or is NaN) fails. The tolerances are calibrated by
+``bench/determinism.py`` (docs/determinism.md).
+
+Both checks take the binding the checkpoints must carry (``protocol.binding``): checkpoint 0
+must be G_r with fresh state *and that binding*, and a segment's start and end must carry it, so
+a trace bound to another claimant, job or spec fails before any training; re-execution then
+draws the binding's own batch order.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-from opentrain.spec import JobSpec
+from opentrain.spec import TENSOR_GROUPS, JobSpec, TensorGroup
+from opentrain.training.binding import Binding
 from opentrain.training.checkpoint import (
+    ADAMW_EPS,
     CheckpointError,
+    TrainState,
     decode_checkpoint,
     digest,
     encode_checkpoint,
@@ -48,23 +60,78 @@ class SegmentCheck:
         return asdict(self)
 
 
+def tensor_group(name: str) -> TensorGroup:
+    """The tolerance group of a compared tensor (``compared_tensors`` names)."""
+    if name.startswith("update."):
+        return "update"
+    if name.startswith("model."):
+        return "params"
+    if name.endswith(".exp_avg_sq"):
+        return "exp_avg_sq"
+    if name.endswith(".exp_avg"):
+        return "exp_avg"
+    raise ValueError(f"{name} is in no tolerance group")
+
+
+def group_maxima(distances: dict[str, float]) -> dict[TensorGroup, float]:
+    """The largest distance per tolerance group."""
+    out: dict[TensorGroup, float] = dict.fromkeys(TENSOR_GROUPS, 0.0)
+    for name, d in distances.items():
+        group = tensor_group(name)
+        out[group] = d if math.isnan(d) else max(out[group], d)
+    return out
+
+
+def compared_tensors(spec: JobSpec, state: TrainState) -> dict[str, torch.Tensor]:
+    """Everything tolerance mode compares: the state's tensors (``checkpoint.state_tensors``)
+    and, per parameter, the AdamW step direction its moments imply (``update.<name>``):
+    ``(m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)`` in float64, the step AdamW takes
+    next, before the learning rate. Bounding it bounds what forged moments can do to the
+    parameters, which a bound on the moments' own relative L2 does not (a tiny first moment
+    where the second is ~0 is a full-size step)."""
+    tensors = state_tensors(state)
+    t = state.step
+    b1, b2 = spec.training.beta1, spec.training.beta2
+    bc1 = 1.0 - b1**t if t > 0 else 1.0
+    bc2 = 1.0 - b2**t if t > 0 else 1.0
+    for name, _ in state.model.named_parameters():
+        m = tensors[f"optim.{name}.exp_avg"].double()
+        v = tensors[f"optim.{name}.exp_avg_sq"].double()
+        # a forged negative second moment has no square root: it is as far off as can be
+        root = torch.where(v >= 0, v, torch.full_like(v, math.nan)).sqrt()
+        tensors[f"update.{name}"] = (m / bc1) / (root / math.sqrt(bc2) + ADAMW_EPS)
+    return tensors
+
+
 def relative_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    """||a - b|| / max(||b||, tiny): scale-free, so one tolerance fits every tensor."""
+    """||a - b|| / max(||b||, tiny): scale-free, so one tolerance fits every tensor of a group."""
     diff = torch.linalg.vector_norm((a.double() - b.double()).flatten())
     ref = torch.linalg.vector_norm(b.double().flatten())
     return float(diff / max(float(ref), 1e-12))
 
 
 def check_initial_checkpoint(
-    spec: JobSpec, global_params: dict[str, torch.Tensor], claimed: bytes, round_: int, slot: int
+    spec: JobSpec,
+    global_params: dict[str, torch.Tensor],
+    claimed: bytes,
+    round_: int,
+    slot: int,
+    binding: Binding | None = None,
 ) -> SegmentCheck:
-    """Checkpoint 0 must be G_r with fresh optimizer state, byte for byte (no training needed)."""
-    expected = encode_checkpoint(fresh_state(spec, global_params), round_, slot)
+    """Checkpoint 0 must be G_r with fresh optimizer state and ``binding``, byte for byte (no
+    training needed)."""
+    expected = encode_checkpoint(fresh_state(spec, global_params, binding), round_, slot)
     same = digest(expected) == digest(claimed)
+    reason = "checkpoint 0 is G_r" if same else "checkpoint 0 is not G_r with fresh state"
+    if not same:
+        try:
+            decode_checkpoint(spec, claimed, round=round_, slot=slot, binding=binding)
+        except CheckpointError as exc:
+            reason = f"checkpoint 0: {str(exc).removeprefix('checkpoint: ')}"
     return SegmentCheck(
         index=-1,
         passed=same,
-        reason="checkpoint 0 is G_r" if same else "checkpoint 0 is not G_r with fresh state",
+        reason=reason,
         claimed_sha256=digest(claimed).hex(),
         recomputed_sha256=digest(expected).hex(),
     )
@@ -78,22 +145,24 @@ def check_segment(
     round_: int,
     slot: int,
     *,
+    binding: Binding | None = None,
     data: DataSource | None = None,
 ) -> SegmentCheck:
     """Re-run segment ``index`` from ``start`` and compare with ``claimed_end``.
 
-    Both checkpoints must be tagged with this (round, slot) and sit at the segment's step
-    numbers, so a checkpoint replayed from another slot or position fails before any
-    training. ``data`` is the job's data source (``data.data_source(spec, store)``)."""
+    Both checkpoints must be tagged with this (round, slot), carry ``binding`` (None: must be
+    unbound) and sit at the segment's step numbers, so a checkpoint replayed from another
+    slot, position or claimant fails before any training. ``data`` is the job's data source
+    (``data.data_source(spec, store)``)."""
     began = time.perf_counter()
     result = SegmentCheck(index, False, "", digest(claimed_end).hex())
     seg = spec.training.segment_steps
     try:
-        state = decode_checkpoint(spec, start, round=round_, slot=slot)
+        state = decode_checkpoint(spec, start, round=round_, slot=slot, binding=binding)
         if state.step != index * seg:
             result.reason = f"start checkpoint is at step {state.step}, expected {index * seg}"
             return result
-        claimed = decode_checkpoint(spec, claimed_end, round=round_, slot=slot)
+        claimed = decode_checkpoint(spec, claimed_end, round=round_, slot=slot, binding=binding)
         if claimed.step != (index + 1) * seg:
             result.reason = (
                 f"claimed checkpoint is at step {claimed.step}, expected {(index + 1) * seg}"
@@ -106,7 +175,8 @@ def check_segment(
     recomputed = encode_checkpoint(state, round_, slot)
     result.recomputed_sha256 = digest(recomputed).hex()
     result.seconds = time.perf_counter() - began
-    _compare(spec, result, state_tensors(state), state_tensors(claimed), claimed.step, state.step)
+    mine, theirs = compared_tensors(spec, state), compared_tensors(spec, claimed)
+    _compare(spec, result, mine, theirs, claimed.step, state.step)
     return result
 
 
@@ -129,8 +199,14 @@ def _compare(
         result.passed = same
         result.reason = digests
     else:
-        tol = spec.verification.tolerance
-        worst = result.max_relative_distance
-        result.passed = same or worst < tol  # NaN compares False: fails
+        v = spec.verification
+        maxima = group_maxima(result.distances)
+        over = [g for g in TENSOR_GROUPS if not maxima[g] < v.tolerance_for(g)]  # NaN: over
+        result.passed = same or not over
+        shown = over[:1] or [max(TENSOR_GROUPS, key=lambda g: maxima[g] / v.tolerance_for(g))]
+        g = shown[0]
         verdict = "below" if result.passed else "not below"
-        result.reason = f"{digests}; max relative L2 {worst:.3g} {verdict} tolerance {tol:g}"
+        result.reason = (
+            f"{digests}; max relative L2 of {g} {maxima[g]:.3g} {verdict} tolerance "
+            f"{v.tolerance_for(g):g}"
+        )

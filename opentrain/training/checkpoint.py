@@ -2,9 +2,17 @@
 
 A checkpoint is everything needed to continue a slot bit-for-bit: parameters, AdamW moments
 and step counts, and the inner step (which is also the data position, since batches are a pure
-function of the step). It is encoded as safetensors with no metadata, fixed names, dtypes and
-contiguous CPU tensors, so equal states give equal bytes and the sha256 of the bytes is the
-state's identity in the trace commitment.
+function of the step). It is encoded as safetensors with fixed names, dtypes and contiguous CPU
+tensors, so equal states give equal bytes and the sha256 of the bytes is the state's identity
+in the trace commitment.
+
+A slot's checkpoints are bound to their worker: a :class:`Binding` (claimant address, job id,
+spec digest) is the one safetensors metadata entry (``opentrain.binding``, canonical JSON),
+hence part of every digest and Merkle leaf, and it seeds the slot's batch order
+(``data.batch_seed``), so the tensors themselves depend on who trained them: another node's
+checkpoints cannot be relabelled and re-submitted, since re-execution under the new binding
+takes other batches. Unbound checkpoints (no metadata) are what benches and unit tests use;
+the protocol never accepts them.
 
 Decoding never unpickles (``safetensors.torch.load`` only) and checks the exact tensor set,
 shapes and dtypes against the model built from the spec, so an untrusted node cannot smuggle
@@ -14,6 +22,8 @@ in anything else.
 from __future__ import annotations
 
 import hashlib
+import json
+import struct
 from dataclasses import dataclass
 
 import safetensors.torch
@@ -22,10 +32,13 @@ from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from opentrain.spec import JobSpec, TrainingSpec
+from opentrain.training.binding import ANY_BINDING, AnyBinding, Binding, BindingError
 from opentrain.training.models import build_model
 
 __all__ = [
     "ADAMW_EPS",
+    "ANY_BINDING",
+    "Binding",
     "CheckpointError",
     "TrainState",
     "decode_checkpoint",
@@ -38,6 +51,7 @@ __all__ = [
     "load_checked",
     "make_optimizer",
     "move_state",
+    "read_binding",
     "sha256_hex",
     "state_params",
     "state_tensors",
@@ -50,17 +64,22 @@ _META_KEYS = ("meta.round", "meta.slot", "meta.step")
 _HEADER_SLACK = 1 << 20
 
 
+_BINDING_KEY = "opentrain.binding"
+
+
 class CheckpointError(ValueError):
     """Bytes that are not a valid checkpoint for this spec; the message is one line."""
 
 
 @dataclass
 class TrainState:
-    """Live training state of one slot; ``step`` = inner steps done (= data position)."""
+    """Live training state of one slot; ``step`` = inner steps done (= data position);
+    ``binding`` = whose slot it is (None: unbound, for benches and unit tests)."""
 
     model: nn.Module
     optimizer: torch.optim.AdamW
     step: int
+    binding: Binding | None = None
 
 
 def digest(data: bytes) -> bytes:
@@ -154,7 +173,8 @@ def state_tensors(state: TrainState) -> dict[str, torch.Tensor]:
 
 
 def encode_checkpoint(state: TrainState, round: int, slot: int) -> bytes:
-    """Canonical safetensors bytes of the full state, tagged with (round, slot, step)."""
+    """Canonical safetensors bytes of the full state, tagged with (round, slot, step) and, in
+    the metadata, the state's binding (none if unbound)."""
     _materialize_optimizer_state(state)
     tensors: dict[str, torch.Tensor] = {}
     for name, p in _named_params(state.model):
@@ -166,7 +186,47 @@ def encode_checkpoint(state: TrainState, round: int, slot: int) -> bytes:
     tensors["meta.round"] = _scalar(round)
     tensors["meta.slot"] = _scalar(slot)
     tensors["meta.step"] = _scalar(state.step)
-    return safetensors.torch.save(tensors, metadata=None)
+    # one metadata key only: safetensors writes a metadata map in hash order
+    meta = None if state.binding is None else {_BINDING_KEY: state.binding.to_json()}
+    return safetensors.torch.save(tensors, metadata=meta)
+
+
+def _header_metadata(data: bytes, what: str) -> dict[str, str]:
+    """The ``__metadata__`` map of safetensors bytes ({} if absent), read from the header."""
+    if len(data) < 8:
+        raise CheckpointError(f"{what}: not valid safetensors (too short)")
+    (size,) = struct.unpack("<Q", data[:8])
+    if size > len(data) - 8:
+        raise CheckpointError(f"{what}: not valid safetensors (header size)")
+    try:
+        header = json.loads(data[8 : 8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{what}: not valid safetensors (header)") from None
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{what}: not valid safetensors (metadata)")
+    return meta
+
+
+def read_binding(data: bytes) -> Binding | None:
+    """The binding in checkpoint bytes (None if unbound); anything else in the metadata, or a
+    binding not in its one canonical encoding, is an error."""
+    meta = _header_metadata(data, "checkpoint")
+    if not meta:
+        return None
+    if set(meta) != {_BINDING_KEY}:
+        raise CheckpointError(f"checkpoint: unexpected metadata keys {sorted(meta)[:3]}")
+    raw = meta[_BINDING_KEY]
+    try:
+        doc = json.loads(raw)
+        binding = Binding(doc["claimant"], doc["job_id"], doc["spec_sha256"])
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, BindingError):
+        raise CheckpointError("checkpoint: malformed binding") from None
+    if not isinstance(doc, dict) or set(doc) != {"claimant", "job_id", "spec_sha256"}:
+        raise CheckpointError("checkpoint: malformed binding")
+    if binding.to_json() != raw:
+        raise CheckpointError("checkpoint: binding is not canonically encoded")
+    return binding
 
 
 def encode_params(
@@ -270,13 +330,23 @@ def decode_checkpoint(
     round: int | None = None,
     slot: int | None = None,
     *,
+    binding: Binding | None | AnyBinding = ANY_BINDING,
     max_bytes: int | None = None,
 ) -> TrainState:
     """Rebuild a ``TrainState`` from checkpoint bytes, validating everything.
 
-    ``max_bytes`` defaults to the exact tensor payload for the spec plus 1 MiB of header."""
+    ``binding``: the one the bytes must carry (None: must be unbound); by default any is
+    accepted and kept in the state, so re-encoding gives the same bytes. ``max_bytes``
+    defaults to the exact tensor payload for the spec plus 1 MiB of header."""
     model = build_model(spec.model, initialize=False)
     expected = _expected_tensors(spec, model, with_optim=True)
+    if len(data) > (_size_limit(expected) if max_bytes is None else max_bytes):
+        load_checked(data, expected, max_bytes, "checkpoint")  # raises the size error
+    found = read_binding(data)
+    if not isinstance(binding, AnyBinding) and found != binding:
+        raise CheckpointError(
+            f"checkpoint: bound to {found or 'no one'}, expected {binding or 'unbound'}"
+        )
     tensors = load_checked(data, expected, max_bytes, "checkpoint")
     step = _check_meta(tensors, spec, round, slot)
     _copy_params(model, {n: tensors[f"model.{n}"] for n, _ in _named_params(model)})
@@ -292,7 +362,7 @@ def decode_checkpoint(
             "exp_avg": tensors[f"optim.{name}.exp_avg"].clone(),
             "exp_avg_sq": tensors[f"optim.{name}.exp_avg_sq"].clone(),
         }
-    return TrainState(model=model, optimizer=optimizer, step=step)
+    return TrainState(model=model, optimizer=optimizer, step=step, binding=found)
 
 
 def decode_global(
@@ -315,8 +385,11 @@ def decode_params(
     return decode_global(spec, data, max_bytes=max_bytes)[0]
 
 
-def fresh_state(spec: JobSpec, global_params: dict[str, torch.Tensor]) -> TrainState:
-    """Checkpoint 0 of a slot: G_r's parameters, fresh AdamW (zeros materialized), step 0."""
+def fresh_state(
+    spec: JobSpec, global_params: dict[str, torch.Tensor], binding: Binding | None = None
+) -> TrainState:
+    """Checkpoint 0 of a slot: G_r's parameters, fresh AdamW (zeros materialized), step 0,
+    bound to ``binding`` (the claimant's work)."""
     model = build_model(spec.model, initialize=False)
     expected = {
         name[len("model.") :]: v
@@ -333,6 +406,8 @@ def fresh_state(spec: JobSpec, global_params: dict[str, torch.Tensor]) -> TrainS
                 f"expected {dtype} {list(shape)}"
             )
     _copy_params(model, global_params)
-    state = TrainState(model=model, optimizer=make_optimizer(model, spec.training), step=0)
+    state = TrainState(
+        model=model, optimizer=make_optimizer(model, spec.training), step=0, binding=binding
+    )
     _materialize_optimizer_state(state)
     return state

@@ -1,7 +1,9 @@
 """Training data: shard assignment, batch order, validation set, behind one ``DataSource``.
 
-Every batch is a pure function of the job spec and protocol integers (round, slot, step), so a
-verifier can rebuild the exact batches of any segment without talking to the node.
+Every batch is a pure function of the job spec, protocol integers (round, slot, step) and the
+slot's binding (claimant, job, spec digest: ``binding.Binding``), so a verifier can rebuild the
+exact batches of any segment without talking to the node, and two claimants of one slot train
+on different batch orders of the same shard.
 
 A ``DataSource`` serves one job's data: ``batch(shard, seed, size)`` and ``validation()``. It is
 built by ``data_source(spec, store)``:
@@ -21,6 +23,7 @@ from typing import Protocol
 import torch
 
 from opentrain.spec import CorpusDataSpec, GPTSpec, JobSpec, MLPSpec, SyntheticDataSpec
+from opentrain.training.binding import Binding
 from opentrain.training.corpus import (
     BlobStore,
     CorpusSource,
@@ -173,18 +176,37 @@ def shard_for(spec: JobSpec, round: int, slot: int) -> int:
     return (round * spec.slots_per_round + slot) % spec.data.num_shards
 
 
-def batch_seed(spec: JobSpec, round: int, slot: int, step: int) -> int:
+def batch_seed(
+    spec: JobSpec, round: int, slot: int, step: int, binding: Binding | None = None
+) -> int:
     """sha256-derived seed of inner step ``step`` of slot ``(round, slot)``: any step's batch
-    can be rebuilt on its own, which is what lets a verifier start mid-slot."""
-    return derive_seed("opentrain/data/batch", spec.training.seed, round, slot, step)
+    can be rebuilt on its own, which is what lets a verifier start mid-slot. A bound slot's
+    seed also covers its binding, so the order (hence the trained tensors) is the claimant's
+    own and cannot be lifted from another claimant's checkpoints."""
+    if binding is None:
+        return derive_seed("opentrain/data/batch", spec.training.seed, round, slot, step)
+    return derive_seed(
+        "opentrain/data/bound-batch",
+        spec.training.seed,
+        round,
+        slot,
+        step,
+        *binding.seed_values(),
+    )
 
 
 def load_batch(
-    spec: JobSpec, round: int, slot: int, step: int, data: DataSource | None = None
+    spec: JobSpec,
+    round: int,
+    slot: int,
+    step: int,
+    data: DataSource | None = None,
+    binding: Binding | None = None,
 ) -> Pair:
-    """The ``(x, y)`` batch of inner step ``step`` of slot ``(round, slot)``."""
+    """The ``(x, y)`` batch of inner step ``step`` of slot ``(round, slot)`` (bound to
+    ``binding``, if any)."""
     source = data if data is not None else data_source(spec)
-    seed = batch_seed(spec, round, slot, step)
+    seed = batch_seed(spec, round, slot, step, binding)
     return source.batch(shard_for(spec, round, slot), seed, spec.training.batch_size)
 
 

@@ -104,7 +104,8 @@ def train_segment(
     """Run ``steps`` (default ``segment_steps``) AdamW steps from ``state.step``.
 
     Mutates and returns ``state``. Step ``t`` uses the batch ``load_batch(spec, round, slot,
-    t)``, so the result depends only on the starting state and these integers. With
+    t, binding=state.binding)``, so the result depends only on the starting state (with its
+    binding) and these integers. With
     ``training.micro_batches = m`` each batch is split into m equal slices whose gradients
     are accumulated (each slice's mean loss scaled by 1/m): the same update up to float
     rounding, for nodes whose memory holds only a slice. The learning rate of step ``t`` is
@@ -138,7 +139,7 @@ def train_segment(
     state.model.train()
     net = _ddp(state.model) if world_size > 1 else None
     for _ in range(n):
-        x, y = load_batch(spec, round, slot, state.step, data)
+        x, y = load_batch(spec, round, slot, state.step, data, state.binding)
         if net is not None:
             x, y = x.chunk(world_size)[rank], y.chunk(world_size)[rank]
         x, y = x.to(device), y.to(device)

@@ -22,6 +22,7 @@ from opentrain.chain.views import (
     verification_info,
 )
 from opentrain.content.errors import ContentError
+from opentrain.protocol.binding import contribution_binding
 from opentrain.protocol.codecs import has_residual
 from opentrain.protocol.commitments import verify_proof
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
@@ -76,13 +77,16 @@ class ContributionAudit(AuditorBase):
         n = job.spec.training.num_segments
         where = (manifest.job_id, manifest.round, manifest.slot)
         shaped = (
-            where == (info.job_id, info.round, info.slot) and len(manifest.checkpoints) == n + 1
+            where == (info.job_id, info.round, info.slot)
+            and len(manifest.checkpoints) == n + 1
+            and manifest.spec_digest == job.info.params.spec_digest
         )
         if not report.add(
             subject,
             "manifest is for this job, round and slot and lists n + 1 checkpoints",
             shaped,
-            f"job, round, slot {where}, {len(manifest.checkpoints)} checkpoints for {n} segments",
+            f"job, round, slot {where}, {len(manifest.checkpoints)} checkpoints for {n} segments"
+            + ("" if manifest.spec_digest == job.info.params.spec_digest else ", another spec"),
         ):
             return None
         ok = manifest.trace_root == info.trace_root
@@ -243,6 +247,7 @@ class ContributionAudit(AuditorBase):
         failed = verdict == Verdict.FAIL
         stands = " (as the fail verdict says)" if failed else ""
         ours = _Reexecution()
+        binding = contribution_binding(job, info)  # the submitter's, as the verifier checks
         try:
             _, global_params = load_global_model(self.chain, self.store, job, info.round)
         except READ_ERRORS as exc:
@@ -256,7 +261,7 @@ class ContributionAudit(AuditorBase):
         else:
             if global_params is not None:
                 check = check_initial_checkpoint(
-                    job.spec, global_params, first, info.round, info.slot
+                    job.spec, global_params, first, info.round, info.slot, binding
                 )
                 ours.passed[-1], ours.checks[-1] = check.passed, check
                 report.add(
@@ -275,7 +280,7 @@ class ContributionAudit(AuditorBase):
                 report.add(subject, name, failed, first_line(exc) + stands)
                 continue
             began = time.perf_counter()
-            check = check_segment(job.spec, start, end, j, info.round, info.slot)
+            check = check_segment(job.spec, start, end, j, info.round, info.slot, binding=binding)
             report.verifier_seconds += time.perf_counter() - began
             ours.passed[j], ours.checks[j] = check.passed, check
             report.add(
