@@ -14,6 +14,7 @@ from marketplace_api.models import (
     RoundRecord,
     Verdict,
 )
+from marketplace_api.queries import read_only
 from marketplace_api.schemas import (
     ContributionOut,
     ContributionTxs,
@@ -32,8 +33,13 @@ def audit_command(contribution_id: int) -> str:
     return f"opentrain audit contribution {contribution_id}"
 
 
-# One row with everything but the events: the contribution, its job's commitments, and the
-# aggregate G_r it started from (posted for round r - 1; for round 0 it is the initial model).
+# One statement, one round trip: the contribution, its job's commitments, the aggregate G_r it
+# started from (posted for round r - 1; for round 0 it is the initial model), and its events in
+# chain order, one row per event (LEFT JOIN: a contribution without events is one row of nulls
+# for them). The bundle's columns repeat on each row; a handful of events, so that is cheaper
+# than a second round trip.
+_EVENT_COLUMNS = ("name", "contract", "address", "block_number", "block_hash", "tx_hash",
+                  "log_index", "args")  # fmt: skip
 _BUNDLE = (
     select(
         Contribution.__table__,
@@ -43,6 +49,8 @@ _BUNDLE = (
         Job.sample_count,
         Job.initial_model_digest,
         RoundRecord.model_digest.label("previous_aggregate"),
+        ChainEvent.id.label("event_id"),
+        *(getattr(ChainEvent, n).label(f"event_{n}") for n in _EVENT_COLUMNS),
     )
     .join(Job, Job.id == Contribution.job_id)
     .outerjoin(
@@ -51,32 +59,26 @@ _BUNDLE = (
             RoundRecord.job_id == Contribution.job_id, RoundRecord.round == Contribution.round - 1
         ),
     )
+    .outerjoin(ChainEvent, ChainEvent.contribution_id == Contribution.id)
     .where(Contribution.id == bindparam("contribution_id"))
-)
-_EVENTS = (
-    select(
-        ChainEvent.name,
-        ChainEvent.contract,
-        ChainEvent.address,
-        ChainEvent.block_number,
-        ChainEvent.block_hash,
-        ChainEvent.tx_hash,
-        ChainEvent.log_index,
-        ChainEvent.args,
-    )
-    .where(ChainEvent.contribution_id == bindparam("contribution_id"))
     .order_by(ChainEvent.block_number, ChainEvent.tx_index, ChainEvent.log_index)
 )
+_EVENT_KEYS = tuple((n, f"event_{n}") for n in _EVENT_COLUMNS)
 
 
 def proof_bundle(session: Session, contribution_id: int) -> ProofBundle | None:
-    """The bundle from two indexed queries, built without re-validating what the database
+    """The bundle from one indexed statement, built without re-validating what the database
     returns (the API's hottest read: a proof page or an auditor's fetch)."""
-    params = {"contribution_id": contribution_id}
-    row = session.execute(_BUNDLE, params).mappings().one_or_none()
-    if row is None:
+    read_only(session)
+    rows = session.execute(_BUNDLE, {"contribution_id": contribution_id}).mappings().all()
+    if not rows:
         return None
-    events = [EventOut.model_construct(**e) for e in session.execute(_EVENTS, params).mappings()]
+    row = rows[0]
+    events = [
+        EventOut.model_construct(**{name: r[key] for name, key in _EVENT_KEYS})
+        for r in rows
+        if r["event_id"] is not None
+    ]
     sampled = None
     if row["seed"] is not None and row["sample_count"] <= row["num_segments"]:
         seed = bytes.fromhex(row["seed"][2:])
