@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     RowMapping,
     Select,
     bindparam,
@@ -89,12 +90,20 @@ def list_jobs(
 
 
 def read_only(session: Session) -> None:
-    """Run the session's statements in autocommit: a hot read that is one statement needs no
-    transaction, and without one it costs no BEGIN and no ROLLBACK round trip to the server
-    (on PostgreSQL each is a wake-up of its backend, more than the query itself on a busy
-    host). Only before the session's first statement; a no-op after it."""
-    if not session.in_transaction():
+    """Run the session's statements in autocommit (server databases): a read that is one
+    statement needs no transaction, and without one it costs no BEGIN and no ROLLBACK round
+    trip (on PostgreSQL each wakes its backend, which on a busy host costs more than the
+    query). Only before the session's first statement; a no-op after it, and on SQLite."""
+    if not session.in_transaction() and session.get_bind().dialect.name != "sqlite":
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def core_connection(bind: Session | Connection) -> Connection:
+    """A Core connection to run a plain select on: rows as tuples, no ORM result layer."""
+    if isinstance(bind, Session):
+        read_only(bind)
+        return bind.connection()
+    return bind
 
 
 @cache
@@ -134,7 +143,7 @@ def _summary_statement(status: bool, sponsor: bool, model: bool) -> Select[Any]:
 
 
 def job_summaries(
-    session: Session,
+    bind: Session | Connection,
     *,
     limit: int,
     offset: int,
@@ -152,8 +161,7 @@ def job_summaries(
         params["sponsor"] = sponsor
     if model is not None:
         params["model"] = model
-    read_only(session)
-    rows = list(session.execute(statement, params).mappings())
+    rows = list(core_connection(bind).execute(statement, params).mappings())
     total = int(rows[0]["total"]) if rows else 0
     return total, [row for row in rows if row["id"] is not None]
 
