@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -210,6 +210,9 @@ def fill(url: str) -> None:
             insert(IndexerCursor),
             [dict(name="main", block_number=60_000, block_hash=_h(1, 15), final_block=0)],
         )
+    with engine.connect() as connection:  # statistics, as autovacuum would have by now
+        connection.execute(text("ANALYZE"))
+        connection.commit()
     engine.dispose()
 
 
