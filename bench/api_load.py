@@ -258,7 +258,9 @@ def serve(url: str, workers: int) -> Iterator[str]:
         "warning",
         "--no-access-log",
     ]
-    process = subprocess.Popen(command, env=env, start_new_session=True)
+    # cwd: the folder, so `python -m uvicorn` (which puts cwd first on sys.path) imports the
+    # code next to this script, not whatever tree the bench was started from
+    process = subprocess.Popen(command, env=env, cwd=folder, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
