@@ -290,6 +290,7 @@ def check_invariants(
     job_ids: Sequence[int],
     *,
     honest: set[str],
+    senders: set[str] = frozenset(),  # type: ignore[assignment]
     journals: Sequence[Path] = (),
     indexer_db: sessionmaker[Session] | None = None,
     fresh_db: sessionmaker[Session] | None = None,
@@ -299,8 +300,10 @@ def check_invariants(
     - the auditor's accounting of each job has no findings (every token accounted for);
     - no contribution settled twice and none lost (each submitted one is finalized once);
     - every contribution of an ``honest`` node accepted and paid the job's reward;
-    - each node submitted each slot at most once per claim, and no transaction hash or nonce
-      appears twice in any journal in ``journals``;
+    - each node submitted each slot at most once per claim; no party in ``honest`` (or
+      ``senders``) sent the same call twice (same target and calldata: a re-signed duplicate
+      of a transaction it believed lost); no transaction hash or nonce appears twice in any
+      journal in ``journals``;
     - the indexer's database equals a fresh index of the same blocks (``fresh_db``).
     """
     found = Violations()
@@ -338,6 +341,16 @@ def check_invariants(
     for (job, round_, slot, node), n in per_slot.items():
         allowed = 1 + expired[(job, round_, slot)]
         found.expect(n <= allowed, f"{node} submitted job {job} r{round_} s{slot} {n} times")
+    watched = {a.lower() for a in honest | set(senders)}
+    calls: Counter[tuple[str, str, str]] = Counter()
+    for number in range(start, chain.block_number() + 1):
+        for tx in chain.w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            sender = str(tx["from"]).lower()  # type: ignore[index]
+            if sender in watched:
+                data = tx["input"]  # type: ignore[index]
+                calls[(sender, str(tx["to"]), bytes(data).hex())] += 1  # type: ignore[index]
+    for (sender, to, data), n in calls.items():
+        found.expect(n == 1, f"{sender} sent the same call to {to} {n} times ({data[:10]})")
     for journal in journals:
         entries = [line for line in journal.read_text().splitlines() if line.strip()]
         hashes = Counter(_field(line, "tx_hash") for line in entries)
