@@ -57,7 +57,7 @@ def _job_plan() -> tuple[tuple[str, str, bool], ...]:
     )
 
 
-def job_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+def job_summary(row: Mapping[Any, Any]) -> dict[str, Any]:
     """A ``JobSummary`` as JSON-ready values, from a ``queries.job_summaries`` row."""
     return {
         name: (_amount(row[source]) if amount else row[source])
@@ -65,7 +65,7 @@ def job_summary(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def job_page(total: int, limit: int, offset: int, rows: Sequence[Mapping[str, Any]]) -> bytes:
+def job_page(total: int, limit: int, offset: int, rows: Sequence[Mapping[Any, Any]]) -> bytes:
     """The ``JobPage`` body."""
     items = [job_summary(row) for row in rows]
     return dumps({"total": total, "limit": limit, "offset": offset, "items": items})

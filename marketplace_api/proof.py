@@ -121,10 +121,11 @@ def proof_bundle(bind: Session | Connection, contribution_id: int) -> ProofBundl
     fields = _fields(rows, contribution_id)
     fields["status"] = ContributionStatus(fields["status"])
     fields["verdict"] = None if fields["verdict"] is None else Verdict(fields["verdict"])
-    fields["transactions"] = ContributionTxs.model_construct(
-        **{k: None if v is None else TxRef.model_construct(**v)
-           for k, v in fields["transactions"].items()}
-    )  # fmt: skip
+    txs: dict[str, Any] = {
+        k: None if v is None else TxRef.model_construct(**v)
+        for k, v in fields["transactions"].items()
+    }
+    fields["transactions"] = ContributionTxs.model_construct(None, **txs)
     events = {id(e): EventOut.model_construct(**e) for e in fields["events"]}
     for name in ("attestations", "disputes", "events"):
         fields[name] = [events[id(e)] for e in fields[name]]
