@@ -336,7 +336,7 @@ def test_soak(world: World) -> None:
     violations += world.check(jobs)
     settled = len(world.chain.settlement.events.ContributionFinalized.get_logs(from_block=0))
     print(
-        f"soak summary: {SOAK_SECONDS / 60:.0f} min, jobs {len(jobs)}, faults injected "
+        f"soak summary: {SOAK_SECONDS / 60:.1f} min, jobs {len(jobs)}, faults injected "
         f"{sum(world.faults.values())} {dict(world.faults)}, settled contributions {settled}, "
         f"violations {len(violations)}"
     )
