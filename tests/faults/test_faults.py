@@ -285,6 +285,41 @@ def test_latency_and_loss_on_a_node_link(world: World) -> None:
     assert world.check([job_id]) == []
 
 
+PARTITION_SECONDS = float(os.environ.get("OPENTRAIN_FAULT_PARTITION_SECONDS", "60"))
+
+
+def test_a_node_partitioned_from_the_chain_mid_slot(world: World) -> None:
+    """node1's only link goes down for 60 s once it has trained its first segment (it keeps
+    training, offline), then comes back: its submission waits for the chain rather than being
+    lost or sent twice, and the job completes and pays."""
+    job_id = world.post_job()
+    first = (
+        world.root
+        / "node1"
+        / "node"
+        / f"job-{job_id}"
+        / "round-0"
+        / "slot-0"
+        / "ckpt-1.safetensors"
+    )
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while not first.exists():
+        assert time.monotonic() < deadline, (
+            f"node1 never trained job {job_id}: {world.tail('node1')}"
+        )
+        time.sleep(0.1)
+    host = world.host("node1")
+    host.partition(True)
+    world.faults["node partitioned from the chain"] += 1
+    print(f"node1 partitioned for {PARTITION_SECONDS:g} s mid-slot")
+    try:
+        time.sleep(PARTITION_SECONDS)
+    finally:
+        host.partition(False)
+    world.wait_completed(job_id)
+    assert world.check([job_id]) == []
+
+
 def test_kill_9_of_a_node_daemon_at_a_random_point(world: World) -> None:
     """node1 is SIGKILLed at a random moment of a job (claiming, training, submitting or
     waiting), then restarted: the job completes, the slot is submitted once and paid."""
