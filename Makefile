@@ -8,7 +8,7 @@ NPM := npm exec --yes --package=node@22 --
 HARDHAT := npx hardhat
 STAMPS := .stamps
 
-.PHONY: setup demo test test-contracts test-python contracts check-artifacts lint slither chain bench clean
+.PHONY: setup demo test test-contracts test-python contracts check-artifacts lint slither chain bench soak clean
 
 setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/system
 
@@ -72,6 +72,12 @@ lint: setup slither
 
 chain: $(STAMPS)/node
 	$(HARDHAT) node --hostname 127.0.0.1 --port 8545
+
+# The fault tests (tests/faults) for SOAK_SECONDS: jobs back to back under random faults, then
+# a summary (jobs, faults injected, settled contributions, violations). `make test` runs them short.
+SOAK_SECONDS ?= 1800
+soak: setup
+	OPENTRAIN_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -q -s -m faults tests/faults
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

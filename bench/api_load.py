@@ -5,7 +5,9 @@ The database is filled directly (jobs, contributions with their four events each
 the app is served by uvicorn in its own process, and the load comes from this process over
 127.0.0.1: an open-loop phase at a fixed rate (latency measured from each request's scheduled
 time, so a slow server cannot hide its queue) and a closed-loop phase (N clients back to back)
-for the most the server does. Prints a table and one JSON line.
+for the most the server does. The server's CPU time per request (from /proc) is printed too:
+on a shared host other tenants inflate latency, much less the CPU a request costs. Prints a
+table and one JSON line.
 
     .venv/bin/python bench/api_load.py [--rate 200] [--seconds 10] [--backend sqlite]
 """
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -210,6 +212,9 @@ def fill(url: str) -> None:
             insert(IndexerCursor),
             [dict(name="main", block_number=60_000, block_hash=_h(1, 15), final_block=0)],
         )
+    with engine.connect() as connection:  # statistics, as autovacuum would have by now
+        connection.execute(text("ANALYZE"))
+        connection.commit()
     engine.dispose()
 
 
@@ -229,8 +234,8 @@ def app():
 
 
 @contextmanager
-def serve(url: str, workers: int) -> Iterator[str]:
-    """uvicorn in its own process(es) on a free port; yields the base URL."""
+def serve(url: str, workers: int) -> Iterator[tuple[str, int]]:
+    """uvicorn in its own process(es) on a free port; yields the base URL and its pid."""
     port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="api-load-"))
     (folder / "bench_server.py").write_text(SERVER)
@@ -255,7 +260,9 @@ def serve(url: str, workers: int) -> Iterator[str]:
         "warning",
         "--no-access-log",
     ]
-    process = subprocess.Popen(command, env=env, start_new_session=True)
+    # cwd: the folder, so `python -m uvicorn` (which puts cwd first on sys.path) imports the
+    # code next to this script, not whatever tree the bench was started from
+    process = subprocess.Popen(command, env=env, cwd=folder, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -269,9 +276,26 @@ def serve(url: str, workers: int) -> Iterator[str]:
                 raise RuntimeError("server did not start")
             time.sleep(0.2)
         time.sleep(1.0 if workers > 1 else 0.0)  # every worker up, not just the first
-        yield base
+        yield base, process.pid
     finally:
         stop_process(process)
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU (user + system) used so far by the server process and its workers, from /proc: on
+    a shared host a steadier measure than latency, which other tenants' load inflates."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            pids += [int(c) for c in (task / "children").read_text().split()]
+        for p in pids:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    except (OSError, ValueError):
+        return float("nan")
+    return total
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -422,10 +446,12 @@ def main() -> None:
             t0 = time.perf_counter()
             fill(url)
             fill_s = time.perf_counter() - t0
-            with serve(url, args.workers) as base:
+            with serve(url, args.workers) as (base, pid):
                 for name, paths in endpoints.items():
                     used = int(args.rate * args.seconds) + 64
+                    cpu = server_cpu_seconds(pid)
                     opened = asyncio.run(open_loop(base, paths, args.rate, args.seconds))
+                    cpu = server_cpu_seconds(pid) - cpu
                     rest = paths[used:] if len(paths) > 2 * used else paths
                     peak = asyncio.run(closed_loop(base, rest, args.clients, 5.0))
                     results.append(
@@ -436,6 +462,7 @@ def main() -> None:
                             "workers": args.workers,
                             **opened,
                             "max_rps": round(peak, 1),
+                            "cpu_ms_per_req": round(1000 * cpu / opened["requests"], 3),
                             "fill_s": round(fill_s, 1),
                         }
                     )
@@ -445,12 +472,13 @@ def main() -> None:
         f"target p99 <= {TARGET_P99_MS:g} ms"
     )
     header = f"{'backend':<11}{'endpoint':<14}{'achieved':>10}{'p50 ms':>10}{'p99 ms':>10}"
-    print(header + f"{'max ms':>10}{'errors':>8}{'max req/s':>11}  target")
+    print(header + f"{'max ms':>10}{'errors':>8}{'max req/s':>11}{'cpu ms/req':>12}  target")
     for r in results:
         ok = "met" if r["p99_ms"] <= TARGET_P99_MS and r["errors"] == 0 else "MISSED"
         print(
             f"{r['backend']:<11}{r['endpoint']:<14}{r['achieved_rps']:>10}{r['p50_ms']:>10}"
-            f"{r['p99_ms']:>10}{r['max_ms']:>10}{r['errors']:>8}{r['max_rps']:>11}  {ok}"
+            f"{r['p99_ms']:>10}{r['max_ms']:>10}{r['errors']:>8}{r['max_rps']:>11}"
+            f"{r['cpu_ms_per_req']:>12}  {ok}"
         )
     print(
         json.dumps(

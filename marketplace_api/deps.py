@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from marketplace_api.bounties import BountyRelay
@@ -28,6 +29,31 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         if halted is not None:
             raise HTTPException(status_code=503, detail=f"indexer halted: {halted}")
         yield session
+
+
+async def get_read_connection(request: Request) -> AsyncIterator[Connection]:
+    """A bare connection for the hottest reads, each one statement (the bounty list, a proof
+    bundle): no ORM session to set up and tear down, and on a server database autocommit, so
+    no BEGIN and ROLLBACK round trips either. 503 while the indexer is halted, as above."""
+    halted = _halted(request)
+    if halted is not None:
+        raise HTTPException(status_code=503, detail=f"indexer halted: {halted}")
+    with _read_engine(request).connect() as connection:
+        yield connection
+
+
+def _read_engine(request: Request) -> Engine:
+    """The session factory's engine, in autocommit except on SQLite (whose driver begins no
+    transaction for a SELECT anyway); made once per app."""
+    engine: Engine | None = getattr(request.app.state, "read_engine", None)
+    if engine is None:
+        factory: sessionmaker[Session] = request.app.state.session_factory
+        engine = factory.kw["bind"]
+        assert isinstance(engine, Engine)
+        if engine.dialect.name != "sqlite":
+            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        request.app.state.read_engine = engine
+    return engine
 
 
 def _halted(request: Request) -> str | None:
@@ -56,6 +82,7 @@ async def get_metrics(request: Request) -> Metrics:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadDep = Annotated[Connection, Depends(get_read_connection)]
 RelayDep = Annotated[BountyRelay, Depends(get_relay)]
 StoreDep = Annotated[ContentStore | None, Depends(get_store)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

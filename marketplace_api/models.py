@@ -20,6 +20,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -77,7 +78,18 @@ class ChainEvent(Base):
     """One decoded log of the four contracts, exactly as the chain emitted it."""
 
     __tablename__ = "chain_events"
-    __table_args__ = (UniqueConstraint("block_hash", "log_index"),)
+    __table_args__ = (
+        UniqueConstraint("block_hash", "log_index"),
+        # A contribution's history in chain order straight off the index (no sort): the
+        # proof bundle is the API's hottest uncached read.
+        Index(
+            "ix_chain_events_contribution_order",
+            "contribution_id",
+            "block_number",
+            "tx_index",
+            "log_index",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
     block_number: Mapped[int] = mapped_column(BigInteger, index=True)
@@ -92,7 +104,7 @@ class ChainEvent(Base):
     # Copied out of ``args`` when the event names them, so a job's or a contribution's whole
     # history (disputes and votes included, projected or not) is one indexed lookup.
     job_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
-    contribution_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    contribution_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class IndexerCursor(Base):
@@ -154,9 +166,14 @@ class Job(Base):
     """A training bounty: its fixed parameters (``JobCreated``) and its moving state."""
 
     __tablename__ = "jobs"
+    # Lists are newest first: (filter, id) indexes serve a page in order without a sort.
+    __table_args__ = (
+        Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_sponsor_id", "sponsor", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    sponsor: Mapped[str] = mapped_column(ADDRESS, index=True)
+    sponsor: Mapped[str] = mapped_column(ADDRESS)
     spec_digest: Mapped[str] = mapped_column(HASH)
     initial_model_digest: Mapped[str] = mapped_column(HASH)
     spec_cid: Mapped[str] = mapped_column(Text)
@@ -169,7 +186,7 @@ class Job(Base):
     verifier_fee: Mapped[int] = mapped_column(Uint256)
     claim_timeout: Mapped[int] = mapped_column(Uint256)
     escrow: Mapped[int] = mapped_column(Uint256)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     current_round: Mapped[int] = mapped_column(Integer)
     current_model_digest: Mapped[str] = mapped_column(HASH)
     created_block: Mapped[int] = mapped_column(BigInteger)
@@ -192,22 +209,28 @@ class Contribution(Base):
     """A node's submitted slot and everything that settled it: the auditor's proof bundle."""
 
     __tablename__ = "contributions"
+    __table_args__ = (
+        Index("ix_contributions_job_id_id", "job_id", "id"),
+        Index("ix_contributions_node_id", "node", "id"),
+        Index("ix_contributions_verifier_id", "verifier", "id"),
+        Index("ix_contributions_status_id", "status", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
     round: Mapped[int] = mapped_column(Integer)
     slot: Mapped[int] = mapped_column(Integer)
-    node: Mapped[str] = mapped_column(ADDRESS, index=True)
+    node: Mapped[str] = mapped_column(ADDRESS)
     output_digest: Mapped[str] = mapped_column(HASH)
     trace_root: Mapped[str] = mapped_column(HASH)
     output_cid: Mapped[str] = mapped_column(Text)
     manifest_cid: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     submit_block: Mapped[int] = mapped_column(BigInteger)
     submit_tx: Mapped[str] = mapped_column(HASH)
     seed: Mapped[str | None] = mapped_column(HASH)
     seed_block: Mapped[int | None] = mapped_column(BigInteger)
-    verifier: Mapped[str | None] = mapped_column(ADDRESS, index=True)
+    verifier: Mapped[str | None] = mapped_column(ADDRESS)
     seed_recorded_block: Mapped[int | None] = mapped_column(BigInteger)
     seed_tx: Mapped[str | None] = mapped_column(HASH)
     verdict: Mapped[str | None] = mapped_column(String(8))

@@ -7,7 +7,18 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, Select, bindparam, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    RowMapping,
+    Select,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
 
 from marketplace_api.indexer import CURSOR
@@ -78,12 +89,29 @@ def list_jobs(
     return _page(session, page, limit, offset)
 
 
+def read_only(session: Session) -> None:
+    """Run the session's statements in autocommit (server databases): a read that is one
+    statement needs no transaction, and without one it costs no BEGIN and no ROLLBACK round
+    trip (on PostgreSQL each wakes its backend, which on a busy host costs more than the
+    query). Only before the session's first statement; a no-op after it, and on SQLite."""
+    if not session.in_transaction() and session.get_bind().dialect.name != "sqlite":
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def core_connection(bind: Session | Connection) -> Connection:
+    """A Core connection to run a plain select on: rows as tuples, no ORM result layer."""
+    if isinstance(bind, Session):
+        read_only(bind)
+        return bind.connection()
+    return bind
+
+
 @cache
-def _summary_statements(
-    status: bool, sponsor: bool, model: bool
-) -> tuple[Select[Any], Select[Any]]:
-    """(page, count) statements for one combination of filters, built once: the values are
-    bound per call, so SQLAlchemy's compiled cache is hit without rebuilding anything."""
+def _summary_statement(status: bool, sponsor: bool, model: bool) -> Select[Any]:
+    """One statement for one combination of filters, built once (values are bound per call,
+    so SQLAlchemy's compiled cache is hit): the count of matching jobs LEFT JOINed to the
+    page of them, so total and page come in one round trip and from one snapshot. A page past
+    the end is one row of the total and nulls."""
     where: list[ColumnElement[bool]] = []
     if status:
         where.append(Job.status == bindparam("status"))
@@ -102,14 +130,20 @@ def _summary_statements(
         .order_by(Job.id.desc())
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
+        .subquery("page")
     )
     counted = _spec_join(select(Job.id)) if model else select(Job.id)
-    count = select(func.count()).select_from(counted.where(*where).subquery())
-    return page, count
+    count = select(func.count().label("total")).select_from(counted.where(*where).subquery())
+    total = count.subquery("counted")
+    return (
+        select(total.c.total, *page.c)
+        .select_from(total.outerjoin(page, true()))
+        .order_by(page.c.id.desc())
+    )
 
 
 def job_summaries(
-    session: Session,
+    bind: Session | Connection,
     *,
     limit: int,
     offset: int,
@@ -118,8 +152,8 @@ def job_summaries(
     model: str | None = None,
 ) -> tuple[int, list[RowMapping]]:
     """``list_jobs`` as plain rows, with the spec's name and model (``spec_name``,
-    ``spec_model``): the bounty list is the API's most requested page."""
-    page, count = _summary_statements(status is not None, sponsor is not None, model is not None)
+    ``spec_model``): the bounty list is the API's most requested page. One statement."""
+    statement = _summary_statement(status is not None, sponsor is not None, model is not None)
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     if status is not None:
         params["status"] = status.value
@@ -127,8 +161,9 @@ def job_summaries(
         params["sponsor"] = sponsor
     if model is not None:
         params["model"] = model
-    total = session.execute(count, params).scalar_one()
-    return int(total), list(session.execute(page, params).mappings())
+    rows = list(core_connection(bind).execute(statement, params).mappings())
+    total = int(rows[0]["total"]) if rows else 0
+    return total, [row for row in rows if row["id"] is not None]
 
 
 def get_job(session: Session, job_id: int) -> Job | None:

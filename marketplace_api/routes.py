@@ -1,8 +1,8 @@
 """JSON routes: validate input, call a query or service, shape the response. Nothing else.
 
 Most routes are plain ``def`` (FastAPI runs them in its thread pool). The two hottest reads,
-the bounty list and a proof bundle, are ``async def`` and query inline: each is one or two
-indexed queries well under a millisecond, the process is CPU-bound under the GIL anyway, and
+the bounty list and a proof bundle, are ``async def`` and query inline: each is one
+indexed statement well under a millisecond, the process is CPU-bound under the GIL anyway, and
 the thread-pool hop cost more than the work (bench/api_load.py: about twice the requests/s).
 Anything that may wait on the network or the disk for long (the chain, the content store)
 stays in the pool."""
@@ -12,16 +12,23 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator
 from sqlalchemy import text
 from web3 import Web3
 
-from marketplace_api import queries, specs
+from marketplace_api import encode, queries, specs
 from marketplace_api.bounties import BountyRejected, RelayFailed
-from marketplace_api.deps import MetricsDep, RelayDep, RelayEnabledDep, SessionDep, StoreDep
+from marketplace_api.deps import (
+    MetricsDep,
+    ReadDep,
+    RelayDep,
+    RelayEnabledDep,
+    SessionDep,
+    StoreDep,
+)
 from marketplace_api.metrics import CONTENT_TYPE
 from marketplace_api.models import ContributionStatus, Job, JobStatus
-from marketplace_api.proof import proof_bundle
+from marketplace_api.proof import proof_bundle_json
 from marketplace_api.schemas import (
     BountyIn,
     BountyOut,
@@ -30,7 +37,6 @@ from marketplace_api.schemas import (
     Health,
     JobDetail,
     JobPage,
-    JobSummary,
     Leaderboard,
     LeaderboardEntry,
     ParticipantOut,
@@ -118,16 +124,15 @@ def stats(session: SessionDep) -> StatsOut:
 # -- jobs -------------------------------------------------------------------------------------
 
 
-def _json(body: BaseModel) -> Response:
-    """Serialize once, in Rust: returning the model itself would have FastAPI validate it
-    again against the response model (about a third of a hot route's time). The decorator's
-    ``response_model`` still documents it."""
-    return Response(content=body.model_dump_json(), media_type="application/json")
+JSON = "application/json"
+# The two hottest reads answer with bodies written straight from their rows (``encode``):
+# returning a model would have FastAPI validate and serialize it again, and building one per
+# row costs more than the query. The decorators' ``response_model`` still documents them.
 
 
 @router.get("/jobs", tags=["jobs"], response_model=JobPage)
 async def list_jobs(
-    session: SessionDep,
+    connection: ReadDep,
     limit: Limit = 20,
     offset: Offset = 0,
     status: Annotated[JobStatus | None, Query()] = None,
@@ -136,10 +141,9 @@ async def list_jobs(
 ) -> Response:
     """Jobs, newest first, optionally only one status, one sponsor's or one model's."""
     total, rows = queries.job_summaries(
-        session, limit=limit, offset=offset, status=status, sponsor=sponsor, model=model
+        connection, limit=limit, offset=offset, status=status, sponsor=sponsor, model=model
     )
-    items = [JobSummary.from_mapping(row) for row in rows]
-    return _json(JobPage.model_construct(total=total, limit=limit, offset=offset, items=items))
+    return Response(encode.job_page(total, limit, offset, rows), media_type=JSON)
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"], responses=NOT_FOUND)
@@ -249,14 +253,14 @@ def list_contributions(
     responses=NOT_FOUND,
     response_model=ProofBundle,
 )
-async def get_contribution(contribution_id: RowId, session: SessionDep) -> Response:
+async def get_contribution(contribution_id: RowId, connection: ReadDep) -> Response:
     """The proof bundle of one contribution: every CID, digest and Merkle root, the seed and
     the segments it samples, attestations, disputes, payouts, the transactions, and the
     ``opentrain audit`` command that re-checks it."""
-    bundle = proof_bundle(session, contribution_id)
-    if bundle is None:
+    body = proof_bundle_json(connection, contribution_id)
+    if body is None:
         raise HTTPException(status_code=404, detail=f"contribution {contribution_id} not found")
-    return _json(bundle)
+    return Response(body, media_type=JSON)
 
 
 # -- participants -----------------------------------------------------------------------------

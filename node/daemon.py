@@ -21,6 +21,7 @@ from node.ddp import DDPError
 from node.disputes import Aftercare
 from node.worker import NodeWorker, ProgressFn, SegmentFn, honest_segment
 from opentrain.chain.account import ChainAccount
+from opentrain.chain.tx import TRANSIENT, RpcUnavailable
 from opentrain.chain.types import ChainError
 from opentrain.chain.views import JobInfo, job_info
 from opentrain.content.errors import ContentError
@@ -237,7 +238,16 @@ class NodeDaemon:
             try:
                 self.aftercare.step()  # contest unfounded fails, release expired claims
                 worked = self.run_once(progress) is not None
-            except (ChainError, ContentError, JobError, DDPError) as exc:
+            except (
+                ChainError,
+                ContentError,
+                JobError,
+                DDPError,
+                RpcUnavailable,
+                *TRANSIENT,
+            ) as exc:
+                # an RPC endpoint gone for longer than one call's retries (a partition, a
+                # restart) is a failed pass, not the end of the daemon
                 metrics.ERRORS.inc()
                 log.warning("slot failed, will retry: %s", str(exc).splitlines()[0])
                 worked = False

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from opentrain.chain.account import ChainAccount
+from opentrain.chain.tx import TRANSIENT, RpcUnavailable
 from opentrain.chain.types import AggregateStatus, ChainError, DisputeStatus, Phase
 from opentrain.chain.views import aggregate_info, verification_info
 from opentrain.content.errors import ContentError
@@ -175,7 +176,7 @@ class VerifierDaemon:
         while not should_stop():
             try:
                 acted = self.step()
-            except (ChainError, ContentError, JobError) as exc:
+            except (ChainError, ContentError, JobError, RpcUnavailable, *TRANSIENT) as exc:
                 log.warning("pass failed, will retry: %s", str(exc).splitlines()[0])
                 acted = 0
             if acted == 0:
