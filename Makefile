@@ -8,7 +8,7 @@ NPM := npm exec --yes --package=node@22 --
 HARDHAT := npx hardhat
 STAMPS := .stamps
 
-.PHONY: setup demo test test-contracts test-python contracts check-artifacts lint slither chain bench soak clean
+.PHONY: setup demo test test-contracts test-python contracts check-artifacts lint slither chain bench soak faults clean
 
 setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/system
 
@@ -45,7 +45,12 @@ test-contracts: $(STAMPS)/node
 	$(HARDHAT) test
 
 test-python: $(STAMPS)/python
-	$(BIN)/python -m pytest -q
+	# tests/faults runs apart (make faults): a restarted node was once seen hanging there (issue 19)
+	$(BIN)/python -m pytest -q -m "not faults"
+
+# The short fault run: the market across network namespaces under injected faults.
+faults: setup
+	$(BIN)/python -m pytest -q -m faults tests/faults
 
 test: setup check-artifacts test-contracts test-python
 
@@ -74,7 +79,7 @@ chain: $(STAMPS)/node
 	$(HARDHAT) node --hostname 127.0.0.1 --port 8545
 
 # The fault tests (tests/faults) for SOAK_SECONDS: jobs back to back under random faults, then
-# a summary (jobs, faults injected, settled contributions, violations). `make test` runs them short.
+# a summary (jobs, faults injected, settled contributions, violations). `make faults` runs them short.
 SOAK_SECONDS ?= 1800
 soak: setup
 	OPENTRAIN_SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest -q -s -m faults tests/faults
