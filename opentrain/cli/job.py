@@ -11,7 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,8 +19,30 @@ from rich.console import Console
 from opentrain.cli.errors import fail, one_line_errors
 
 if TYPE_CHECKING:
-    from opentrain.chain.client import Chain
     from opentrain.spec import JobSpec
+from opentrain.cli.job_chain import (
+    _chain,
+    _check_timeout,
+    _global_model,
+    _line,
+    _render,
+    _role,
+    _with_total_reward,
+    job_snapshot,
+    preflight,
+    sample_text,
+)
+from opentrain.cli.job_spec import (
+    DEFAULT_CHEAT_FRACTION_BPS,
+    SIZES,
+    TOKEN,
+    _first,
+    _read,
+    build_spec,
+    probe_seconds_per_step,
+    spec_problems,
+    spec_summary,
+)
 
 job_app = typer.Typer(
     help="The sponsor: write a job spec, post a bounty, watch it, take the model.\n\n"
@@ -31,9 +53,6 @@ job_app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-TOKEN = 10**18
-DEFAULT_CHEAT_FRACTION_BPS = 1_000  # JobParams' default: a cheat fakes 10 % of the segments
-DEFAULT_MIN_NODE_STAKE = 100 * TOKEN  # ProtocolParams' default, used when no chain is at hand
 
 JobArg = Annotated[int, typer.Argument(help="job id", min=1)]
 _errors = one_line_errors()
@@ -41,219 +60,6 @@ _errors = one_line_errors()
 
 def _api_url() -> str:
     return os.environ.get("OPENTRAIN_API_URL", "http://127.0.0.1:8000").rstrip("/")
-
-
-# -- init ----------------------------------------------------------------------------------------
-
-SIZES = ("tiny", "small", "base")
-
-
-def build_spec(
-    model: str, size: str, data: str, rounds: int, slots: int, reward: float, fee: float
-) -> JobSpec:
-    """A spec with sensible defaults for ``model`` at ``size`` (tiny: seconds per slot on a
-    CPU, small: the demo's job, base: a larger gpt for GPUs)."""
-    from opentrain.spec import (
-        GPTSpec,
-        JobSpec,
-        MLPSpec,
-        RewardSpec,
-        SyntheticDataSpec,
-        TrainingSpec,
-        VerificationSpec,
-    )
-
-    reward_spec = RewardSpec(
-        reward_per_slot=int(round(reward * TOKEN)), verifier_fee=int(round(fee * TOKEN))
-    )
-    common: dict[str, Any] = {"rounds": rounds, "slots_per_round": slots, "reward": reward_spec}
-    if model == "mlp":
-        if data != "builtin":
-            raise ValueError("the mlp model trains on synthetic data: leave --data at builtin")
-        shapes = {
-            "tiny": (MLPSpec(hidden_dim=32), TrainingSpec(inner_steps=8, segment_steps=2)),
-            "small": (MLPSpec(), TrainingSpec(lr=5e-3, outer_lr=0.7, outer_momentum=0.5)),
-            "base": (
-                MLPSpec(hidden_dim=512, depth=4),
-                TrainingSpec(inner_steps=200, segment_steps=5, batch_size=128, lr=3e-3),
-            ),
-        }
-        mlp, training = shapes[size]
-        return JobSpec(
-            name=f"mlp-{size}",
-            model=mlp,
-            data=SyntheticDataSpec(),
-            training=training,
-            verification=VerificationSpec(samples=2),
-            **common,
-        )
-    from opentrain.protocol.presets import DEMO_TOLERANCE
-
-    gpt_shapes = {
-        "tiny": (
-            GPTSpec(n_layer=1, n_head=2, n_embd=32, block_size=32),
-            TrainingSpec(inner_steps=8, segment_steps=2, batch_size=8, lr=3e-3, outer_momentum=0.5),
-        ),
-        "small": (
-            GPTSpec(n_layer=2, n_head=4, n_embd=64, block_size=128),
-            TrainingSpec(
-                inner_steps=400,
-                segment_steps=8,
-                batch_size=32,
-                lr=3e-3,
-                warmup_steps=10,
-                outer_momentum=0.5,
-            ),
-        ),
-        "base": (
-            GPTSpec(n_layer=6, n_head=8, n_embd=256, block_size=256),
-            TrainingSpec(
-                inner_steps=500,
-                segment_steps=10,
-                batch_size=32,
-                lr=1e-3,
-                warmup_steps=20,
-                outer_momentum=0.5,
-            ),
-        ),
-    }
-    gpt, gpt_training = gpt_shapes[size]
-    return JobSpec(
-        name=f"gpt-{size}",
-        model=gpt,
-        data=_data_part(data),
-        training=gpt_training,
-        verification=VerificationSpec(mode="tolerance", tolerance=DEMO_TOLERANCE, samples=2),
-        **common,
-    )
-
-
-def _data_part(data: str) -> Any:
-    from opentrain.training.corpus import builtin_corpus_spec, corpus_data_spec
-
-    if data == "builtin":
-        return builtin_corpus_spec()
-    from opentrain.content.backends import store_from_settings
-    from opentrain.settings import Settings
-
-    return corpus_data_spec(store_from_settings(Settings()), data)
-
-
-def minimum_stake(cheat_fraction_bps: int, samples: int, reward: int) -> int:
-    """The smallest node stake for which cheating loses (``createJob``'s rule), in base units."""
-    from opentrain.protocol.economics import cheating_loses
-
-    if cheating_loses(cheat_fraction_bps, samples, 0, reward):
-        return 0
-    low, high = 0, max(reward, 1)
-    while not cheating_loses(cheat_fraction_bps, samples, high, reward):
-        low, high = high, high * 2
-        if high > 2**200:
-            return 2**256 - 1  # detection probability 0: no stake is enough
-    while high - low > 1:
-        mid = (low + high) // 2
-        if cheating_loses(cheat_fraction_bps, samples, mid, reward):
-            high = mid
-        else:
-            low = mid
-    return high
-
-
-def checkpoint_bytes(spec: JobSpec) -> int:
-    """Bytes of one slot checkpoint: fp32 parameters plus AdamW's two moments."""
-    import torch
-
-    from opentrain.training.models import build_model
-
-    with torch.device("meta"):
-        model = build_model(spec.model, initialize=False)
-    params = sum(p.numel() for p in model.parameters())
-    return params * 4 * 3
-
-
-def probe_seconds_per_step(spec: JobSpec, steps: int = 3) -> float:
-    """Time ``steps`` real inner steps of the job on this machine."""
-    import tempfile
-
-    from opentrain.content.embedded import EmbeddedStore
-    from opentrain.training.checkpoint import fresh_state
-    from opentrain.training.data import ensure_job_data
-    from opentrain.training.models import build_model, model_params
-    from opentrain.training.train import train_segment
-
-    with tempfile.TemporaryDirectory(prefix="opentrain-probe-") as tmp:
-        from opentrain.spec import CorpusDataSpec
-
-        store: Any = EmbeddedStore(Path(tmp))
-        if isinstance(spec.data, CorpusDataSpec):
-            from opentrain.training.corpus import builtin_corpus_spec
-
-            if spec.data != builtin_corpus_spec(spec.data.num_shards, spec.data.validation_size):
-                from opentrain.content.backends import store_from_settings
-                from opentrain.settings import Settings
-
-                store = store_from_settings(Settings())
-        source = ensure_job_data(spec, store)
-        state = fresh_state(spec, model_params(build_model(spec.model)))
-        steps = min(steps, spec.training.inner_steps)
-        train_segment(spec, state, 0, 0, steps=1, data=source)  # warm-up (lazy torch imports)
-        began = time.perf_counter()
-        train_segment(spec, state, 0, 0, steps=steps, data=source)
-        return (time.perf_counter() - began) / steps
-
-
-def spec_summary(spec: JobSpec, seconds_per_step: float | None) -> list[tuple[str, str, str]]:
-    """(what, value, comment) rows describing what a spec implies."""
-    t, v = spec.training, spec.verification
-    per_slot = spec.reward.reward_per_slot + spec.reward.verifier_fee
-    escrow = spec.rounds * spec.slots_per_round * per_slot
-    stake = minimum_stake(DEFAULT_CHEAT_FRACTION_BPS, v.samples, spec.reward.reward_per_slot)
-    ckpt = checkpoint_bytes(spec)
-    rows = [
-        ("model", spec.model.name, json.dumps(spec.model.model_dump(exclude={"name"}))),
-        ("rounds x slots", f"{spec.rounds} x {spec.slots_per_round}", "DiLoCo rounds R, slots W"),
-        (
-            "steps per slot",
-            f"H={t.inner_steps}, c={t.segment_steps}",
-            f"{t.num_segments} committed segments per slot",
-        ),
-        (
-            "verifier share",
-            f"{v.samples * t.segment_steps / t.inner_steps:.1%}",
-            f"k*c/H: k={v.samples} sampled segments are re-executed",
-        ),
-        (
-            "escrow",
-            f"{escrow / TOKEN:g} TRAIN",
-            f"{spec.reward.reward_per_slot / TOKEN:g} per slot + "
-            f"{spec.reward.verifier_fee / TOKEN:g} verifier fee",
-        ),
-        (
-            "minimum node stake",
-            f"{stake / TOKEN:.4g} TRAIN",
-            f"cheating loses when a cheat fakes {DEFAULT_CHEAT_FRACTION_BPS / 100:g}% of segments",
-        ),
-        ("bytes per checkpoint", f"{ckpt / 2**20:.2f} MiB", "parameters + AdamW moments (fp32)"),
-    ]
-    if seconds_per_step is not None:
-        slot_seconds = seconds_per_step * t.inner_steps
-        # proof work per segment: encode + sha256 + write one checkpoint (~1 GB/s on a CPU)
-        proof = (ckpt / 1e9) * t.num_segments
-        rows.append(
-            (
-                "node time per slot",
-                f"{slot_seconds:.1f} s",
-                f"on this machine (3-step probe: {seconds_per_step * 1000:.1f} ms/step)",
-            )
-        )
-        rows.append(
-            (
-                "proof overhead",
-                f"{proof / max(slot_seconds, 1e-9):.1%}",
-                "checkpoint encode + digest + disk per segment, estimated",
-            )
-        )
-    return rows
 
 
 @job_app.command()
@@ -303,60 +109,6 @@ def _print_summary(spec: JobSpec, seconds: float | None, title: str) -> None:
     out.print(table)
 
 
-# -- validate ------------------------------------------------------------------------------------
-
-
-_UNION_TAGS = ("mlp", "gpt", "synthetic", "corpus")
-
-
-def spec_problems(raw: bytes, min_node_stake: int | None = DEFAULT_MIN_NODE_STAKE) -> list[str]:
-    """Every problem of a spec, one line each (empty: the contract would accept it).
-    ``min_node_stake`` None skips the economics check (``post`` does it with the chain's)."""
-    from pydantic import ValidationError
-
-    from opentrain.protocol.economics import cheating_loses, detection_probability
-    from opentrain.spec import MAX_SPEC_BYTES, JobSpec
-
-    if len(raw) > MAX_SPEC_BYTES:
-        return [f"too large ({len(raw)} bytes, limit {MAX_SPEC_BYTES})"]
-    try:
-        spec = JobSpec.model_validate_json(raw, strict=True)
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors(include_url=False):
-            parts = [str(p) for p in e["loc"] if str(p) not in _UNION_TAGS]
-            msg = " ".join(str(e["msg"]).removeprefix("Value error, ").split())
-            if e["type"] == "json_invalid":
-                msg = f"invalid JSON ({e.get('ctx', {}).get('error', msg)})"
-            problems.append(f"{'.'.join(parts)}: {msg}" if parts else msg)
-        return problems
-    k, reward = spec.verification.samples, spec.reward.reward_per_slot
-    if min_node_stake is None:
-        return []
-    if not cheating_loses(DEFAULT_CHEAT_FRACTION_BPS, k, min_node_stake, reward):
-        p = detection_probability(DEFAULT_CHEAT_FRACTION_BPS, k) / 1e18
-        need = minimum_stake(DEFAULT_CHEAT_FRACTION_BPS, k, reward)
-        return [
-            f"economics: cheating pays (detection {p:.1%} with {k} samples, node stake "
-            f"{min_node_stake / TOKEN:g} TRAIN, reward {reward / TOKEN:g} TRAIN per slot): "
-            f"raise verification.samples or lower the reward (needs a stake of "
-            f"{need / TOKEN:.4g} TRAIN)"
-        ]
-    return []
-
-
-def _first(problems: list[str]) -> str:
-    more = len(problems) - 1
-    return problems[0] + (f" (and {more} more: opentrain job validate)" if more else "")
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}")
-
-
 @job_app.command()
 @_errors
 def validate(spec_file: Annotated[Path, typer.Argument(help="job spec (JSON)")]) -> None:
@@ -373,70 +125,6 @@ def validate(spec_file: Annotated[Path, typer.Argument(help="job spec (JSON)")])
 
     spec = parse_spec(_read(spec_file))
     out.print(f"{spec_file}: valid; spec digest {spec_digest(spec).hex()}")
-
-
-# -- post ----------------------------------------------------------------------------------------
-
-
-def _role() -> Any:
-    from opentrain.context import role_context
-
-    return role_context()
-
-
-def _with_total_reward(spec: JobSpec, total: float) -> JobSpec:
-    """Spread ``total`` TRAIN over every slot, keeping the spec's node/verifier split."""
-    from opentrain.spec import RewardSpec
-
-    slots = spec.rounds * spec.slots_per_round
-    per_slot = int(round(total * TOKEN)) // slots
-    r = spec.reward
-    share = r.verifier_fee / (r.reward_per_slot + r.verifier_fee) if r.reward_per_slot else 0.0
-    fee = int(per_slot * share)
-    reward = RewardSpec(reward_per_slot=per_slot - fee, verifier_fee=fee)
-    return spec.model_copy(update={"reward": reward})
-
-
-def preflight(ctx: Any, spec: JobSpec, cheat_fraction_bps: int) -> list[str]:
-    """What ``createJob`` (and the token transfer) would refuse, checked before sending."""
-    from opentrain.protocol.economics import cheating_loses, detection_probability
-    from opentrain.protocol.jobs import job_params
-
-    chain = ctx.chain
-    problems: list[str] = []
-    params = job_params(spec, b"\x01" * 32)
-    m = chain.market.functions
-    if m.paused().call():
-        problems.append("the market is paused: createJob would revert")
-    limits = (
-        ("rounds", params.rounds, int(m.MAX_ROUNDS().call())),
-        ("slots_per_round", params.slots_per_round, int(m.MAX_SLOTS_PER_ROUND().call())),
-        ("segments (H / c)", params.num_segments, int(m.MAX_SEGMENTS().call())),
-        ("verification.samples", params.sample_count, int(m.MAX_SAMPLES().call())),
-    )
-    for name, value, limit in limits:
-        if value > limit:
-            problems.append(f"{name} is {value}, the contract allows at most {limit}")
-    stake = int(chain.market.functions.nodeStake().call())
-    k, reward = spec.verification.samples, spec.reward.reward_per_slot
-    if not cheating_loses(cheat_fraction_bps, k, stake, reward):
-        p = detection_probability(cheat_fraction_bps, k) / 1e18
-        need = minimum_stake(cheat_fraction_bps, k, reward)
-        problems.append(
-            f"economics guard: cheating would pay (detection {p:.1%} with {k} samples x "
-            f"(stake {stake / TOKEN:g} + reward {reward / TOKEN:g}) <= reward): raise "
-            f"verification.samples or lower the reward per slot (it needs a stake of "
-            f"{need / TOKEN:.4g} TRAIN)"
-        )
-    balance = ctx.account.balance()
-    if balance < params.escrow:
-        problems.append(
-            f"balance: {ctx.account.address} holds {balance / TOKEN:g} TRAIN, the escrow is "
-            f"{params.escrow / TOKEN:g} TRAIN (on a dev chain: opentrain chain fund ADDRESS)"
-        )
-    if int(chain.w3.eth.get_balance(ctx.account.address)) == 0:
-        problems.append(f"gas: {ctx.account.address} has no ether to pay for transactions")
-    return problems
 
 
 @job_app.command()
@@ -499,112 +187,6 @@ def post(
     out.print(f"dashboard: {_api_url()}/ui/jobs/{job_id}")
 
 
-# -- status --------------------------------------------------------------------------------------
-
-
-def _chain() -> Chain:
-    from opentrain.context import connect_chain
-    from opentrain.settings import Settings
-
-    return connect_chain(Settings())
-
-
-def job_snapshot(chain: Chain, job_id: int) -> dict[str, Any]:
-    """Everything ``job status`` shows, read from the chain."""
-    from opentrain.chain.types import AggregateStatus, JobStatus, Verdict
-    from opentrain.chain.views import aggregate_info, job_info, verification_info
-
-    info = job_info(chain, job_id)
-    p = info.params
-    rounds = []
-    for r in range(p.rounds):
-        agg = aggregate_info(chain, job_id, r)
-        rounds.append(
-            {
-                "round": r,
-                "aggregate": agg.status.name.lower(),
-                "validation_loss": agg.validation_loss
-                if agg.status != AggregateStatus.NONE
-                else None,
-            }
-        )
-    slots = []
-    current = min(info.current_round, p.rounds - 1)
-    names = {0: "open", 1: "claimed", 2: "submitted", 3: "accepted"}
-    for s in range(p.slots_per_round):
-        node, deadline, status, contribution = chain.market.functions.slotState(
-            job_id, current, s
-        ).call()
-        verdict = ""
-        if int(contribution):
-            v = verification_info(chain, int(contribution))
-            verdict = v.verdict.name.lower() if v.verdict != Verdict.NONE else "pending"
-            if v.finalized:
-                verdict += " (final)"
-        slots.append(
-            {
-                "slot": s,
-                "state": names.get(int(status), str(status)),
-                "node": node if int(status) else "",
-                "contribution": int(contribution),
-                "verdict": verdict,
-            }
-        )
-    done = info.status != JobStatus.OPEN
-    return {
-        "job": job_id,
-        "status": info.status.name.lower(),
-        "round": info.current_round,
-        "rounds": p.rounds,
-        "escrow_left": info.escrow,
-        "slots": slots,
-        "round_records": rounds,
-        "done": done,
-    }
-
-
-def _render(snap: dict[str, Any]) -> Any:
-    from rich.console import Group
-    from rich.table import Table
-
-    head = (
-        f"job {snap['job']}: {snap['status']}, round {min(snap['round'], snap['rounds'])} of "
-        f"{snap['rounds']}, escrow left {snap['escrow_left'] / TOKEN:g} TRAIN"
-    )
-    slots = Table(title=f"slots of round {min(snap['round'], snap['rounds'] - 1)}")
-    for col in ("slot", "state", "claimed by", "contribution", "verdict"):
-        slots.add_column(col)
-    for s in snap["slots"]:
-        slots.add_row(
-            str(s["slot"]),
-            s["state"],
-            s["node"],
-            str(s["contribution"] or ""),
-            s["verdict"],
-        )
-    rounds = Table(title="rounds")
-    for col in ("round", "aggregate", "validation loss"):
-        rounds.add_column(col)
-    for r in snap["round_records"]:
-        loss = r["validation_loss"]
-        rounds.add_row(str(r["round"]), r["aggregate"], "" if loss is None else f"{loss:.4f}")
-    return Group(head, slots, rounds)
-
-
-def _line(snap: dict[str, Any]) -> str:
-    slots = " ".join(
-        f"{s['slot']}:{s['state']}{'/' + s['verdict'] if s['verdict'] else ''}"
-        for s in snap["slots"]
-    )
-    losses = ",".join(
-        f"{r['validation_loss']:.4f}" for r in snap["round_records"] if r["validation_loss"]
-    )
-    return (
-        f"job {snap['job']} {snap['status']} round {snap['round']}/{snap['rounds']} "
-        f"slots [{slots}] losses [{losses}] escrow {snap['escrow_left'] / TOKEN:g}"
-    )
-
-
 @job_app.command()
 @_errors
 def status(
@@ -655,43 +237,6 @@ def status(
         out.print(_render(snap))
 
 
-def _check_timeout(began: float, timeout: float | None) -> None:
-    if timeout is not None and time.monotonic() - began > timeout:
-        fail(f"the job did not finish within {timeout:g} s")
-
-
-# -- model and generate --------------------------------------------------------------------------
-
-
-def _global_model(round_: int | None, job_id: int) -> tuple[Any, int, bytes]:
-    """(job, round, G_round bytes checked against the chain)."""
-    from opentrain.chain.types import ChainError
-    from opentrain.content.backends import store_from_settings
-    from opentrain.protocol.jobs import load_global_model, load_job
-    from opentrain.settings import Settings
-
-    settings = Settings()
-    from opentrain.context import connect_chain
-
-    chain = connect_chain(settings)
-    store = store_from_settings(settings)
-    job = load_job(chain, store, job_id)
-    final = job.info.params.rounds
-    r = final if round_ is None else round_
-    if not 0 <= r <= final:
-        raise ChainError(f"job {job_id} has models G_0..G_{final}; no G_{r}")
-    if r > 0:
-        from opentrain.chain.views import aggregate_info
-
-        if aggregate_info(chain, job_id, r - 1).status.name != "FINAL":
-            raise ChainError(
-                f"job {job_id} has no final model G_{r} yet (it is in round "
-                f"{job.info.current_round}): wait, or pass --round {job.info.current_round}"
-            )
-    raw, _ = load_global_model(chain, store, job, r)
-    return job, r, raw
-
-
 @job_app.command()
 @_errors
 def model(
@@ -727,29 +272,6 @@ def model(
         f"wrote {output}: G_{r} of job {job_id} ({count:,} parameters), digest "
         f"{hashlib.sha256(raw).hexdigest()[:16]}… matches the chain"
     )
-
-
-def sample_text(
-    spec: JobSpec, params: dict[str, Any], prompt: str, tokens: int, seed: int, temperature: float
-) -> str:
-    """Sample ``tokens`` bytes after ``prompt`` from a byte-level gpt (seeded, CPU)."""
-    import torch
-
-    from opentrain.training.models import build_model
-
-    model = build_model(spec.model, initialize=False)
-    model.load_state_dict(params, strict=True)
-    model.eval()
-    block = spec.model.block_size  # type: ignore[union-attr]
-    ids = list(prompt.encode("utf-8")) or [10]
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for _ in range(tokens):
-            x = torch.tensor([ids[-block:]], dtype=torch.long)
-            logits = model(x)[0, -1] / max(temperature, 1e-6)
-            probs = torch.softmax(logits, dim=-1)
-            ids.append(int(torch.multinomial(probs, 1, generator=gen)))
-    return bytes(ids).decode("utf-8", errors="replace")
 
 
 @job_app.command()
