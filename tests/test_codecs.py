@@ -11,9 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import safetensors.torch
 import torch
 from conftest import Market
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
 from opentrain.protocol.aggregation import aggregate
 from opentrain.protocol.codecs import (
@@ -142,15 +143,15 @@ def test_error_feedback_residual_is_what_was_not_sent(spec: JobSpec) -> None:
 
 
 def _resave(raw: bytes, edit: dict[str, torch.Tensor]) -> bytes:
-    tensors = dict(safetensors.torch.load(raw))
+    tensors = dict(load_safetensors(raw))
     tensors.update(edit)
-    return safetensors.torch.save(tensors)
+    return save_safetensors(tensors)
 
 
 def test_malformed_topk_uploads_are_refused(spec: JobSpec) -> None:
     g = _params(spec)
     raw = encode_pseudo_gradient(spec, pseudo_gradient(g, _moved(g, 3)))
-    tensors = safetensors.torch.load(raw)
+    tensors = load_safetensors(raw)
     dup = tensors["pg.idx"].clone()
     dup[1] = dup[0]
     out_of_range = tensors["pg.idx"].clone()
@@ -278,7 +279,7 @@ def test_check_update_catches_any_other_update_than_the_output_implies(spec: Job
     residual = decode_residual(spec, slot_update(spec, g, _moved(g, 6), zero_residual(spec))[1])
     update, new = slot_update(spec, g, moved, residual)
     assert check_update(spec, g, output, residual, _manifest(spec, update, new)).passed
-    scales = safetensors.torch.load(update)["pg.scales"]
+    scales = load_safetensors(update)["pg.scales"]
     cheats = {
         "amplified": (_resave(update, {"pg.scales": scales * 2}), new),
         "no error feedback": slot_update(spec, g, moved, zero_residual(spec)),
@@ -338,7 +339,7 @@ def test_node_uploading_another_update_than_its_checkpoint_is_caught(
 
     def amplified(*args: object, **kwargs: object) -> tuple[bytes, bytes]:
         update, residual = honest(*args, **kwargs)  # type: ignore[arg-type]
-        scales = safetensors.torch.load(update)["pg.scales"]
+        scales = load_safetensors(update)["pg.scales"]
         return _resave(update, {"pg.scales": scales * 4}), residual
 
     monkeypatch.setattr(node.worker, "slot_update", amplified)
