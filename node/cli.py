@@ -10,13 +10,13 @@ import typer
 from rich.console import Console
 
 from node.earnings import earnings_command
+from opentrain.chain.types import TOKEN
 
 if TYPE_CHECKING:
     from node.daemon import NodeDaemon
     from opentrain.context import RoleContext
 
 # Heavy modules (torch, web3) are imported inside the commands, so `--help` answers at once.
-TOKEN = 10**18
 
 node_app = typer.Typer(
     help="Stake, train slots, submit, earn.\n\n"

@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-TOKEN = 10**18
+from opentrain.chain.types import TOKEN
+
 # piped or captured: wide enough for full transaction hashes and CIDs on one line each
 out = Console() if sys.stdout.isatty() else Console(width=260)
 

@@ -296,27 +296,31 @@ class JobSpec(_Frozen):
         return self
 
 
-_DEFAULT_DILOCO = DilocoSpec().model_dump(mode="json")
-# Fields added after specs were first committed on chain, with the value every older spec
-# means: canonical_json leaves them out at that value, so the digest of every spec written
-# before the field existed is unchanged (and parsing the shorter form gives the default back).
-_OMITTED_AT_DEFAULT: dict[tuple[str, str], object] = {("training", "precision"): "fp32"}
+# Parts and fields added after specs were first committed on chain, with the value every older
+# spec means: canonical_json leaves them out at that value, so the digest of every spec written
+# before they existed is unchanged (and parsing the shorter form gives the default back). A
+# path of one key is a whole part (``diloco``), of two a field of a part.
+_OMITTED_AT_DEFAULT: dict[tuple[str, ...], object] = {
+    ("diloco",): DilocoSpec().model_dump(mode="json"),
+    ("training", "precision"): "fp32",
+}
 
 
 def canonical_json(spec: JobSpec) -> bytes:
     """The one byte encoding of a spec: sorted keys, no whitespace, ASCII, floats by repr.
 
     Parsing these bytes gives back an equal spec, and equal specs give equal bytes, so
-    ``spec_digest`` identifies a job. Fields in ``_OMITTED_AT_DEFAULT`` are left out while
-    they hold their default (e.g. ``training.precision`` "fp32"), so adding them changed no
-    existing digest."""
+    ``spec_digest`` identifies a job. Parts and fields in ``_OMITTED_AT_DEFAULT`` are left out
+    while they hold their default (the ``diloco`` part, ``training.precision`` "fp32"), so
+    adding them changed no existing digest."""
     doc = spec.model_dump(mode="json")
-    if doc["diloco"] == _DEFAULT_DILOCO:
-        # Specs written before the ``diloco`` part keep their bytes, hence their digests.
-        del doc["diloco"]
-    for (section, key), default in _OMITTED_AT_DEFAULT.items():
-        if doc[section].get(key) == default:
-            del doc[section][key]
+    for path, default in _OMITTED_AT_DEFAULT.items():
+        *parents, key = path
+        part = doc
+        for name in parents:
+            part = part[name]
+        if part.get(key) == default:
+            del part[key]
     text = json.dumps(
         doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from opentrain.chain.types import TOKEN
+
 if TYPE_CHECKING:
     from opentrain.context import RoleContext
 
 # Heavy modules (torch, web3) are imported inside the commands, so `--help` answers at once.
-TOKEN = 10**18
 
 
 def role_context() -> RoleContext:

@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from opentrain.chain.types import TOKEN
 from opentrain.cli.errors import fail
 
 if TYPE_CHECKING:
     from opentrain.spec import JobSpec
 
 
-TOKEN = 10**18
 DEFAULT_CHEAT_FRACTION_BPS = 1_000  # JobParams' default: a cheat fakes 10 % of the segments
 DEFAULT_MIN_NODE_STAKE = 100 * TOKEN  # ProtocolParams' default, used when no chain is at hand
 
