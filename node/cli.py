@@ -12,10 +12,12 @@ from rich.table import Table
 
 from node.daemon import NodeDaemon
 from opentrain.chain.keys import create_keystore
-from opentrain.chain.types import TOKEN
+from opentrain.chain.types import TOKEN, ChainError
 from opentrain.cli.progress import segment_progress
 from opentrain.context import role_context
 from opentrain.settings import Settings
+
+log = logging.getLogger("opentrain.node")
 
 node_app = typer.Typer(
     help="Stake, train slots, submit, earn.\n\n"
@@ -93,7 +95,7 @@ def withdraw() -> None:
         ctx.account.withdraw()
         out.print(f"withdrew {credits / TOKEN:g} TRAIN of earnings")
     amount, ready = ctx.chain.stakes.functions.unbondingOf(ctx.account.address).call()
-    if amount and ctx.chain.block_number() >= ready:
+    if amount and ctx.chain.now() >= ready:  # ready is a unix time
         ctx.account.send(ctx.chain.stakes.functions.withdrawUnbonded(), "withdrawUnbonded")
         out.print(f"withdrew {amount / TOKEN:g} TRAIN of unbonded stake")
     elif not credits:
@@ -177,7 +179,10 @@ def run(
         serve(metrics_port)
     with segment_progress(out, "segments") as progress:
         if once:
-            daemon.aftercare.step()
+            try:
+                daemon.aftercare.step()
+            except ChainError as exc:  # a verdict or seed not ready yet: the slot comes first
+                log.warning("aftercare: %s", str(exc).splitlines()[0])
             contribution = daemon.run_once(progress)
             out.print(
                 "no work available"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "artifacts" / "contracts"
-TARGET = ROOT / "opentrain" / "artifacts"
+TARGET = ROOT / "opentrain" / "chain" / "artifacts"
 CONTRACTS = ["TrainToken", "StakeRegistry", "JobMarket", "Settlement", "Disputes"]
 
 
