@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from node.daemon import NodeDaemon  # noqa: E402
 from node.worker import honest_segment  # noqa: E402
 from opentrain.chain.account import ChainAccount  # noqa: E402
-from opentrain.chain.client import Chain, connect  # noqa: E402
+from opentrain.chain.client import DEV_PARAMS, Chain, connect  # noqa: E402
 from opentrain.chain.deployment import deploy  # noqa: E402
 from opentrain.chain.types import TOKEN  # noqa: E402
 from opentrain.cli.demo import post_bounty  # noqa: E402
@@ -43,7 +43,7 @@ def in_process_market(
     w3 = connect("inprocess")
     deployer = Account.create()
     w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": deployer.address, "value": 10**20})
-    chain = deploy(w3, deployer)
+    chain = deploy(w3, deployer, DEV_PARAMS)
     admin = chain.account(deployer)
     accounts = []
     for _ in range(roles):

@@ -9,15 +9,19 @@ import {ISettlement} from "./interfaces/ISettlement.sol";
 import {IStakeRegistry} from "./interfaces/IStakeRegistry.sol";
 import {DisputeKind, DisputeStatus, Ruling, Verdict} from "./interfaces/Types.sol";
 import {Limits} from "./libraries/Limits.sol";
+import {Sampling} from "./libraries/Sampling.sol";
 
 /// @title Disputes
 /// @notice The protocol's court. Within a verdict's or an aggregate's challenge window a staked
 /// party disputes it with a bond (`disputeBond`, locked): the node contests a fail, anyone else
 /// challenges a pass, anyone but the poster challenges an aggregate (naming the digest it says
-/// is right). A committee of `committeeSize` registered verifiers, drawn from the hash of a block
-/// after the dispute and never a party to it, re-executes and votes within `voteWindow` blocks.
-/// A strict majority of the votes cast decides; on a tie or no votes the original verdict (or
-/// the posted aggregate) stands and the disputer's bond is returned. The losing side is slashed:
+/// is right). A committee of `committeeSize` verifiers, drawn stake-weighted from the verifier
+/// snapshot of the dispute's block with the hash of the next block and never a party to it,
+/// re-executes and votes within `voteWindow` seconds. Fewer than `quorum` votes escalate the
+/// dispute (a new, larger committee with a longer window, at most MAX_ESCALATIONS times). A
+/// strict majority of the votes cast decides; a tie, or no quorum after the last escalation, is
+/// Undecided: a disputed verdict means "redo the slot, no slash" (all locks and the bond
+/// released), a disputed aggregate stands and the bond is returned. The losing side is slashed:
 /// `slashRewardBps` to the winner, `committeeRewardBps` split among the majority voters, the rest
 /// burned. A member that does not vote loses its seat lock (burned).
 contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
@@ -33,8 +37,11 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
         uint8 invalidVotes;
         uint16 votedMask;
         uint16 validMask;
+        uint8 escalation;
         uint40 seedBlock;
         uint40 voteDeadline;
+        /// the block whose verifier snapshot the committee is drawn from (dispute or escalation block)
+        uint40 snapshotBlock;
         uint256 contributionId;
         uint256 jobId;
         uint256 round;
@@ -62,8 +69,10 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
     ISettlement public immutable settlement;
     /// @notice Committee size m: odd, 1..MAX_COMMITTEE.
     uint256 public immutable committeeSize;
-    /// @notice Blocks after the committee draw during which members vote.
+    /// @notice Seconds after the committee draw during which members vote (round r: (r + 1) times).
     uint256 public immutable voteWindow;
+    /// @notice Votes needed for a ruling; fewer escalate the dispute (1..committeeSize).
+    uint256 public immutable quorum;
     /// @notice Stake locked by a disputer (the registry's `disputeBond`, cached).
     uint256 public immutable disputeBond;
     /// @notice Stake locked per committee seat (the registry's `verifierLock`, cached).
@@ -78,16 +87,19 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
     /// @param settlement_ the Settlement (this contract needs its DISPUTES_ROLE)
     /// @param admin receives DEFAULT_ADMIN_ROLE
     /// @param committeeSize_ m, odd, 1..9
-    /// @param voteWindow_ blocks, 1..2^32-1. The registry's unbonding delay must exceed the
-    /// longest a verdict can stay open: attestWindow + challengeWindow + 256 (committee seed) +
-    /// voteWindow, so nobody can unbond ahead of a slash.
+    /// @param voteWindow_ seconds, 1..2^32-1. The registry's unbonding delay (seconds) must
+    /// exceed the longest a verdict can stay open: (1 + MAX_TAKEOVERS) * attestWindow +
+    /// challengeWindow + (1 + 2 + ... + (MAX_ESCALATIONS + 1)) * voteWindow, so nobody can unbond
+    /// ahead of a slash (the draws' one-block seed delays come on top).
+    /// @param quorum_ votes needed for a ruling, 1..committeeSize_
     constructor(
         IStakeRegistry stakes_,
         IJobMarket market_,
         ISettlement settlement_,
         address admin,
         uint256 committeeSize_,
-        uint256 voteWindow_
+        uint256 voteWindow_,
+        uint256 quorum_
     ) {
         if (
             address(stakes_) == address(0) || address(market_) == address(0) || address(settlement_) == address(0)
@@ -97,14 +109,17 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
             revert DisputesInvalidParams("committeeSize");
         }
         if (voteWindow_ == 0 || voteWindow_ > type(uint32).max) revert DisputesInvalidParams("voteWindow");
-        uint256 longest =
-            settlement_.attestWindow() + settlement_.challengeWindow() + Limits.SEED_HORIZON + voteWindow_;
+        if (quorum_ == 0 || quorum_ > committeeSize_) revert DisputesInvalidParams("quorum");
+        uint256 rounds = Limits.MAX_ESCALATIONS + 1;
+        uint256 longest = (1 + Limits.MAX_TAKEOVERS) * settlement_.attestWindow() + settlement_.challengeWindow()
+            + (rounds * (rounds + 1) / 2) * voteWindow_;
         if (stakes_.unbondingDelay() <= longest) revert DisputesInvalidParams("unbondingDelay");
         stakes = stakes_;
         market = market_;
         settlement = settlement_;
         committeeSize = committeeSize_;
         voteWindow = voteWindow_;
+        quorum = quorum_;
         disputeBond = stakes_.disputeBond();
         seatLock = stakes_.verifierLock();
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
@@ -125,6 +140,7 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
         d.kind = verdict == Verdict.Fail ? DisputeKind.Contest : DisputeKind.Challenge;
         d.status = DisputeStatus.AwaitingCommittee;
         d.seedBlock = uint40(block.number + 1);
+        d.snapshotBlock = uint40(block.number);
         d.contributionId = contributionId;
         d.disputer = msg.sender;
         d.node = node;
@@ -158,6 +174,7 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
         d.kind = DisputeKind.Aggregate;
         d.status = DisputeStatus.AwaitingCommittee;
         d.seedBlock = uint40(block.number + 1);
+        d.snapshotBlock = uint40(block.number);
         d.jobId = jobId;
         d.round = round;
         d.disputer = msg.sender;
@@ -173,43 +190,49 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
 
     // -- committee -------------------------------------------------------------------------
 
-    /// @notice Draw the committee from the hash of the block after the dispute: up to
-    /// `committeeSize` registered verifiers with `verifierLock` free stake, none of them a party
-    /// (disputer, node, verifier or poster); each member's seat lock is locked. Anyone may call.
-    /// If the seed block's hash has expired, nothing is drawn and the seed block moves to the
-    /// block after this call.
+    /// @notice Draw the committee with the hash of the block after the dispute (or after its
+    /// escalation): stake-weighted from the verifier snapshot of the dispute's (escalation's)
+    /// block, up to `committeeSize + 2 * round` (at most MAX_COMMITTEE) verifiers with
+    /// `verifierLock` free stake, none of them a party (disputer, node, verifier or poster); each
+    /// member's seat lock is locked and the vote window is (round + 1) * voteWindow seconds.
+    /// Seed: keccak256(abi.encode(blockhash(seedBlock), disputeId)) in round 0,
+    /// keccak256(abi.encode(blockhash(seedBlock), disputeId, round)) after. Anyone may call. If
+    /// the seed block's hash is no longer readable, nothing is drawn and the seed block moves to
+    /// the block after this call (the snapshot stays: the dispute's or escalation's block).
     /// @param disputeId a dispute awaiting its committee
     function drawCommittee(uint256 disputeId) external nonReentrant {
         Dispute storage d = _disputes[disputeId];
         if (d.status != DisputeStatus.AwaitingCommittee) revert DisputesNotAwaitingCommittee(disputeId);
         uint256 seedBlock = d.seedBlock;
         if (block.number <= seedBlock) revert DisputesSeedNotReady(disputeId, seedBlock);
-        bytes32 blockHash = blockhash(seedBlock);
+        bytes32 blockHash = Sampling.blockHashOf(seedBlock);
+        // slither-disable-next-line incorrect-equality (zero is how the EVM reports an expired hash)
         if (blockHash == bytes32(0)) {
             d.seedBlock = uint40(block.number + 1);
             emit CommitteeSeedReset(disputeId, block.number + 1);
             return;
         }
-        bytes32 seed = keccak256(abi.encode(blockHash, disputeId));
-        uint256 deadline = block.number + voteWindow;
+        uint256 round = d.escalation;
+        bytes32 seed = round == 0
+            ? keccak256(abi.encode(blockHash, disputeId))
+            : keccak256(abi.encode(blockHash, disputeId, round));
+        uint256 size = committeeSize + 2 * round;
+        if (size > Limits.MAX_COMMITTEE) size = Limits.MAX_COMMITTEE;
+        uint256 deadline = block.timestamp + (round + 1) * voteWindow;
         d.seed = seed;
         d.voteDeadline = uint40(deadline);
         d.status = DisputeStatus.Voting;
-        // The registry is an immutable protocol contract whose drawAndLock makes no external call
-        // and is itself nonReentrant (as is this function): the members written below are its result.
-        // slither-disable-next-line reentrancy-no-eth
-        address[] memory drawn =
-            stakes.drawAndLock(seed, COMMITTEE_TAG, committeeSize, [d.disputer, d.node, d.defendant]);
+        address[] memory drawn = _drawMembers(d, seed, size);
         uint256 n = drawn.length;
         for (uint256 i = 0; i < n; ++i) {
             d.members[i] = drawn[i];
         }
-        // n <= committeeSize <= MAX_COMMITTEE
+        // n <= size <= MAX_COMMITTEE
         d.memberCount = uint8(n);
         emit CommitteeDrawn(disputeId, seed, drawn, deadline);
     }
 
-    /// @notice A committee member's vote, up to and including the block `voteDeadline`.
+    /// @notice A committee member's vote, up to and including `voteDeadline` (unix seconds).
     /// @param disputeId the dispute
     /// @param valid true: the node's work is honest (contribution) or the posted aggregate is
     /// right (aggregate); false: the opposite
@@ -217,7 +240,7 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
     function vote(uint256 disputeId, bool valid, string calldata reportCid) external {
         Dispute storage d = _disputes[disputeId];
         if (d.status != DisputeStatus.Voting) revert DisputesNotVoting(disputeId);
-        if (block.number > d.voteDeadline) revert DisputesVoteWindowClosed(disputeId, d.voteDeadline);
+        if (block.timestamp > d.voteDeadline) revert DisputesVoteWindowClosed(disputeId, d.voteDeadline);
         uint256 index = _memberIndex(d, msg.sender);
         uint16 bit = uint16(1 << index);
         if (d.votedMask & bit != 0) revert DisputesAlreadyVoted(msg.sender);
@@ -231,16 +254,26 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
         emit Voted(disputeId, msg.sender, valid, reportCid);
     }
 
-    /// @notice Settle a dispute once its vote window has closed (from block `voteDeadline + 1`).
-    /// Anyone may call. See the contract's description for who is slashed and paid.
+    /// @notice Settle a dispute once its vote window has closed (from `voteDeadline + 1`, unix
+    /// seconds). Anyone may call. Fewer than `quorum` votes escalate it (voters get their seats
+    /// back, absent members lose theirs, a new committee is drawn with the hash of the next
+    /// block) unless MAX_ESCALATIONS rounds were held: then it is Undecided. See the contract's
+    /// description for who is slashed and paid.
     /// @param disputeId a dispute whose committee has voted
     function resolve(uint256 disputeId) external nonReentrant {
         Dispute storage d = _disputes[disputeId];
         if (d.status != DisputeStatus.Voting) revert DisputesNotVoting(disputeId);
-        if (block.number <= d.voteDeadline) revert DisputesVoteWindowOpen(disputeId, d.voteDeadline);
-        Ruling ruling = d.validVotes > d.invalidVotes
-            ? Ruling.Valid
-            : (d.invalidVotes > d.validVotes ? Ruling.Invalid : Ruling.Undecided);
+        if (block.timestamp <= d.voteDeadline) revert DisputesVoteWindowOpen(disputeId, d.voteDeadline);
+        uint256 cast = uint256(d.validVotes) + d.invalidVotes;
+        if (cast < quorum && d.escalation < Limits.MAX_ESCALATIONS) {
+            _escalate(disputeId, d);
+            return;
+        }
+        Ruling ruling = Ruling.Undecided;
+        if (cast >= quorum) {
+            if (d.validVotes > d.invalidVotes) ruling = Ruling.Valid;
+            else if (d.invalidVotes > d.validVotes) ruling = Ruling.Invalid;
+        }
         d.status = DisputeStatus.Resolved;
         d.ruling = ruling;
         (address[] memory majority, address[] memory absent) = _split(d, ruling);
@@ -276,7 +309,8 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
             voteDeadline: d.voteDeadline,
             members: members,
             validVotes: d.validVotes,
-            invalidVotes: d.invalidVotes
+            invalidVotes: d.invalidVotes,
+            escalation: d.escalation
         });
     }
 
@@ -302,6 +336,42 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
     }
 
     // -- internals -------------------------------------------------------------------------
+
+    /// @dev Too few votes: release the seats (voters back, absent members slashed), start the
+    /// next round with a new seed block and a snapshot of this block.
+    function _escalate(uint256 disputeId, Dispute storage d) private {
+        (, address[] memory absent) = _split(d, Ruling.Undecided);
+        address[] memory members = new address[](d.memberCount);
+        for (uint256 i = 0; i < members.length; ++i) {
+            members[i] = d.members[i];
+        }
+        _releaseSeats(d, absent);
+        for (uint256 i = 0; i < members.length; ++i) {
+            delete d.members[i];
+        }
+        uint256 round = uint256(d.escalation) + 1;
+        // round <= MAX_ESCALATIONS
+        d.escalation = uint8(round);
+        d.memberCount = 0;
+        d.validVotes = 0;
+        d.invalidVotes = 0;
+        d.votedMask = 0;
+        d.validMask = 0;
+        d.voteDeadline = 0;
+        d.seed = bytes32(0);
+        d.status = DisputeStatus.AwaitingCommittee;
+        d.seedBlock = uint40(block.number + 1);
+        d.snapshotBlock = uint40(block.number);
+        emit DisputeEscalated(disputeId, round, absent.length, block.number + 1);
+    }
+
+    /// @dev The registry is an immutable protocol contract whose drawAndLock makes no external
+    /// call and is itself nonReentrant (as is drawCommittee): the members written after are its result.
+    function _drawMembers(Dispute storage d, bytes32 seed, uint256 size) private returns (address[] memory drawn) {
+        address[3] memory excluded = [d.disputer, d.node, d.defendant];
+        // slither-disable-next-line reentrancy-no-eth,unused-return
+        (drawn,) = stakes.drawAndLock(seed, COMMITTEE_TAG, d.snapshotBlock, size, 0, excluded, false);
+    }
 
     function _outcome(bool accepted, bool payFee, bool slashNode, bool slashVerifier, address beneficiary)
         private
@@ -365,19 +435,19 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
         address node = d.node;
         address verifier = d.defendant;
         address[] memory none = new address[](0);
-        if (d.kind == DisputeKind.Contest) {
+        if (ruling == Ruling.Undecided) {
+            // no decision: redo the slot, nobody is slashed, every lock and the bond come back
+            settlement.settleDisputed(id, _outcome(false, false, false, false, address(0)), none);
+            stakes.unlock(disputer, disputeBond);
+        } else if (d.kind == DisputeKind.Contest) {
             if (ruling == Ruling.Valid) {
                 // the fail was false: the verifier's lock pays the node; the node is paid, the fee is not
                 settlement.settleDisputed(id, _outcome(true, false, false, true, node), majority);
                 stakes.unlock(node, disputeBond);
-            } else if (ruling == Ruling.Invalid) {
+            } else {
                 // the fail was right: the node loses its claim lock and its bond to the verifier
                 settlement.settleDisputed(id, _outcome(false, false, true, false, verifier), majority);
                 stakes.slash(node, disputeBond, verifier, majority);
-            } else {
-                // undecided: the fail stands as if undisputed; the bond comes back
-                settlement.settleDisputed(id, _outcome(false, false, true, false, verifier), none);
-                stakes.unlock(node, disputeBond);
             }
         } else {
             if (ruling == Ruling.Invalid) {
@@ -385,10 +455,9 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
                 settlement.settleDisputed(id, _outcome(false, false, true, true, disputer), majority);
                 stakes.unlock(disputer, disputeBond);
             } else {
-                // the pass stands: paid as usual; a challenge the committee rejected loses its bond
+                // the pass stands: paid as usual; the rejected challenge loses its bond to the node
                 settlement.settleDisputed(id, _outcome(true, true, false, false, address(0)), none);
-                if (ruling == Ruling.Valid) stakes.slash(disputer, disputeBond, node, majority);
-                else stakes.unlock(disputer, disputeBond);
+                stakes.slash(disputer, disputeBond, node, majority);
             }
         }
     }

@@ -40,7 +40,7 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
     uint256 public constant MAX_SLOTS_PER_ROUND = 256;
     uint256 public constant MAX_SEGMENTS = 4096;
     uint256 public constant MAX_SAMPLES = 32;
-    /// @notice Longest claim, in blocks (keeps the uint40 deadline far from overflow).
+    /// @notice Longest claim, in seconds (keeps the uint40 deadline far from overflow).
     uint256 public constant MAX_CLAIM_TIMEOUT = type(uint32).max;
 
     struct Job {
@@ -81,7 +81,7 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
 
     struct Aggregate {
         address poster;
-        uint40 postedBlock;
+        uint40 postedAt;
         AggregateStatus status;
         bytes32 modelDigest;
         uint256 validationLossMicro;
@@ -115,7 +115,7 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
 
     /// @param stakes_ the StakeRegistry (this contract needs its LOCKER_ROLE and TREASURER_ROLE)
     /// @param admin receives DEFAULT_ADMIN_ROLE and GUARDIAN_ROLE
-    /// @param challengeWindow_ blocks after a verdict or an aggregate during which it can be
+    /// @param challengeWindow_ seconds after a verdict or an aggregate during which it can be
     /// disputed (1..2^32-1); Settlement and Disputes read it from here
     constructor(IStakeRegistry stakes_, address admin, uint256 challengeWindow_) {
         if (address(stakes_) == address(0) || admin == address(0)) revert JobMarketInvalidParams("address");
@@ -210,13 +210,13 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
         if (slot >= job.params.slotsPerRound) revert JobMarketSlotOutOfRange(slot, job.params.slotsPerRound);
         Slot storage s = _slots[_slotKey(jobId, round, slot)];
         address expired = address(0);
-        if (s.status == SlotStatus.Claimed && block.number > s.deadline) {
+        if (s.status == SlotStatus.Claimed && block.timestamp > s.deadline) {
             expired = s.node;
             s.status = SlotStatus.Open;
             emit ClaimExpired(jobId, round, slot, expired);
         }
         if (s.status != SlotStatus.Open) revert JobMarketSlotTaken(jobId, round, slot);
-        uint256 deadline = block.number + job.params.claimTimeout;
+        uint256 deadline = block.timestamp + job.params.claimTimeout;
         s.node = msg.sender;
         s.deadline = uint40(deadline);
         s.status = SlotStatus.Claimed;
@@ -234,7 +234,7 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
     function expireClaim(uint256 jobId, uint256 round, uint256 slot) external nonReentrant {
         Slot storage s = _slots[_slotKey(jobId, round, slot)];
         if (s.status != SlotStatus.Claimed) revert JobMarketNotClaimed(jobId, round, slot);
-        if (block.number <= s.deadline) revert JobMarketClaimNotExpired(s.deadline);
+        if (block.timestamp <= s.deadline) revert JobMarketClaimNotExpired(s.deadline);
         address expired = s.node;
         s.status = SlotStatus.Open;
         s.node = address(0);
@@ -243,7 +243,7 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
         stakes.unlock(expired, nodeStake);
     }
 
-    /// @notice Submit the work of a claimed slot, up to and including its deadline block. The
+    /// @notice Submit the work of a claimed slot, up to and including its deadline (unix seconds). The
     /// digests are stored; the CIDs are only emitted, so gas does not depend on CID length.
     /// @param jobId the job
     /// @param round the round of the claim
@@ -264,7 +264,7 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
     ) external returns (uint256 contributionId) {
         Slot storage s = _slots[_slotKey(jobId, round, slot)];
         if (s.status != SlotStatus.Claimed || s.node != msg.sender) revert JobMarketNotClaimant(msg.sender, s.node);
-        if (block.number > s.deadline) revert JobMarketClaimExpired(s.deadline);
+        if (block.timestamp > s.deadline) revert JobMarketClaimExpired(s.deadline);
         contributionId = ++contributionCount;
         s.status = SlotStatus.Submitted;
         // a claimed slot exists only for jobId < 2^32, round < 1000, slot < 256; ids < 2^48
@@ -286,7 +286,7 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
     // -- aggregates ------------------------------------------------------------------------
 
     /// @notice Propose G_{r+1} once every slot of the current round is accepted, locking the
-    /// caller's `aggregateBond`. Anyone staked may challenge it within `challengeWindow` blocks
+    /// caller's `aggregateBond`. Anyone staked may challenge it within `challengeWindow` seconds
     /// (Disputes); after that `finalizeAggregate` makes it the next round's global model.
     /// @param jobId an open job
     /// @param round its current round
@@ -310,13 +310,13 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
         Aggregate storage a = _aggregates[jobId][round];
         if (a.status != AggregateStatus.None) revert JobMarketAggregateExists(jobId, round);
         a.poster = msg.sender;
-        a.postedBlock = uint40(block.number);
+        a.postedAt = uint40(block.timestamp);
         a.status = AggregateStatus.Pending;
         a.modelDigest = modelDigest;
         a.validationLossMicro = validationLossMicro;
         a.modelCid = modelCid;
         emit AggregatePosted(
-            jobId, round, modelDigest, modelCid, validationLossMicro, msg.sender, block.number + challengeWindow
+            jobId, round, modelDigest, modelCid, validationLossMicro, msg.sender, block.timestamp + challengeWindow
         );
         stakes.lock(msg.sender, aggregateBond);
     }
@@ -329,8 +329,8 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
         Job storage job = _existingJob(jobId);
         Aggregate storage a = _aggregates[jobId][round];
         if (a.status != AggregateStatus.Pending) revert JobMarketNoPendingAggregate(jobId, round);
-        uint256 ready = uint256(a.postedBlock) + challengeWindow + 1;
-        if (block.number < ready) revert JobMarketAggregateWindowOpen(jobId, round, ready);
+        uint256 ready = uint256(a.postedAt) + challengeWindow + 1;
+        if (block.timestamp < ready) revert JobMarketAggregateWindowOpen(jobId, round, ready);
         a.status = AggregateStatus.Final;
         job.currentModelDigest = a.modelDigest;
         job.acceptedInRound = 0;
@@ -354,8 +354,8 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
     {
         Aggregate storage a = _aggregates[jobId][round];
         if (a.status != AggregateStatus.Pending) revert JobMarketNoPendingAggregate(jobId, round);
-        uint256 deadline = uint256(a.postedBlock) + challengeWindow;
-        if (block.number > deadline) revert JobMarketAggregateWindowClosed(jobId, round, deadline);
+        uint256 deadline = uint256(a.postedAt) + challengeWindow;
+        if (block.timestamp > deadline) revert JobMarketAggregateWindowClosed(jobId, round, deadline);
         a.status = AggregateStatus.Disputed;
         emit AggregateDisputed(jobId, round, disputeId);
         return (a.poster, a.modelDigest);
@@ -376,12 +376,12 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
         a.status = AggregateStatus.Pending;
         if (replace) {
             a.poster = newPoster;
-            a.postedBlock = uint40(block.number);
+            a.postedAt = uint40(block.timestamp);
             a.modelDigest = newDigest;
             a.validationLossMicro = newLossMicro;
             a.modelCid = newCid;
             emit AggregateReplaced(
-                jobId, round, newDigest, newCid, newLossMicro, newPoster, block.number + challengeWindow
+                jobId, round, newDigest, newCid, newLossMicro, newPoster, block.timestamp + challengeWindow
             );
         } else {
             emit AggregateUpheld(jobId, round);
@@ -459,6 +459,11 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
     }
 
     /// @inheritdoc IJobMarket
+    function verifierFeeOf(uint256 contributionId) external view returns (uint256) {
+        return _jobs[_contributions[contributionId].jobId].params.verifierFee;
+    }
+
+    /// @inheritdoc IJobMarket
     function jobParams(uint256 jobId) external view returns (JobParams memory) {
         return _jobs[jobId].params;
     }
@@ -530,7 +535,7 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
         returns (
             AggregateStatus status,
             address poster,
-            uint256 postedBlock,
+            uint256 postedAt,
             bytes32 modelDigest,
             uint256 validationLossMicro,
             string memory modelCid,
@@ -538,8 +543,8 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
         )
     {
         Aggregate storage a = _aggregates[jobId][round];
-        uint256 deadline = a.status == AggregateStatus.None ? 0 : uint256(a.postedBlock) + challengeWindow;
-        return (a.status, a.poster, a.postedBlock, a.modelDigest, a.validationLossMicro, a.modelCid, deadline);
+        uint256 deadline = a.status == AggregateStatus.None ? 0 : uint256(a.postedAt) + challengeWindow;
+        return (a.status, a.poster, a.postedAt, a.modelDigest, a.validationLossMicro, a.modelCid, deadline);
     }
 
     // -- internals -------------------------------------------------------------------------

@@ -12,25 +12,42 @@ import {Sampling} from "./libraries/Sampling.sol";
 import {TraceCommitment} from "./libraries/TraceCommitment.sol";
 
 /// @title Settlement
-/// @notice Turns a submitted contribution into money. Records the sampling seed from a block
-/// after the submission and draws the verifier (locking `verifierLock` of its stake), takes its
-/// verdict within `attestWindow` blocks (or hands the assignment to any other verifier, slashing
-/// the one that missed it), and once `challengeWindow` blocks pass without a dispute pays node
-/// and verifier (pull payments in the StakeRegistry) or slashes the node. Disputed verdicts are
-/// settled here as the Disputes committee rules.
+/// @notice Turns a submitted contribution into money. Records the sampling seed from the block
+/// after the submission (the sample is fixed once and never re-rolled) and draws the verifier
+/// stake-weighted from the verifier snapshot of the submission block (locking `verifierLock` of
+/// its stake), or queues the contribution when no eligible verifier is drawn. It takes the
+/// verdict within `attestWindow` seconds; a missed one is slashed and replaced by a fresh random
+/// draw seeded by a later block (at most MAX_TAKEOVERS times, then the slot is redone without a
+/// slash). Once `challengeWindow` seconds pass without a dispute it pays node and verifier (pull
+/// payments in the StakeRegistry) or, on a fail, slashes the node: the verifier gets exactly its
+/// normal fee out of the slashed lock, the rest is burned. Disputed verdicts are settled here as
+/// the Disputes committee rules.
 contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
     /// @notice The largest sample count (JobMarket.MAX_SAMPLES): bounds the sampling view's loop.
     uint256 public constant MAX_SAMPLES = 32;
     /// @notice The Disputes contract: opens and settles disputes of verdicts.
     bytes32 public constant DISPUTES_ROLE = keccak256("DISPUTES_ROLE");
 
-    /// @dev One word per contribution.
+    /// @dev Word 0 of a contribution: everything attest and finalize touch.
     struct Record {
         address verifier;
         uint40 assignedAt;
         uint40 attestedAt;
         Verdict verdict;
         Phase phase;
+    }
+
+    /// @dev Word 1: the state of the verifier draw (written by recordSeed, takeovers, queues).
+    struct DrawState {
+        /// snapshot block of the current draw: the submission block, or the block of the
+        /// takeover request (whose next block's hash seeds the takeover draw)
+        uint40 snapshotBlock;
+        /// next ticket counter of the current draw seed
+        uint32 counter;
+        /// missed-attestation takeovers so far
+        uint8 takeovers;
+        /// the verifier that missed its window last (excluded from the takeover draw)
+        address previous;
     }
 
     /// @notice The vault and stake book.
@@ -49,14 +66,17 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
     uint256 public immutable slashRewardBps;
 
     mapping(uint256 contributionId => Record) private _records;
+    mapping(uint256 contributionId => DrawState) private _draws;
     mapping(uint256 contributionId => bytes32) private _seeds;
-    /// @dev Set only when the seed block had to move (its hash expired unrecorded).
-    mapping(uint256 contributionId => uint256) private _movedSeedBlocks;
+    /// @dev The seed of the current verifier draw when it is not the sampling seed (takeovers)
+    /// or the draw is queued; zero while a takeover waits for its seed block.
+    mapping(uint256 contributionId => bytes32) private _drawSeeds;
+    mapping(uint256 contributionId => bytes32) private _recomputed;
 
     /// @param stakes_ the StakeRegistry (this contract needs LOCKER, SLASHER and TREASURER roles)
     /// @param market_ the JobMarket (this contract needs its SETTLEMENT_ROLE)
     /// @param admin receives DEFAULT_ADMIN_ROLE (grants DISPUTES_ROLE at deployment)
-    /// @param attestWindow_ blocks after the assignment within which the verifier must attest
+    /// @param attestWindow_ seconds after the assignment within which the verifier must attest
     /// (1..2^32-1)
     constructor(IStakeRegistry stakes_, IJobMarket market_, address admin, uint256 attestWindow_) {
         if (address(stakes_) == address(0) || address(market_) == address(0) || admin == address(0)) {
@@ -73,86 +93,159 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
     }
 
-    /// @notice Record the sampling seed of a contribution from the hash of the block after its
-    /// submission, and draw its verifier (never its node; one with `verifierLock` free stake,
-    /// which gets locked). Anyone may call. If that block's hash is no longer available (more
-    /// than 256 blocks passed), nothing is drawn: the seed block moves to the block after this
-    /// call, whose hash no caller can know or choose.
+    /// @notice Record the sampling seed of a contribution, keccak256(abi.encode(blockhash(
+    /// submitBlock + 1), contributionId)), which fixes its sample for good, and draw its
+    /// verifier stake-weighted from the snapshot of the submission block (never its node; its
+    /// `verifierLock` gets locked). When the drawn verifier has no `verifierLock` free, the
+    /// contribution is queued for it (`assignVerifier` retries the same ticket later; no redraw,
+    /// so keeping verifiers busy biases nothing), as when no ticket lands outside the node.
+    /// Anyone may call, from the block after the seed block while its hash is readable (256
+    /// blocks, 8191 with EIP-2935); after that the contribution can only be failed
+    /// (`failUnrecorded`).
     /// @param contributionId a submitted, unsettled contribution
     function recordSeed(uint256 contributionId) external nonReentrant {
         Contribution memory c = market.getContribution(contributionId);
         if (c.status != ContributionStatus.Submitted) revert SettlementNotSubmitted(contributionId);
         Record storage r = _records[contributionId];
         if (r.phase != Phase.None) revert SettlementSeedAlreadyRecorded(contributionId);
-        uint256 seedBlock = _seedBlockOf(contributionId, c.submitBlock);
+        uint256 seedBlock = uint256(c.submitBlock) + 1;
         if (block.number <= seedBlock) revert SettlementSeedNotReady(contributionId, seedBlock);
-        bytes32 blockHash = blockhash(seedBlock);
+        bytes32 blockHash = Sampling.blockHashOf(seedBlock);
         // slither-disable-next-line incorrect-equality (zero is how the EVM reports an expired hash)
-        if (blockHash == bytes32(0)) {
-            _movedSeedBlocks[contributionId] = block.number + 1;
-            emit SeedBlockReset(contributionId, block.number + 1);
-            return;
-        }
+        if (blockHash == bytes32(0)) revert SettlementSeedExpired(contributionId, seedBlock);
         bytes32 seed = keccak256(abi.encode(blockHash, contributionId));
-        // The registry is an immutable protocol contract whose drawAndLock makes no external call
-        // and is itself nonReentrant (as is this function): the writes below depend on its result.
-        // slither-disable-next-line reentrancy-no-eth
-        address[] memory drawn =
-            stakes.drawAndLock(seed, Sampling.VERIFIER_TAG, 1, [c.node, address(0), address(0)]);
-        // slither-disable-next-line incorrect-equality (an empty draw, not a balance)
-        if (drawn.length == 0) revert SettlementNoVerifiers();
         _seeds[contributionId] = seed;
-        r.verifier = drawn[0];
-        r.assignedAt = uint40(block.number);
-        r.phase = Phase.Assigned;
-        emit SeedRecorded(contributionId, seed, seedBlock, drawn[0]);
+        DrawState storage d = _draws[contributionId];
+        d.snapshotBlock = uint40(c.submitBlock);
+        address verifier = _draw(contributionId, r, d, seed, c.node);
+        emit SeedRecorded(contributionId, seed, seedBlock, verifier);
     }
 
-    /// @notice The assigned verifier's verdict on the sampled segments, up to and including the
-    /// block `assignedAt + attestWindow`.
+    /// @notice Continue a queued verifier draw (the drawn verifier was busy, or a missed
+    /// assignment awaits its fresh draw): the same ticket again (then the next ones past excluded
+    /// parties) of the same draw seed, from the same snapshot. A takeover draw's seed is keccak256(abi.encode(seed, blockhash(requestBlock +
+    /// 1), takeovers)); if that hash is no longer readable the takeover's request block moves to
+    /// this one (the sample is never affected). Anyone may call.
+    /// @param contributionId a queued contribution
+    function assignVerifier(uint256 contributionId) external nonReentrant {
+        Record storage r = _records[contributionId];
+        if (r.phase != Phase.Queued) revert SettlementNotQueued(contributionId);
+        DrawState storage d = _draws[contributionId];
+        bytes32 drawSeed = _drawSeeds[contributionId];
+        // slither-disable-next-line incorrect-equality (an unset seed, not a balance)
+        if (drawSeed == bytes32(0)) {
+            uint256 seedBlock = uint256(d.snapshotBlock) + 1;
+            if (block.number <= seedBlock) revert SettlementSeedNotReady(contributionId, seedBlock);
+            bytes32 blockHash = Sampling.blockHashOf(seedBlock);
+            // slither-disable-next-line incorrect-equality (zero is how the EVM reports an expired hash)
+            if (blockHash == bytes32(0)) {
+                d.snapshotBlock = uint40(block.number);
+                emit TakeoverSeedReset(contributionId, block.number + 1);
+                return;
+            }
+            drawSeed = keccak256(abi.encode(_seeds[contributionId], blockHash, uint256(d.takeovers)));
+        }
+        _draw(contributionId, r, d, drawSeed, market.getContribution(contributionId).node);
+    }
+
+    /// @notice The assigned verifier's verdict on the sampled segments, up to and including
+    /// `assignedAt + attestWindow` (unix seconds).
     /// @param contributionId the contribution
     /// @param pass true when every sampled segment re-executed to its committed checkpoint
     /// @param reportCid CID of the JSON report of what the verifier recomputed
-    function attest(uint256 contributionId, bool pass, string calldata reportCid) external {
+    /// @param recomputedDigestsHash keccak256(abi.encode(bytes32[] digests)) of the sha256
+    /// digests of the checkpoints the verifier recomputed, in sample order: a wrong pass is
+    /// provable by comparing them with the committed ones
+    function attest(uint256 contributionId, bool pass, string calldata reportCid, bytes32 recomputedDigestsHash)
+        external
+    {
         Record storage r = _records[contributionId];
-        if (r.phase == Phase.None) revert SettlementSeedNotRecorded(contributionId);
+        if (r.phase != Phase.Assigned) revert SettlementSeedNotRecorded(contributionId);
         if (msg.sender != r.verifier) revert SettlementNotAssignedVerifier(msg.sender, r.verifier);
         if (r.verdict != Verdict.None) revert SettlementAlreadyAttested(contributionId);
         uint256 deadline = uint256(r.assignedAt) + attestWindow;
-        if (block.number > deadline) revert SettlementAttestWindowClosed(contributionId, deadline);
+        if (block.timestamp > deadline) revert SettlementAttestWindowClosed(contributionId, deadline);
         r.verdict = pass ? Verdict.Pass : Verdict.Fail;
-        r.attestedAt = uint40(block.number);
-        emit Attested(contributionId, msg.sender, pass, reportCid);
+        r.attestedAt = uint40(block.timestamp);
+        _recomputed[contributionId] = recomputedDigestsHash;
+        emit Attested(contributionId, msg.sender, pass, reportCid, recomputedDigestsHash);
     }
 
-    /// @notice Take over an assignment whose verifier let its attest window pass: the missing
-    /// verifier's `verifierLock` is slashed (the caller gets the winner's share, the rest is
-    /// burned), the caller's own `verifierLock` is locked and its attest window starts now. Open
-    /// to any registered verifier but the node and the missing verifier.
-    /// @param contributionId an assigned contribution with no verdict after its window
-    function claimAttestation(uint256 contributionId) external nonReentrant {
+    /// @notice Replace a verifier that let its attest window pass: its `verifierLock` is slashed
+    /// (all burned: no one, not even a sybil of it, profits) and a fresh verifier is drawn from
+    /// the snapshot of this block with the hash of the next block (`assignVerifier`), excluding
+    /// the node and the missing verifier. A draw queued for longer than the attest window (no
+    /// eligible verifier in its snapshot) is redrawn the same way, with nobody slashed. After
+    /// MAX_TAKEOVERS takeovers the contribution is rejected without a slash of the node: the
+    /// slot is redone. Anyone may call.
+    /// @param contributionId an assigned contribution with no verdict after its window, or a
+    /// queued one
+    function requestTakeover(uint256 contributionId) external nonReentrant {
         Record storage r = _records[contributionId];
-        if (r.phase == Phase.None) revert SettlementSeedNotRecorded(contributionId);
+        // slither-disable-next-line incorrect-equality (an unset seed, not a balance)
+        bool queued = r.phase == Phase.Queued && _drawSeeds[contributionId] != bytes32(0);
+        if (r.phase != Phase.Assigned && !queued) revert SettlementSeedNotRecorded(contributionId);
         if (r.verdict != Verdict.None) revert SettlementAlreadyAttested(contributionId);
         uint256 deadline = uint256(r.assignedAt) + attestWindow;
-        if (block.number <= deadline) revert SettlementAttestWindowOpen(contributionId, deadline);
+        if (block.timestamp <= deadline) revert SettlementAttestWindowOpen(contributionId, deadline);
         address previous = r.verifier;
-        if (
-            msg.sender == previous || !stakes.isVerifier(msg.sender)
-                || msg.sender == market.getContribution(contributionId).node
-        ) revert SettlementNotEligible(msg.sender);
-        r.verifier = msg.sender;
-        r.assignedAt = uint40(block.number);
-        emit AttestationReassigned(contributionId, previous, msg.sender, verifierLock, block.number + attestWindow);
-        stakes.slash(previous, verifierLock, msg.sender, new address[](0));
-        stakes.lock(msg.sender, verifierLock);
+        DrawState storage d = _draws[contributionId];
+        uint256 takeovers = uint256(d.takeovers) + 1;
+        if (takeovers > Limits.MAX_TAKEOVERS) {
+            r.phase = Phase.Rejected;
+            // a rejection pays nothing: the reward and fee it returns are zero
+            // slither-disable-next-line unused-return
+            (address node,,) = market.settleContribution(contributionId, false, false);
+            uint256 penalty = previous == address(0) ? 0 : verifierLock;
+            emit AttestationMissed(contributionId, previous, penalty, takeovers, 0);
+            emit ContributionFinalized(contributionId, false, 0, 0, penalty);
+            if (previous != address(0)) stakes.slash(previous, verifierLock, address(0), new address[](0));
+            stakes.payout(node, nodeLock, 0, address(0), 0, 0);
+            return;
+        }
+        r.verifier = address(0);
+        r.phase = Phase.Queued;
+        // takeovers <= MAX_TAKEOVERS
+        d.takeovers = uint8(takeovers);
+        // a redrawn queue has nobody to slash and keeps excluding the last verifier that missed
+        if (previous != address(0)) d.previous = previous;
+        d.snapshotBlock = uint40(block.number);
+        d.counter = 0;
+        delete _drawSeeds[contributionId];
+        uint256 slashed = previous == address(0) ? 0 : verifierLock;
+        emit AttestationMissed(contributionId, previous, slashed, takeovers, block.number + 1);
+        if (previous != address(0)) stakes.slash(previous, verifierLock, address(0), new address[](0));
+    }
+
+    /// @notice Fail a contribution whose seed was never recorded while its seed block's hash
+    /// was readable: the node's lock is slashed (burned), nothing is paid, the slot reopens.
+    /// Anyone may call.
+    /// @param contributionId a submitted contribution with no seed and an unreadable seed block
+    function failUnrecorded(uint256 contributionId) external nonReentrant {
+        Contribution memory c = market.getContribution(contributionId);
+        if (c.status != ContributionStatus.Submitted) revert SettlementNotSubmitted(contributionId);
+        Record storage r = _records[contributionId];
+        if (r.phase != Phase.None) revert SettlementSeedAlreadyRecorded(contributionId);
+        uint256 seedBlock = uint256(c.submitBlock) + 1;
+        // slither-disable-next-line incorrect-equality (zero is how the EVM reports an expired hash)
+        if (block.number <= seedBlock || Sampling.blockHashOf(seedBlock) != bytes32(0)) {
+            revert SettlementSeedReadable(contributionId, seedBlock);
+        }
+        r.phase = Phase.Rejected;
+        // a rejection pays nothing: the reward and fee it returns are zero
+        // slither-disable-next-line unused-return
+        market.settleContribution(contributionId, false, false);
+        emit SeedExpired(contributionId, seedBlock);
+        emit ContributionFinalized(contributionId, false, 0, 0, nodeLock);
+        stakes.slash(c.node, nodeLock, address(0), new address[](0));
     }
 
     /// @notice Settle an attested, undisputed contribution once its challenge window has closed
-    /// (from block `attestedAt + challengeWindow + 1`). A pass credits the node's reward and the
-    /// verifier's fee and releases both locks; a fail slashes the node's lock (`slashRewardBps`
-    /// of it to the verifier, the rest burned), releases the verifier's and reopens the slot.
-    /// Anyone may call.
+    /// (from `attestedAt + challengeWindow + 1`, unix seconds). A pass credits the node's reward
+    /// and the verifier's fee and releases both locks. A fail slashes the node's lock: the
+    /// verifier is credited exactly the job's verifier fee out of it (what a pass would have
+    /// paid: failing earns nothing extra), the rest is burned; the verifier's lock is released
+    /// and the slot reopens. Anyone may call.
     /// @param contributionId the contribution
     function finalize(uint256 contributionId) external nonReentrant {
         Record storage r = _records[contributionId];
@@ -160,7 +253,7 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         if (r.phase == Phase.Disputed) revert SettlementUnderDispute(contributionId);
         if (r.phase != Phase.Assigned) revert SettlementAlreadyFinalized(contributionId);
         uint256 ready = uint256(r.attestedAt) + challengeWindow + 1;
-        if (block.number < ready) revert SettlementChallengeWindowOpen(contributionId, ready);
+        if (block.timestamp < ready) revert SettlementChallengeWindowOpen(contributionId, ready);
         address verifier = r.verifier;
         if (r.verdict == Verdict.Pass) {
             r.phase = Phase.Accepted;
@@ -169,12 +262,13 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
             stakes.payout(node, nodeLock, reward, verifier, verifierLock, fee);
         } else {
             r.phase = Phase.Rejected;
-            // a rejection pays nothing: the reward and fee it returns are zero
+            uint256 fee = market.verifierFeeOf(contributionId);
+            if (fee > nodeLock) fee = nodeLock;
+            // a rejection pays nothing from escrow: the reward and fee it returns are zero
             // slither-disable-next-line unused-return
             (address node,,) = market.settleContribution(contributionId, false, false);
-            uint256 share = (nodeLock * slashRewardBps) / Limits.BPS;
-            emit ContributionFinalized(contributionId, false, 0, share, nodeLock);
-            stakes.slash(node, nodeLock, verifier, new address[](0));
+            emit ContributionFinalized(contributionId, false, 0, fee, nodeLock);
+            stakes.slashWithPayment(node, nodeLock, verifier, fee);
             stakes.unlock(verifier, verifierLock);
         }
     }
@@ -191,7 +285,7 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         if (r.phase == Phase.Disputed) revert SettlementUnderDispute(contributionId);
         if (r.phase != Phase.Assigned) revert SettlementAlreadyFinalized(contributionId);
         uint256 deadline = uint256(r.attestedAt) + challengeWindow;
-        if (block.number > deadline) revert SettlementChallengeWindowClosed(contributionId, deadline);
+        if (block.timestamp > deadline) revert SettlementChallengeWindowClosed(contributionId, deadline);
         node = market.getContribution(contributionId).node;
         verifier = r.verifier;
         if (verdict == Verdict.Fail) {
@@ -259,26 +353,30 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
 
     // -- views -----------------------------------------------------------------------------
 
-    /// @notice The verification record of a contribution.
+    /// @notice The verification record of a contribution. Times are unix seconds.
     /// @param contributionId the contribution
     function verification(uint256 contributionId) external view returns (Verification memory v) {
         Record storage r = _records[contributionId];
+        DrawState storage d = _draws[contributionId];
         v.seed = _seeds[contributionId];
-        uint256 moved = _movedSeedBlocks[contributionId];
-        if (moved != 0) {
-            v.seedBlock = uint64(moved);
-        } else {
-            uint256 submitBlock = market.getContribution(contributionId).submitBlock;
-            if (submitBlock != 0) v.seedBlock = uint64(submitBlock + 1);
-        }
+        uint256 submitBlock = market.getContribution(contributionId).submitBlock;
+        if (submitBlock != 0) v.seedBlock = uint64(submitBlock + 1);
         v.seedRecordedAt = r.assignedAt;
         v.verifier = r.verifier;
         v.verdict = r.verdict;
         v.attestedAt = r.attestedAt;
         v.finalized = r.phase == Phase.Accepted || r.phase == Phase.Rejected;
         v.phase = r.phase;
-        if (r.phase != Phase.None) v.attestDeadline = uint64(uint256(r.assignedAt) + attestWindow);
+        if (r.phase != Phase.None && r.verifier != address(0)) {
+            v.attestDeadline = uint64(uint256(r.assignedAt) + attestWindow);
+        }
         if (r.verdict != Verdict.None) v.challengeDeadline = uint64(uint256(r.attestedAt) + challengeWindow);
+        v.snapshotBlock = d.snapshotBlock;
+        v.drawCounter = d.counter;
+        v.takeovers = d.takeovers;
+        v.previousVerifier = d.previous;
+        v.drawSeed = r.phase == Phase.Queued ? _drawSeeds[contributionId] : bytes32(0);
+        v.recomputedDigestsHash = _recomputed[contributionId];
     }
 
     /// @notice Unclaimed credits of `account` (kept in the StakeRegistry vault; withdraw there).
@@ -320,8 +418,37 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         return TraceCommitment.verify(proof, root, index, digest);
     }
 
-    function _seedBlockOf(uint256 contributionId, uint256 submitBlock) private view returns (uint256) {
-        uint256 moved = _movedSeedBlocks[contributionId];
-        return moved != 0 ? moved : submitBlock + 1;
+    /// @dev Draw one verifier from `drawSeed` at the draw's snapshot, continuing at its counter:
+    /// assign it (phase Assigned, attest window starts) or queue the contribution.
+    function _draw(uint256 contributionId, Record storage r, DrawState storage d, bytes32 drawSeed, address node)
+        private
+        returns (address verifier)
+    {
+        // The registry is an immutable protocol contract whose drawAndLock makes no external call
+        // and is itself nonReentrant (as are the callers): the writes below depend on its result.
+        // slither-disable-next-line reentrancy-no-eth
+        (address[] memory drawn, uint256 next) = stakes.drawAndLock(
+            drawSeed, Sampling.VERIFIER_TAG, d.snapshotBlock, 1, d.counter, [node, d.previous, address(0)], true
+        );
+        // counters grow by at most MAX_DRAW_PROBES per call: uint32 lasts 2^27 calls
+        d.counter = uint32(next);
+        // slither-disable-next-line incorrect-equality (an empty draw, not a balance)
+        if (drawn.length == 0) {
+            // the queue's start (not moved by retries): an attest window later a fresh snapshot
+            // may be drawn (requestTakeover)
+            // slither-disable-next-line incorrect-equality (an unset seed, not a balance)
+            if (r.phase != Phase.Queued || _drawSeeds[contributionId] == bytes32(0)) {
+                r.assignedAt = uint40(block.timestamp);
+            }
+            r.phase = Phase.Queued;
+            _drawSeeds[contributionId] = drawSeed;
+            emit VerifierQueued(contributionId, next);
+            return address(0);
+        }
+        verifier = drawn[0];
+        r.verifier = verifier;
+        r.assignedAt = uint40(block.timestamp);
+        r.phase = Phase.Assigned;
+        emit VerifierAssigned(contributionId, verifier, next - 1, block.timestamp + attestWindow);
     }
 }

@@ -7,8 +7,10 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ERC20Burnable} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Burnable.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {IStakeRegistry} from "./interfaces/IStakeRegistry.sol";
 import {Limits} from "./libraries/Limits.sol";
+import {Sampling} from "./libraries/Sampling.sol";
 
 /// @title StakeRegistry
 /// @notice The protocol's vault and stake book. It holds every token: stakes, stake waiting out
@@ -21,6 +23,7 @@ import {Limits} from "./libraries/Limits.sol";
 contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
+    using Checkpoints for Checkpoints.Trace208;
 
     /// @notice May lock and unlock stake and draw verifiers (JobMarket, Settlement, Disputes).
     bytes32 public constant LOCKER_ROLE = keccak256("LOCKER_ROLE");
@@ -37,7 +40,17 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
         uint128 staked;
         uint128 unbonding;
         // word 2
-        uint64 unbondReadyBlock;
+        uint64 unbondReadyAt;
+        bool registered;
+    }
+
+    /// @dev A draw's snapshot in memory.
+    struct Draw {
+        address[] accounts;
+        uint256[] cumulative;
+        uint256 total;
+        bytes32 seed;
+        bytes32 tag;
     }
 
     /// @notice The staking, escrow and payout token (must be ERC20Burnable: slashes are burned).
@@ -53,6 +66,8 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
     /// @inheritdoc IStakeRegistry
     uint256 public immutable unbondingDelay;
     /// @inheritdoc IStakeRegistry
+    uint256 public immutable drawLag;
+    /// @inheritdoc IStakeRegistry
     uint256 public immutable slashRewardBps;
     /// @inheritdoc IStakeRegistry
     uint256 public immutable committeeRewardBps;
@@ -61,8 +76,13 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
     uint256 public escrowed;
 
     mapping(address account => Account) private _accounts;
+    /// @dev Every account that ever registered, in registration order; never reordered or shrunk.
     address[] private _verifiers;
     mapping(address verifier => uint256 indexPlusOne) private _verifierIndex;
+    /// @dev Draw weight (stake while registered, zero otherwise) by block number.
+    mapping(address verifier => Checkpoints.Trace208) private _weights;
+    /// @dev Registered verifiers now (the append-only list also holds departed ones).
+    uint256 private _registeredCount;
 
     /// @param token_ the token (ERC20Burnable)
     /// @param admin receives DEFAULT_ADMIN_ROLE and wires the roles at deployment
@@ -71,8 +91,12 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
     /// @param verifierLock_ stake locked per verifier assignment and per committee seat (token
     /// units, 1..minVerifierStake_)
     /// @param disputeBond_ stake locked by a dispute and by a posted aggregate (token units, 1..2^96-1)
-    /// @param unbondingDelay_ blocks from an unbond request to its withdrawal (> 0; Disputes
+    /// @param unbondingDelay_ seconds from an unbond request to its withdrawal (> 0; Disputes
     /// checks at deployment that it exceeds the longest verification and dispute)
+    /// @param drawLag_ blocks (1..2^32-1): a draw for snapshot block B reads every verifier's
+    /// weight as of block B - drawLag_. This is the registration warm-up (a new verifier, or new
+    /// stake, counts only drawLag_ blocks later) and the deregistration cooldown (a leaving
+    /// verifier stays drawable for drawLag_ blocks)
     /// @param slashRewardBps_ share of a slash credited to the winning party (basis points)
     /// @param committeeRewardBps_ share of a slash split among majority voters (basis points;
     /// the two shares sum to at most 10000, the rest is burned)
@@ -84,6 +108,7 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
         uint256 verifierLock_,
         uint256 disputeBond_,
         uint256 unbondingDelay_,
+        uint256 drawLag_,
         uint256 slashRewardBps_,
         uint256 committeeRewardBps_
     ) {
@@ -97,6 +122,7 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
         if (unbondingDelay_ == 0 || unbondingDelay_ > type(uint32).max) {
             revert StakeRegistryInvalidParams("unbondingDelay");
         }
+        if (drawLag_ == 0 || drawLag_ > type(uint32).max) revert StakeRegistryInvalidParams("drawLag");
         if (slashRewardBps_ + committeeRewardBps_ > Limits.BPS) revert StakeRegistryInvalidParams("rewardBps");
         token = token_;
         minNodeStake = minNodeStake_;
@@ -104,6 +130,7 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
         verifierLock = verifierLock_;
         disputeBond = disputeBond_;
         unbondingDelay = unbondingDelay_;
+        drawLag = drawLag_;
         slashRewardBps = slashRewardBps_;
         committeeRewardBps = committeeRewardBps_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
@@ -119,12 +146,13 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
         Account storage a = _accounts[msg.sender];
         uint256 total = uint256(a.staked) + amount;
         a.staked = total.toUint128();
+        if (a.registered) _checkpoint(msg.sender, total);
         emit Staked(msg.sender, amount, total);
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
     /// @notice Start unbonding `amount` of free (unlocked) stake; it becomes withdrawable after
-    /// `unbondingDelay` blocks, and a later request moves the ready block of the whole unbonding
+    /// `unbondingDelay` seconds, and a later request moves the ready time of the whole unbonding
     /// amount. A verifier whose remaining stake falls below `minVerifierStake` leaves the set.
     /// @param amount token base units, 0 < amount <= free stake
     function requestUnbond(uint256 amount) external nonReentrant {
@@ -137,18 +165,18 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
             a.staked -= uint128(amount);
         }
         a.unbonding = (uint256(a.unbonding) + amount).toUint128();
-        uint256 ready = block.number + unbondingDelay;
-        a.unbondReadyBlock = uint64(ready);
-        if (_verifierIndex[msg.sender] != 0 && a.staked < minVerifierStake) _removeVerifier(msg.sender);
+        uint256 ready = block.timestamp + unbondingDelay;
+        a.unbondReadyAt = uint64(ready);
+        if (a.registered) _restake(msg.sender, a);
         emit UnbondRequested(msg.sender, amount, ready);
     }
 
-    /// @notice Withdraw all unbonding stake once its ready block is reached.
+    /// @notice Withdraw all unbonding stake once its ready time is reached.
     function withdrawUnbonded() external nonReentrant {
         Account storage a = _accounts[msg.sender];
         uint256 amount = a.unbonding;
         if (amount == 0) revert StakeRegistryNothingUnbonding();
-        if (block.number < a.unbondReadyBlock) revert StakeRegistryUnbondingNotReady(a.unbondReadyBlock);
+        if (block.timestamp < a.unbondReadyAt) revert StakeRegistryUnbondingNotReady(a.unbondReadyAt);
         a.unbonding = 0;
         emit UnbondWithdrawn(msg.sender, amount);
         token.safeTransfer(msg.sender, amount);
@@ -166,19 +194,32 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
     }
 
     /// @notice Join the set from which verifiers and committees are drawn; needs
-    /// `minVerifierStake` staked.
+    /// `minVerifierStake` staked. The caller's draw weight (its stake) counts for draws whose
+    /// snapshot block is at least `drawLag` blocks after this one (warm-up). The first
+    /// registration of an address appends it to the append-only set (at most MAX_VERIFIERS
+    /// addresses ever); a re-registration reuses its position.
     function registerVerifier() external {
-        if (_verifierIndex[msg.sender] != 0) revert StakeRegistryAlreadyVerifier();
-        uint256 staked = _accounts[msg.sender].staked;
+        Account storage a = _accounts[msg.sender];
+        if (a.registered) revert StakeRegistryAlreadyVerifier();
+        uint256 staked = a.staked;
         if (staked < minVerifierStake) revert StakeRegistryBelowVerifierMinimum(staked, minVerifierStake);
-        _verifiers.push(msg.sender);
-        _verifierIndex[msg.sender] = _verifiers.length;
+        if (_verifierIndex[msg.sender] == 0) {
+            if (_verifiers.length >= Limits.MAX_VERIFIERS) revert StakeRegistryVerifierSetFull(Limits.MAX_VERIFIERS);
+            _verifiers.push(msg.sender);
+            _verifierIndex[msg.sender] = _verifiers.length;
+        }
+        a.registered = true;
+        _registeredCount += 1;
+        _checkpoint(msg.sender, staked);
         emit VerifierRegistered(msg.sender);
     }
 
-    /// @notice Leave the verifier set. Open assignments keep their locks until they settle.
+    /// @notice Leave the verifier set. Open assignments and seats keep their locks until they
+    /// settle; draws whose snapshot predates this block by less than `drawLag` blocks can still
+    /// draw the caller (deregistration cooldown), and skip it once its free stake is below
+    /// `verifierLock`.
     function deregisterVerifier() external {
-        if (_verifierIndex[msg.sender] == 0) revert StakeRegistryNotVerifier();
+        if (!_accounts[msg.sender].registered) revert StakeRegistryNotVerifier();
         _removeVerifier(msg.sender);
     }
 
@@ -223,7 +264,7 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
             a.locked -= uint128(amount);
             a.staked -= uint128(amount);
         }
-        if (_verifierIndex[account] != 0 && a.staked < minVerifierStake) _removeVerifier(account);
+        if (a.registered) _restake(account, a);
         uint256 reward = 0;
         if (beneficiary != address(0)) {
             reward = (amount * slashRewardBps) / Limits.BPS;
@@ -243,26 +284,65 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
     }
 
     /// @inheritdoc IStakeRegistry
-    /// @dev Probe i looks at position keccak256(seed, tag) mod n for i = 0 and keccak256(seed,
-    /// tag, i) mod n after, for at most MAX_DRAW_PROBES probes; a probe is skipped when it hits
-    /// an excluded party, someone already drawn, or a verifier without `verifierLock` free.
-    /// Fewer than `count` may be drawn (none when the set is empty).
-    function drawAndLock(bytes32 seed, bytes32 tag, uint256 count, address[3] calldata excluded)
+    function slashWithPayment(address account, uint256 amount, address payee, uint256 payment)
         external
-        onlyRole(LOCKER_ROLE)
+        onlyRole(SLASHER_ROLE)
         nonReentrant
-        returns (address[] memory drawn)
     {
+        Account storage a = _accounts[account];
+        if (amount > a.locked) revert StakeRegistryInsufficientLockedStake(account, a.locked, amount);
+        if (payment > amount) revert StakeRegistryInsufficientLockedStake(account, amount, payment);
+        // unchecked: amount <= locked <= staked
+        unchecked {
+            a.locked -= uint128(amount);
+            a.staked -= uint128(amount);
+        }
+        if (a.registered) _restake(account, a);
+        _credit(payee, payment);
+        uint256 burned;
+        // unchecked: payment <= amount (checked above)
+        unchecked {
+            burned = amount - payment;
+        }
+        emit StakeSlashed(account, amount, payee, payment, 0, 0, burned);
+        if (burned > 0) ERC20Burnable(address(token)).burn(burned);
+    }
+
+    /// @inheritdoc IStakeRegistry
+    /// @dev See `drawTicket` for one ticket. Tickets `firstCounter`, `firstCounter + 1`, ... are
+    /// drawn (at most MAX_DRAW_PROBES); a ticket is skipped when it lands on an excluded party or
+    /// someone already drawn. A ticket on a verifier without `verifierLock` of free stake now is
+    /// skipped too, unless `stopAtLocked`: then the draw stops there and `nextCounter` is that
+    /// ticket (a later draw retries it). Fewer than `count` may be drawn (none when every weight
+    /// of the snapshot is zero).
+    function drawAndLock(
+        bytes32 seed,
+        bytes32 tag,
+        uint256 snapshotBlock,
+        uint256 count,
+        uint256 firstCounter,
+        address[3] calldata excluded,
+        bool stopAtLocked
+    ) external onlyRole(LOCKER_ROLE) nonReentrant returns (address[] memory drawn, uint256 nextCounter) {
         if (count > Limits.MAX_COMMITTEE) revert StakeRegistryTooManyDraws(count, Limits.MAX_COMMITTEE);
+        Draw memory dr;
+        (dr.accounts, dr.cumulative, dr.total) = _snapshot(snapshotBlock);
+        dr.seed = seed;
+        dr.tag = tag;
         drawn = new address[](count);
-        uint256 n = _verifiers.length;
         uint256 found = 0;
-        for (uint256 i = 0; i < Limits.MAX_DRAW_PROBES && found < count && n > 0; ++i) {
-            bytes32 h = i == 0 ? keccak256(abi.encode(seed, tag)) : keccak256(abi.encode(seed, tag, i));
-            address v = _verifiers[uint256(h) % n];
+        uint256 end = firstCounter + Limits.MAX_DRAW_PROBES;
+        uint256 c = dr.total == 0 ? end : firstCounter;
+        for (; c < end && found < count; ++c) {
+            address v = dr.accounts[Sampling.pick(dr.cumulative, Sampling.ticket(dr.seed, dr.tag, c, dr.total))];
             if (v == excluded[0] || v == excluded[1] || v == excluded[2] || _contains(drawn, found, v)) continue;
             Account storage a = _accounts[v];
-            if (a.staked - a.locked < verifierLock) continue;
+            if (a.staked - a.locked < verifierLock) {
+                // the drawn verifier is busy: wait for it (this ticket again next time) rather
+                // than redraw, so nobody gains by keeping others' stake locked
+                if (stopAtLocked) break;
+                continue;
+            }
             // unchecked: verifierLock <= free stake, so locked stays <= staked
             unchecked {
                 a.locked += uint128(verifierLock);
@@ -270,6 +350,7 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
             emit StakeLocked(v, verifierLock, a.locked);
             drawn[found++] = v;
         }
+        nextCounter = c;
         // shrink the array to what was found (found <= count, memory already allocated)
         assembly ("memory-safe") {
             mstore(drawn, found)
@@ -343,15 +424,21 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
         return _accounts[account].credits;
     }
 
-    /// @notice Tokens waiting out the unbonding delay, and the block they become withdrawable.
+    /// @notice Tokens waiting out the unbonding delay, and the time (unix seconds) they become
+    /// withdrawable.
     /// @param account the staker
-    function unbondingOf(address account) external view returns (uint256 amount, uint256 readyBlock) {
+    function unbondingOf(address account) external view returns (uint256 amount, uint256 readyAt) {
         Account storage a = _accounts[account];
-        return (a.unbonding, a.unbondReadyBlock);
+        return (a.unbonding, a.unbondReadyAt);
     }
 
     /// @inheritdoc IStakeRegistry
     function verifierCount() external view returns (uint256) {
+        return _registeredCount;
+    }
+
+    /// @notice Length of the append-only verifier list (every address that ever registered).
+    function verifierListLength() external view returns (uint256) {
         return _verifiers.length;
     }
 
@@ -362,7 +449,62 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
 
     /// @inheritdoc IStakeRegistry
     function isVerifier(address account) external view returns (bool) {
-        return _verifierIndex[account] != 0;
+        return _accounts[account].registered;
+    }
+
+    /// @inheritdoc IStakeRegistry
+    function weightAt(address verifier, uint256 blockNumber) external view returns (uint256) {
+        return _weights[verifier].upperLookupRecent(blockNumber.toUint48());
+    }
+
+    /// @inheritdoc IStakeRegistry
+    function verifierSnapshot(uint256 snapshotBlock)
+        external
+        view
+        returns (address[] memory accounts, uint256[] memory weights)
+    {
+        uint256[] memory cumulative;
+        (accounts, cumulative,) = _snapshot(snapshotBlock);
+        uint256 n = accounts.length;
+        weights = new uint256[](n);
+        uint256 previous = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            weights[i] = cumulative[i] - previous;
+            previous = cumulative[i];
+        }
+    }
+
+    /// @inheritdoc IStakeRegistry
+    function drawTicket(bytes32 seed, bytes32 tag, uint256 snapshotBlock, uint256 counter)
+        external
+        view
+        returns (address)
+    {
+        (address[] memory accounts, uint256[] memory cumulative, uint256 total) = _snapshot(snapshotBlock);
+        if (total == 0) return address(0);
+        return accounts[Sampling.pick(cumulative, Sampling.ticket(seed, tag, counter, total))];
+    }
+
+    /// @notice `drawTicket` for many seeds at once (counter 0, one snapshot): for measuring draw
+    /// frequencies off-chain with one call.
+    /// @param firstSeed seed i is keccak256(abi.encode(firstSeed, i))
+    /// @param tag the draw's domain tag
+    /// @param snapshotBlock the snapshot
+    /// @param n number of seeds (at most 4096)
+    /// @return hits hits[j] = tickets of the n seeds that landed on list position j
+    function drawFrequencies(bytes32 firstSeed, bytes32 tag, uint256 snapshotBlock, uint256 n)
+        external
+        view
+        returns (uint256[] memory hits)
+    {
+        if (n > 4096) revert StakeRegistryTooManyDraws(n, 4096);
+        (address[] memory accounts, uint256[] memory cumulative, uint256 total) = _snapshot(snapshotBlock);
+        hits = new uint256[](accounts.length);
+        if (total == 0) return hits;
+        for (uint256 i = 0; i < n; ++i) {
+            bytes32 seed = keccak256(abi.encode(firstSeed, i));
+            hits[Sampling.pick(cumulative, Sampling.ticket(seed, tag, 0, total))] += 1;
+        }
     }
 
     // -- internals -------------------------------------------------------------------------
@@ -400,14 +542,43 @@ contract StakeRegistry is IStakeRegistry, AccessControl, ReentrancyGuardTransien
         return false;
     }
 
-    /// @dev Swap-and-pop removal: O(1), no loop.
+    /// @dev Leave the set: the weight drops to zero from this block on (the list keeps the
+    /// address at its position, so nobody can reorder the set).
     function _removeVerifier(address verifier) private {
-        uint256 index = _verifierIndex[verifier] - 1;
-        address last = _verifiers[_verifiers.length - 1];
-        _verifiers[index] = last;
-        _verifierIndex[last] = index + 1;
-        _verifiers.pop();
-        delete _verifierIndex[verifier];
+        _accounts[verifier].registered = false;
+        _registeredCount -= 1;
+        _checkpoint(verifier, 0);
         emit VerifierDeregistered(verifier);
+    }
+
+    /// @dev A registered verifier's stake changed: new weight, or out of the set below the minimum.
+    function _restake(address verifier, Account storage a) private {
+        if (a.staked < minVerifierStake) _removeVerifier(verifier);
+        else _checkpoint(verifier, a.staked);
+    }
+
+    function _checkpoint(address verifier, uint256 weight) private {
+        // slither-disable-next-line unused-return (the previous and new values are not needed)
+        _weights[verifier].push(block.number.toUint48(), weight.toUint208());
+    }
+
+    /// @dev The verifier list with cumulative weights as of block `snapshotBlock - drawLag`
+    /// (all zero when that is before block 1). cumulative[i] = w_0 + ... + w_i.
+    function _snapshot(uint256 snapshotBlock)
+        private
+        view
+        returns (address[] memory accounts, uint256[] memory cumulative, uint256 total)
+    {
+        uint256 n = _verifiers.length;
+        accounts = new address[](n);
+        cumulative = new uint256[](n);
+        bool any = snapshotBlock > drawLag;
+        uint48 key = any ? uint48(snapshotBlock - drawLag) : 0;
+        for (uint256 i = 0; i < n; ++i) {
+            address v = _verifiers[i];
+            accounts[i] = v;
+            if (any) total += _weights[v].upperLookupRecent(key);
+            cumulative[i] = total;
+        }
     }
 }

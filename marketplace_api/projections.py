@@ -37,7 +37,7 @@ from marketplace_api.models import (
 )
 
 # 1: jobs, contributions and rounds (0001). 2: + slots and participants.
-PROJECTION_VERSION = 2
+PROJECTION_VERSION = 3  # 3: VerifierAssigned, AttestationMissed (issue 13)
 LOSS_SCALE = 1_000_000  # RoundAggregated carries validation loss times 1e6
 
 Apply = Callable[[Session, ChainEvent], None]
@@ -275,14 +275,27 @@ def _seed_recorded(session: Session, event: ChainEvent) -> None:
     contribution = _contribution(session, int(a["contributionId"]))
     contribution.seed = a["seed"]
     contribution.seed_block = int(a["seedBlock"])
-    contribution.verifier = a["verifier"]
+    contribution.verifier = _verifier_or_none(a["verifier"])  # zero while the draw queues
     contribution.seed_recorded_block = event.block_number
     contribution.seed_tx = event.tx_hash
 
 
-def _seed_block_reset(session: Session, event: ChainEvent) -> None:
+def _verifier_or_none(address: str) -> str | None:
+    return None if int(address, 16) == 0 else address
+
+
+def _verifier_assigned(session: Session, event: ChainEvent) -> None:
+    """Every assignment (first draw, a queue served, a takeover's fresh draw) names the
+    verifier now responsible; the fee of a later settlement goes to it."""
     contribution = _contribution(session, int(event.args["contributionId"]))
-    contribution.seed_block = int(event.args["newSeedBlock"])
+    contribution.verifier = event.args["verifier"]
+
+
+def _attestation_missed(session: Session, event: ChainEvent) -> None:
+    """The assigned verifier missed its window (slashed via StakeSlashed): nobody is
+    responsible until ``VerifierAssigned`` names the next one."""
+    contribution = _contribution(session, int(event.args["contributionId"]))
+    contribution.verifier = None
 
 
 def _attested(session: Session, event: ChainEvent) -> None:
@@ -384,7 +397,8 @@ APPLY: dict[str, Apply] = {
     "EscrowRefunded": _escrow_refunded,
     # Settlement
     "SeedRecorded": _seed_recorded,
-    "SeedBlockReset": _seed_block_reset,
+    "VerifierAssigned": _verifier_assigned,
+    "AttestationMissed": _attestation_missed,
     "Attested": _attested,
     "ContributionFinalized": _contribution_finalized,
     "CreditsWithdrawn": _credits_withdrawn,

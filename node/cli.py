@@ -10,13 +10,15 @@ import typer
 from rich.console import Console
 
 from node.earnings import earnings_command
-from opentrain.chain.types import TOKEN
+from opentrain.chain.types import TOKEN, ChainError
 
 if TYPE_CHECKING:
     from node.daemon import NodeDaemon
     from opentrain.context import RoleContext
 
 # Heavy modules (torch, web3) are imported inside the commands, so `--help` answers at once.
+
+log = logging.getLogger("opentrain.node")
 
 node_app = typer.Typer(
     help="Stake, train slots, submit, earn.\n\n"
@@ -105,7 +107,7 @@ def withdraw() -> None:
         ctx.account.withdraw()
         out.print(f"withdrew {credits / TOKEN:g} TRAIN of earnings")
     amount, ready = ctx.chain.stakes.functions.unbondingOf(ctx.account.address).call()
-    if amount and ctx.chain.block_number() >= ready:
+    if amount and ctx.chain.now() >= ready:  # ready is a unix time
         ctx.account.send(ctx.chain.stakes.functions.withdrawUnbonded(), "withdrawUnbonded")
         out.print(f"withdrew {amount / TOKEN:g} TRAIN of unbonded stake")
     elif not credits:
@@ -231,7 +233,10 @@ def run(
         serve(metrics_port)
     with segment_progress(out, "segments") as progress:
         if once:
-            daemon.aftercare.step()
+            try:
+                daemon.aftercare.step()
+            except ChainError as exc:  # a verdict or seed not ready yet: the slot comes first
+                log.warning("aftercare: %s", str(exc).splitlines()[0])
             contribution = daemon.run_once(progress)
             out.print(
                 "no work available"

@@ -18,7 +18,7 @@ import torch
 
 from node import metrics
 from node.ddp import DDPError
-from node.disputes import Aftercare
+from node.disputes import Aftercare, VerdictWatcher
 from node.worker import NodeWorker, ProgressFn, SegmentFn, honest_segment
 from opentrain.chain.account import ChainAccount
 from opentrain.chain.tx import TRANSIENT, RpcUnavailable
@@ -163,7 +163,7 @@ class NodeDaemon:
         """A slot this node already holds (resume) first, else the first open slot it can run."""
         chain = self.account.chain
         me = self.account.address.lower()
-        block = chain.block_number()
+        now = chain.now()  # claim deadlines are unix times
         fallback: tuple[LoadedJob, Assignment] | None = None
         for info in self.open_jobs():
             job, reason = self.check(info.job_id)
@@ -175,9 +175,9 @@ class NodeDaemon:
                     info.job_id, info.current_round, slot
                 ).call()
                 mine = node.lower() == me
-                if status == SLOT_CLAIMED and mine and block <= deadline:
+                if status == SLOT_CLAIMED and mine and now <= deadline:
                     return job, Assignment(info.job_id, info.current_round, slot, resume=True)
-                free = status == SLOT_OPEN or (status == SLOT_CLAIMED and block > deadline)
+                free = status == SLOT_OPEN or (status == SLOT_CLAIMED and now > deadline)
                 if free and fallback is None:
                     fallback = (job, Assignment(info.job_id, info.current_round, slot, False))
         return fallback
@@ -225,6 +225,7 @@ class NodeDaemon:
         )
         metrics.SLOTS.inc()
         metrics.EARNED.set(self.account.credits() / 10**18)
+        self.aftercare.record_own_seed(contribution_id)
         return contribution_id
 
     def run(
@@ -232,24 +233,29 @@ class NodeDaemon:
         poll_seconds: float = 5.0,
         progress: ProgressFn | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        watch_seconds: float | None = None,
     ) -> None:
-        """Keep the machine earning until ``should_stop``."""
-        while not should_stop():
-            try:
-                self.aftercare.step()  # contest unfounded fails, release expired claims
-                worked = self.run_once(progress) is not None
-            except (
-                ChainError,
-                ContentError,
-                JobError,
-                DDPError,
-                RpcUnavailable,
-                *TRANSIENT,
-            ) as exc:
-                # an RPC endpoint gone for longer than one call's retries (a partition, a
-                # restart) is a failed pass, not the end of the daemon
-                metrics.ERRORS.inc()
-                log.warning("slot failed, will retry: %s", str(exc).splitlines()[0])
-                worked = False
-            if not worked:
-                time.sleep(poll_seconds)
+        """Keep the machine earning until ``should_stop``. A background thread
+        (:class:`node.disputes.VerdictWatcher`) watches this node's verdicts every
+        ``watch_seconds`` (default ``poll_seconds``) while it trains, so a false fail is
+        contested within its challenge window however long a slot takes."""
+        interval = poll_seconds if watch_seconds is None else watch_seconds
+        with VerdictWatcher(self.aftercare, interval):
+            while not should_stop():
+                try:
+                    worked = self.run_once(progress) is not None
+                except (
+                    ChainError,
+                    ContentError,
+                    JobError,
+                    DDPError,
+                    RpcUnavailable,
+                    *TRANSIENT,
+                ) as exc:
+                    # an RPC endpoint gone for longer than one call's retries (a partition, a
+                    # restart) is a failed pass, not the end of the daemon
+                    metrics.ERRORS.inc()
+                    log.warning("slot failed, will retry: %s", str(exc).splitlines()[0])
+                    worked = False
+                if not worked:
+                    time.sleep(poll_seconds)

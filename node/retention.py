@@ -80,7 +80,7 @@ def contribution_settled(chain: Chain, contribution_id: int) -> bool:
     info = verification_info(chain, contribution_id)
     if not info.finalized or info.phase is Phase.DISPUTED:
         return False
-    return chain.block_number() > info.challenge_deadline
+    return chain.now() > info.challenge_deadline  # a unix time
 
 
 def prune_slot(folder: Path) -> int:

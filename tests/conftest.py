@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 
 from opentrain.chain.account import ChainAccount
-from opentrain.chain.client import Chain, connect
+from opentrain.chain.client import DEV_PARAMS, Chain, connect
 from opentrain.chain.deployment import deploy
 from opentrain.chain.types import TOKEN
 from opentrain.content.embedded import EmbeddedStore
@@ -35,7 +35,7 @@ def _deploy_market(home: Path) -> Market:
     w3 = connect("inprocess")
     deployer = Account.create()
     w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": deployer.address, "value": 10**20})
-    chain = deploy(w3, deployer)
+    chain = deploy(w3, deployer, DEV_PARAMS)
     return Market(chain, chain.account(deployer), EmbeddedStore(home / "store"), home)
 
 
@@ -67,5 +67,5 @@ def deploy_on(url: str, home: Path) -> Market:
     w3 = connect(url)
     deployer = Account.create()
     w3.eth.send_transaction({"from": w3.eth.accounts[0], "to": deployer.address, "value": 10**20})
-    chain = deploy(w3, deployer)
+    chain = deploy(w3, deployer, DEV_PARAMS)
     return Market(chain, chain.account(deployer), EmbeddedStore(home / "store"), home)

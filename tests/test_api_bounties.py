@@ -20,7 +20,7 @@ from marketplace_api.config import ApiConfig
 from marketplace_api.db import make_engine, make_session_factory, migrate
 from marketplace_api.indexer import Indexer
 from marketplace_api.middleware import RatePolicy
-from opentrain.chain.client import Chain, connect
+from opentrain.chain.client import DEV_PARAMS, Chain, connect
 from opentrain.chain.deployment import deploy
 from opentrain.chain.types import TOKEN, JobParams
 from opentrain.content.builder import compute_cid
@@ -51,7 +51,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     w3.eth.send_transaction(
         {"from": w3.eth.accounts[0], "to": deployer.address, "value": Wei(10**20)}
     )
-    chain = deploy(w3, deployer)
+    chain = deploy(w3, deployer, DEV_PARAMS)
     admin = chain.account(deployer)
     sponsor = Account.create()
     chain.fund_eth(sponsor.address, 10**19)

@@ -17,7 +17,7 @@ from marketplace_api.config import ApiConfig
 from marketplace_api.db import make_engine, make_session_factory, migrate
 from marketplace_api.indexer import Indexer
 from marketplace_api.middleware import RatePolicy
-from opentrain.chain.client import ProtocolParams, connect
+from opentrain.chain.client import DEV_PARAMS, connect
 from opentrain.chain.deployment import deploy
 from opentrain.chain.types import TOKEN, JobParams
 from opentrain.content.embedded import EmbeddedStore
@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: 
 if TYPE_CHECKING:
     from schemathesis import BaseSchema, Case
 
-PARAMS = ProtocolParams()
+PARAMS = DEV_PARAMS
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> BaseSchema:
     contribution = node.submit_contribution(job, 0, 0, b"\x03" * 32, b"\x04" * 32, "o", "m")
     chain.mine(1)
     verifier.record_seed(contribution)
-    verifier.attest(contribution, True, "bafyreport")
+    verifier.attest(contribution, True, "bafyreport", b"\x05" * 32)
     url = f"sqlite:///{home / 'market.db'}"
     migrate(url)
     factory = make_session_factory(make_engine(url))

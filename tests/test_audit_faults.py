@@ -1,11 +1,13 @@
 """The auditor finds each fault planted for real on one shared job, and only that fault:
 
 - a verifier that attests pass with a report whose Merkle proof was doctored;
-- two lazy verifiers that attest pass without re-executing: one publishes no checks, the other
-  forges everything derivable from the commitment (the node's committed digests as
+- two lazy verifiers that attest pass without re-executing: one publishes no checks (and commits
+  on-chain to the hash of the node's committed digests, which its report does not back), the
+  other forges everything derivable from the commitment (the node's committed digests as
   "recomputed", which in exact mode coincide with an honest recomputation's, and zero
-  distances under every tensor name of the training state), so only the per-step losses,
-  which nothing but running the segment yields, give it away;
+  distances under every tensor name of the training state, its on-chain digests hash
+  consistent with that), so only the per-step losses, which nothing but running the segment
+  yields, give it away;
 - a rogue treasurer: the deployer grants TREASURER_ROLE on the vault to an outside account,
   which drains escrow that JobMarket still books to an open job.
 
@@ -31,6 +33,7 @@ from opentrain.cli.demo import post_bounty
 from opentrain.protocol.commitments import build_trace_tree
 from opentrain.protocol.manifest import TraceManifest
 from opentrain.protocol.presets import mlp_demo_spec
+from opentrain.protocol.sampling import recomputed_digests_hash
 from opentrain.spec import TrainingSpec
 from verifier import audit_cli
 from verifier.audit import Auditor, AuditReport, settlement_problem
@@ -38,6 +41,7 @@ from verifier.worker import RoundAggregator, VerifierWorker
 
 PROOFS = "Merkle proofs in the verifier report verify"
 LAZY = "verifier report holds what re-execution computes (not lazy)"
+DIGESTS = "attested digests hash matches the report"
 VAULT_BOOKS = "vault escrow equals the sum of every job's open escrow"
 STRAY_RELEASE = "every escrow release is a JobMarket refund in the same transaction"
 ROLES = "only protocol contracts hold the vault's treasurer, locker and slasher roles"
@@ -113,6 +117,16 @@ def _lazy_report(
     return json.dumps(doc).encode()
 
 
+def _committed_hash(market: Market, contribution_id: int) -> bytes:
+    """The digests hash a lazy verifier can compute without work: the node's committed
+    digests at the end of each sampled segment."""
+    chain = market.chain
+    info = contribution_info(chain, contribution_id)
+    manifest = TraceManifest.from_json(market.store.get_bytes(info.manifest_cid))
+    sampled = [int(i) for i in chain.settlement.functions.sampledSegments(contribution_id).call()]
+    return recomputed_digests_hash([manifest.digests[j + 1] for j in sampled])
+
+
 @pytest.fixture(scope="module")
 def planted(shared_market: Market) -> Planted:
     m = shared_market
@@ -137,13 +151,13 @@ def planted(shared_market: Market) -> Planted:
     names = tuple(worker.verify_and_attest(honest).checks[1].distances)
     report = worker.verify(bad_proof)
     assert report.passed
-    verifier.attest(
-        bad_proof, True, m.store.put_bytes(_doctored(report.to_json(), report.sampled_segments[0]))
-    )
-    verifier.attest(lazy_empty, True, m.store.put_bytes(_lazy_report(m, lazy_empty, echo=False)))
+    doctored = _doctored(report.to_json(), report.sampled_segments[0])
+    verifier.attest(bad_proof, True, m.store.put_bytes(doctored), report.digests_hash)
+    empty = _lazy_report(m, lazy_empty, echo=False)
+    verifier.attest(lazy_empty, True, m.store.put_bytes(empty), _committed_hash(m, lazy_empty))
     forged = _lazy_report(m, lazy_echo, echo=True, tensor_names=names)
-    verifier.attest(lazy_echo, True, m.store.put_bytes(forged))
-    chain.mine(int(chain.settlement.functions.challengeWindow().call()) + 1)
+    verifier.attest(lazy_echo, True, m.store.put_bytes(forged), _committed_hash(m, lazy_echo))
+    chain.advance(int(chain.settlement.functions.challengeWindow().call()) + 1)
     for cid in (honest, bad_proof, lazy_empty, lazy_echo):
         m.admin.finalize(cid)
     RoundAggregator(verifier, m.store).aggregate_and_post(job_id, 0)
@@ -186,11 +200,16 @@ def test_a_wrong_merkle_proof_is_found_and_nothing_else(planted: Planted) -> Non
 def test_a_lazy_report_is_found(planted: Planted, which: str) -> None:
     contribution_id = getattr(planted, which)
     report = planted.auditor.contribution(contribution_id)
-    assert _names(report) == {(f"contribution {contribution_id}", LAZY)}
-    detail = report.findings[0].detail
-    if which == "lazy_empty":
+    subject = f"contribution {contribution_id}"
+    detail = next(c.detail for c in report.findings if c.name == LAZY)
+    if which == "lazy_empty":  # and its on-chain hash commits to digests it never recomputed
+        assert _names(report) == {(subject, LAZY), (subject, DIGESTS)}
         assert "no record" in detail
-    else:  # digest and distances are what re-execution gives: only the losses give it away
+        digests = next(c.detail for c in report.findings if c.name == DIGESTS)
+        assert "0 of" in digests
+    else:
+        # digest and distances are what re-execution gives: only the losses give it away
+        assert _names(report) == {(subject, LAZY)}
         assert "per-step losses" in detail and "differs" not in detail
 
 
@@ -222,6 +241,7 @@ def test_the_job_audit_reports_every_planted_fault_and_the_cli_fails(
     assert found == {
         (f"contribution {planted.bad_proof}", PROOFS),
         (f"contribution {planted.lazy_empty}", LAZY),
+        (f"contribution {planted.lazy_empty}", DIGESTS),
         (f"contribution {planted.lazy_echo}", LAZY),
         (vault, VAULT_BOOKS),
         (vault, STRAY_RELEASE),

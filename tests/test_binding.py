@@ -166,7 +166,7 @@ def _post(sponsor: ChainAccount, store: ContentStore, spec: JobSpec, claim_timeo
 
 
 def _settle(market: Market, contribution_id: int) -> None:
-    market.chain.mine(market.chain.settlement.functions.challengeWindow().call() + 1)
+    market.chain.advance(market.chain.settlement.functions.challengeWindow().call() + 1)
     market.admin.finalize(contribution_id)
 
 

@@ -1,6 +1,8 @@
 """The Python chain client against the in-process chain: every call a role makes beyond the
-straight path (unbonding, cancel and refund, expired claims, missed attestations, contests,
-challenges, committees, aggregate disputes), the typed readers, and decoded reverts."""
+straight path (unbonding, cancel and refund, expired claims, queued draws, missed attestations
+and takeovers, unrecorded seeds, contests, challenges, committees and their escalation,
+aggregate disputes), the typed readers, and decoded reverts. Windows are seconds, passed with
+``Chain.advance``."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ import hashlib
 
 import pytest
 from conftest import Market
+from web3.logs import DISCARD
 
 from opentrain.chain.account import ChainAccount
-from opentrain.chain.client import ProtocolParams
+from opentrain.chain.client import DEV_PARAMS
 from opentrain.chain.types import (
     TOKEN,
     AggregateStatus,
@@ -33,10 +36,13 @@ from opentrain.chain.views import (
     stake_info,
     verification_info,
 )
+from opentrain.protocol.draws import VERIFIER_TAG, Snapshot, draw_and_lock
 from opentrain.protocol.economics import cheating_loses, detection_probability
+from opentrain.protocol.sampling import recomputed_digests_hash
 
-P = ProtocolParams()
+P = DEV_PARAMS
 REWARD, FEE = TOKEN, TOKEN // 10
+DIGESTS_HASH = recomputed_digests_hash([hashlib.sha256(b"recomputed").digest()])
 
 
 def fake(label: str) -> bytes:
@@ -85,15 +91,17 @@ class Court:
     ) -> tuple[int, ChainAccount]:
         cid = self.submit(job_id, slot, node)
         verifier = self.assigned(cid)
-        verifier.attest(cid, passed, "bafy-report")
+        verifier.attest(cid, passed, "bafy-report", DIGESTS_HASH)
         return cid, verifier
 
-    def committee_votes(self, dispute_id: int, valid: bool) -> list[ChainAccount]:
+    def committee_votes(
+        self, dispute_id: int, valid: bool, voters: int | None = None
+    ) -> list[ChainAccount]:
         self.chain.mine(1)
         members = [self.by_address(m) for m in self.sponsor.draw_committee(dispute_id)]
-        for m in members:
+        for m in members[:voters]:
             m.vote(dispute_id, valid, "bafy-vote")
-        self.chain.mine(P.vote_window + 1)
+        self.chain.advance_to(dispute_info(self.chain, dispute_id).vote_deadline + 1)
         return members
 
 
@@ -131,21 +139,21 @@ def test_unbonding_and_stake_info(market: Market) -> None:
         100 * TOKEN,
         50 * TOKEN,
     )
-    assert info.unbond_ready_block == market.chain.block_number() + P.unbonding_delay
+    assert info.unbond_ready_at == market.chain.timestamp() + P.unbonding_delay
     with pytest.raises(ChainError, match=r"StakeRegistryUnbondingNotReady\(readyBlock="):
         node.withdraw_unbonded()
-    market.chain.mine(P.unbonding_delay)
+    market.chain.advance(P.unbonding_delay)
     before = node.balance()
     node.withdraw_unbonded()
     assert node.balance() - before == 50 * TOKEN
-    assert node.unbonding_of() == (0, info.unbond_ready_block)
+    assert node.unbonding_of()[0] == 0
     with pytest.raises(ChainError, match=r"withdraw refused: StakeRegistryNothingToWithdraw"):
         node.withdraw()
 
 
 def test_cancel_refund_and_expired_claims(court: Court) -> None:
     chain, sponsor, node = court.chain, court.sponsor, court.nodes[0]
-    job = sponsor.create_job(params(rounds=2, slots_per_round=2, claim_timeout=10), "s", "g")
+    job = sponsor.create_job(params(rounds=2, slots_per_round=2, claim_timeout=60), "s", "g")
     node.claim_slot(job, 0, 0)
     assert stake_info(chain, node.address).locked == P.min_node_stake
     with pytest.raises(ChainError, match=r"refund\(job 1\) refused: JobMarketNotFinished"):
@@ -158,7 +166,7 @@ def test_cancel_refund_and_expired_claims(court: Court) -> None:
     sponsor.refund(job)
     with pytest.raises(ChainError, match=r"JobMarketClaimNotExpired\(deadline="):
         sponsor.expire_claim(job, 0, 0)
-    chain.mine(11)
+    chain.advance(61)
     sponsor.expire_claim(job, 0, 0)
     assert stake_info(chain, node.address).locked == 0
     assert sponsor.refundable(job) == in_flight
@@ -168,31 +176,121 @@ def test_cancel_refund_and_expired_claims(court: Court) -> None:
         node.claim_slot(job, 0, 0)
 
 
-def test_a_missed_attestation_is_taken_over(court: Court) -> None:
+def test_a_missed_attestation_is_taken_over_by_a_fresh_draw(court: Court) -> None:
     chain = court.chain
     job = court.sponsor.create_job(params(), "s", "g")
-    cid = court.submit(job, 0, court.nodes[0])
+    node = court.nodes[0]
+    cid = court.submit(job, 0, node)
     lazy = court.assigned(cid)
     info = verification_info(chain, cid)
-    assert info.phase is Phase.ASSIGNED
+    assert (
+        info.phase is Phase.ASSIGNED
+        and info.snapshot_block == contribution_info(chain, cid).submit_block
+    )
     assert info.attest_deadline == info.seed_recorded_at + P.attest_window
-    taker = next(v for v in court.verifiers if v.address != lazy.address)
     with pytest.raises(
         ChainError, match=r"SettlementAttestWindowOpen\(contributionId=1, deadline="
     ):
-        taker.claim_attestation(cid)
-    chain.mine(P.attest_window)
-    taker.claim_attestation(cid)
-    assert verification_info(chain, cid).verifier == taker.address
+        node.request_takeover(cid)
+    chain.advance_to(info.attest_deadline + 1)
+    receipt = node.request_takeover(cid)  # anyone may; the node wants its work verified
+    missed = chain.settlement.events.AttestationMissed().process_receipt(receipt, errors=DISCARD)[
+        0
+    ]["args"]
+    assert (missed["previousVerifier"], missed["takeover"]) == (lazy.address, 1)
+    assert missed["drawBlock"] == receipt["blockNumber"] + 1
+    info = verification_info(chain, cid)
+    assert info.phase is Phase.QUEUED and info.takeovers == 1
+    assert info.previous_verifier == lazy.address
+    # the lazy verifier's lock is burned entirely: nobody profits from a missed window
     assert stake_info(chain, lazy.address).staked == 200 * TOKEN - P.verifier_lock
+    chain.mine(1)
+    court.sponsor.assign_verifier(cid)
+    taker = court.by_address(verification_info(chain, cid).verifier)
+    assert taker.address not in (lazy.address, node.address)
     with pytest.raises(ChainError, match=r"SettlementNotAssignedVerifier\(caller=0x"):
-        lazy.attest(cid, True, "late")
-    taker.attest(cid, True, "bafy-report")
-    chain.mine(P.challenge_window + 1)
+        lazy.attest(cid, True, "late", DIGESTS_HASH)
+    taker.attest(cid, True, "bafy-report", DIGESTS_HASH)
+    assert verification_info(chain, cid).recomputed_digests_hash == DIGESTS_HASH
+    chain.advance(P.challenge_window + 1)
     taker.finalize(cid)
     assert contribution_info(chain, cid).status is ContributionStatus.ACCEPTED
-    penalty_share = P.verifier_lock * P.slash_reward_bps // 10_000
-    assert taker.credits() == penalty_share + FEE
+    assert taker.credits() == FEE
+    assert all(v.credits() == 0 for v in court.verifiers if v is not taker)
+
+
+def test_a_busy_draw_queues_for_the_drawn_verifier_as_python_predicts(market: Market) -> None:
+    chain = market.chain
+    sponsor, verifier = market.new_account(), market.new_account()
+    verifier.stake(P.min_verifier_stake)  # room for exactly two verifier locks
+    verifier.register_verifier()
+    nodes = [market.new_account() for _ in range(3)]
+    for n in nodes:
+        n.stake(200 * TOKEN)
+    chain.mine(P.draw_lag)
+    job = sponsor.create_job(params(slots_per_round=3), "s", "g")
+    ids = []
+    for slot, n in enumerate(nodes):
+        n.claim_slot(job, 0, slot)
+        ids.append(
+            n.submit_contribution(job, 0, slot, fake(f"o{slot}"), fake(f"t{slot}"), "o", "m")
+        )
+    chain.mine(1)
+    for cid in ids:
+        sponsor.record_seed(cid)
+    first, _, third = (verification_info(chain, c) for c in ids)
+    assert first.verifier == verifier.address and first.phase is Phase.ASSIGNED
+    assert third.phase is Phase.QUEUED and third.verifier == "0x" + "00" * 20
+    assert third.draw_seed == third.seed  # the queue continues the same draw
+    # Python's mirror of drawAndLock predicts the queue: the ticket lands on a busy verifier
+    snap = Snapshot.of(*chain.stakes.functions.verifierSnapshot(third.snapshot_block).call())
+    drawn, counter = draw_and_lock(
+        third.draw_seed, VERIFIER_TAG, snap, 1, 0, {nodes[2].address}, lambda a: False, True
+    )
+    assert (drawn, counter) == ([], third.draw_counter)
+    with pytest.raises(ChainError, match="SettlementNotQueued"):
+        sponsor.assign_verifier(ids[0])
+    verifier.attest(ids[0], True, "r", DIGESTS_HASH)
+    chain.advance(P.challenge_window + 1)
+    sponsor.finalize(ids[0])  # the verifier's lock comes back: the queue can be served
+    receipt = sponsor.assign_verifier(ids[2])
+    assigned = chain.settlement.events.VerifierAssigned().process_receipt(receipt, errors=DISCARD)[
+        0
+    ]["args"]
+    assert assigned["verifier"] == verifier.address
+    assert assigned["deadline"] == verification_info(chain, ids[2]).attest_deadline
+    assert verification_info(chain, ids[2]).phase is Phase.ASSIGNED
+
+
+def test_a_seed_nobody_recorded_fails_the_contribution_instead_of_rerolling(
+    court: Court,
+) -> None:
+    chain, node = court.chain, court.nodes[0]
+    job = court.sponsor.create_job(params(), "s", "g")
+    cid = court.submit(job, 0, node)
+    chain.mine(1)
+    with pytest.raises(ChainError, match=r"SettlementSeedReadable\(contributionId=1"):
+        court.sponsor.fail_unrecorded(cid)
+    chain.mine(300)  # BLOCKHASH reads 256 blocks back (no EIP-2935 history on this chain)
+    with pytest.raises(ChainError, match=r"SettlementSeedExpired\(contributionId=1"):
+        court.sponsor.record_seed(cid)
+    court.sponsor.fail_unrecorded(cid)
+    assert contribution_info(chain, cid).status is ContributionStatus.REJECTED
+    assert stake_info(chain, node.address).staked == 300 * TOKEN - P.min_node_stake
+    assert verification_info(chain, cid).phase is Phase.REJECTED
+
+
+def test_an_undisputed_fail_pays_the_verifier_only_its_fee(court: Court) -> None:
+    chain, node = court.chain, court.nodes[0]
+    job = court.sponsor.create_job(params(), "s", "g")
+    supply = int(chain.token.functions.totalSupply().call())
+    cid, verifier = court.attested(job, 0, node, passed=False)
+    chain.advance(P.challenge_window + 1)
+    court.sponsor.finalize(cid)
+    assert verifier.credits() == FEE  # what a pass pays, no slash share
+    assert stake_info(chain, node.address).staked == 300 * TOKEN - P.min_node_stake
+    burned = supply - int(chain.token.functions.totalSupply().call())
+    assert burned == P.min_node_stake - FEE
 
 
 def test_contest_end_to_end_an_honest_node_wins_and_the_accuser_is_slashed(court: Court) -> None:
@@ -266,7 +364,7 @@ def test_a_wrong_aggregate_is_replaced_before_it_becomes_the_next_round_model(co
     chain, poster, challenger = court.chain, court.nodes[0], court.nodes[2]
     job = court.sponsor.create_job(params(rounds=2), "s", "g-cid")
     cid, _ = court.attested(job, 0, court.nodes[1], passed=True)
-    chain.mine(P.challenge_window + 1)
+    chain.advance(P.challenge_window + 1)
     court.sponsor.finalize(cid)
     poster.post_aggregate(job, 0, fake("wrong"), "bafy-wrong", 3.5, wait_final=False)
     agg = aggregate_info(chain, job, 0)
@@ -291,14 +389,14 @@ def test_a_wrong_aggregate_is_replaced_before_it_becomes_the_next_round_model(co
     )
     with pytest.raises(ChainError, match=r"JobMarketAggregateWindowOpen\(jobId=1, round=0"):
         court.sponsor.finalize_aggregate(job, 0)
-    chain.mine(P.challenge_window)
+    chain.advance_to(aggregate_info(chain, job, 0).challenge_deadline + 1)
     court.sponsor.finalize_aggregate(job, 0)
     assert round_model_cid(chain, job_info(chain, job), 1) == ("bafy-right", fake("right"))
     assert job_info(chain, job).current_round == 1
     # on a dev chain post_aggregate sees an undisputed aggregate through by default
     second = court.submit(job, 0, court.nodes[1], round_=1)
-    court.assigned(second).attest(second, True, "r")
-    chain.mine(P.challenge_window + 1)
+    court.assigned(second).attest(second, True, "r", DIGESTS_HASH)
+    chain.advance(P.challenge_window + 1)
     court.sponsor.finalize(second)
     poster.post_aggregate(job, 1, fake("G_2"), "bafy-g2", 2.0)
     assert job_info(chain, job).status is JobStatus.COMPLETED
@@ -310,3 +408,31 @@ def test_unknown_dispute_and_readers(market: Market) -> None:
         dispute_info(market.chain, 7)
     assert aggregate_info(market.chain, 1, 0).status is AggregateStatus.NONE
     assert verification_info(market.chain, 1).phase is Phase.NONE
+
+
+def test_too_few_votes_escalate_and_no_quorum_at_the_end_redoes_the_slot_without_a_slash(
+    court: Court,
+) -> None:
+    chain, node = court.chain, court.nodes[0]
+    for v in court.verifiers:  # room for a seat in every round
+        v.stake(300 * TOKEN)
+    chain.mine(P.draw_lag)
+    job = court.sponsor.create_job(params(), "s", "g")
+    cid, accuser = court.attested(job, 0, node, passed=False)
+    dispute_id = node.contest(cid)
+    for round_ in range(3):  # rounds 0, 1, 2: nobody votes
+        members = court.committee_votes(dispute_id, valid=True, voters=0)
+        assert len(members) == min(P.committee_size + 2 * round_, 4)  # 4 eligible verifiers
+        ruling = court.sponsor.resolve_dispute(dispute_id)
+        d = dispute_info(chain, dispute_id)
+        if round_ < 2:
+            assert ruling is Ruling.NONE and d.escalation == round_ + 1
+            assert d.status is DisputeStatus.AWAITING_COMMITTEE
+    assert ruling is Ruling.UNDECIDED
+    # Undecided on a contest: redo the slot, nobody's lock or bond is slashed
+    assert contribution_info(chain, cid).status is ContributionStatus.REJECTED
+    assert stake_info(chain, node.address).staked == 300 * TOKEN
+    assert stake_info(chain, node.address).locked == 0
+    assert stake_info(chain, accuser.address).staked == 500 * TOKEN
+    assert stake_info(chain, accuser.address).locked == 0
+    assert node.credits() == accuser.credits() == 0

@@ -1,11 +1,15 @@
 """Disputes end to end on the chain with real re-execution, driven by the daemons themselves:
 a cheating node that contests its fail loses and is slashed; an honest node failed by a lying
-verifier contests on its own, wins the committee vote and the liar is slashed; a wrong
-aggregate is challenged by a verifier, replaced, and the next round trains from the right one."""
+verifier contests on its own, wins the committee vote and the liar is slashed (also when the
+fail comes late in the window, answered by the node's watcher thread while it trains the next
+slot); a wrong aggregate is challenged by a verifier, replaced, and the next round trains from
+the right one; an absent committee escalates and ends Undecided: the slot is redone, nobody
+slashed. Windows are seconds: the daemons' passes move the clock with ``Chain.advance``."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 
 from conftest import Market
@@ -13,12 +17,13 @@ from conftest import Market
 from node.daemon import NodeDaemon
 from node.disputes import Aftercare
 from opentrain.chain.account import ChainAccount
-from opentrain.chain.client import ProtocolParams
+from opentrain.chain.client import DEV_PARAMS
 from opentrain.chain.types import (
     TOKEN,
     AggregateStatus,
     ContributionStatus,
     DisputeKind,
+    DisputeStatus,
     JobParams,
     Ruling,
     Verdict,
@@ -39,8 +44,10 @@ from opentrain.training.checkpoint import decode_params, digest, encode_params
 from verifier.audit import Auditor
 from verifier.daemon import VerifierDaemon
 
-P = ProtocolParams()
+P = DEV_PARAMS
 STAKE = 200 * TOKEN
+STEP = P.challenge_window // 5  # seconds of chain time per daemon pass
+FAKE_HASH = hashlib.sha256(b"nothing recomputed").digest()
 
 
 class Cast:
@@ -72,8 +79,8 @@ class Cast:
         skip: tuple[str, ...] = (),
         passes: int = 80,
     ) -> None:
-        """Step every daemon (verifiers not in ``skip``, the nodes' aftercare), one block per
-        pass, until ``done``."""
+        """Step every daemon (verifiers not in ``skip``, the nodes' aftercare), ``STEP``
+        seconds of chain time per pass, until ``done``."""
         for _ in range(passes):
             if done():
                 return
@@ -82,7 +89,7 @@ class Cast:
                     daemon.step()
             for n in nodes:
                 n.aftercare.step()
-            self.chain.mine(1)
+            self.chain.advance(STEP)
         raise AssertionError("the daemons did not get there")
 
     def falsely_failed(self) -> tuple[ChainAccount, NodeDaemon, int, ChainAccount]:
@@ -92,12 +99,12 @@ class Cast:
         contribution = daemon.run_once()
         assert contribution is not None
         liar = self.drawn_verifier(contribution)
-        liar.attest(contribution, False, self.market.store.put_bytes(b'{"passed":false}'))
+        report = self.market.store.put_bytes(b'{"passed":false}')
+        liar.attest(contribution, False, report, FAKE_HASH)
         return node, daemon, contribution, liar
 
     def drawn_verifier(self, contribution_id: int) -> ChainAccount:
-        self.chain.mine(1)
-        self.sponsor.record_seed(contribution_id)
+        """The verifier drawn when the node's daemon recorded its own seed."""
         drawn = verification_info(self.chain, contribution_id).verifier
         return next(v for v in self.verifiers if v.address == drawn)
 
@@ -238,7 +245,7 @@ def test_node_aftercare_releases_its_own_expired_claims(market: Market) -> None:
     node.stake(STAKE)
     other.stake(STAKE)
     label = hashlib.sha256(b"spec").digest()
-    params = JobParams(label, label, 1, 3, 4, 2, TOKEN, TOKEN // 10, claim_timeout=5)
+    params = JobParams(label, label, 1, 3, 4, 2, TOKEN, TOKEN // 10, claim_timeout=60)
     job_id = sponsor.create_job(params, "bafy-spec", "bafy-g0")
     node.claim_slot(job_id, 0, 0)
     node.claim_slot(job_id, 0, 1)
@@ -246,7 +253,7 @@ def test_node_aftercare_releases_its_own_expired_claims(market: Market) -> None:
     aftercare = Aftercare(node, market.store, market.home / "aftercare.json")
     assert aftercare.step() == 0  # still inside the claim window
     assert stake_info(market.chain, node.address).locked == 2 * P.min_node_stake
-    market.chain.mine(6)
+    market.chain.advance(61)
     assert aftercare.step() == 2
     assert stake_info(market.chain, node.address).locked == 0
     slots = market.chain.market.functions
@@ -255,30 +262,85 @@ def test_node_aftercare_releases_its_own_expired_claims(market: Market) -> None:
     assert Aftercare(node, market.store, market.home / "aftercare.json").step() == 0
 
 
-def test_an_absent_committee_leaves_the_fail_standing_and_the_auditor_flags_it(
+def test_a_false_fail_late_in_the_window_is_contested_by_the_watcher_while_the_node_trains(
+    market: Market,
+) -> None:
+    spec = mlp_demo_spec(rounds=1, slots_per_round=2)
+    cast = Cast(market, spec)
+    node, daemon, contribution, liar = cast.falsely_failed()
+    # while slot 0 awaits its verdict the node claims slot 1: both locks plus a contest's bond
+    node.stake(P.dispute_bond)
+    deadline = verification_info(cast.chain, contribution).challenge_deadline
+    cast.chain.advance_to(deadline - 90)  # the fail is noticed late: 90 s of window left
+
+    def contested() -> bool:
+        return bool(cast.chain.disputes.events.DisputeOpened.get_logs(from_block=0))
+
+    def submitted_second() -> bool:
+        return int(cast.chain.market.functions.contributionCount().call()) >= 2
+
+    began = time.monotonic()
+    # the real run loop: it trains slot 1 while its watcher thread answers the fail on slot 0
+    daemon.run(
+        poll_seconds=0.2,
+        watch_seconds=0.2,
+        should_stop=lambda: (contested() and submitted_second()) or time.monotonic() > began + 300,
+    )
+    opened = cast.chain.disputes.events.DisputeOpened.get_logs(from_block=0)
+    assert len(opened) == 1 and submitted_second()
+    landed = cast.chain.w3.eth.get_block(opened[0]["blockNumber"])["timestamp"]
+    assert deadline - 90 < landed <= deadline  # late, but inside the window
+    dispute_id = int(opened[0]["args"]["disputeId"])
+    cast.run(
+        lambda: dispute_info(cast.chain, dispute_id).ruling is not Ruling.NONE,
+        nodes=(daemon,),
+        skip=(liar.address,),
+    )
+    d = dispute_info(cast.chain, dispute_id)
+    assert (d.disputer, d.ruling, d.valid_votes) == (node.address, Ruling.VALID, 3)
+    assert contribution_info(cast.chain, contribution).status is ContributionStatus.ACCEPTED
+    # the liar loses its lock for the false fail, and one more per window it missed meanwhile
+    # (it stays offline: if slot 1 drew it, a takeover burned that lock too)
+    missed = cast.chain.settlement.events.AttestationMissed.get_logs(
+        from_block=0, argument_filters={"previousVerifier": liar.address}
+    )
+    expected = STAKE - P.verifier_lock * (1 + len(missed))
+    assert stake_info(cast.chain, liar.address).staked == expected
+
+
+def test_an_absent_committee_escalates_and_ends_undecided_the_slot_is_redone_unslashed(
     market: Market,
 ) -> None:
     spec = spec_one_slot()
     cast = Cast(market, spec)
     node, daemon, contribution, liar = cast.falsely_failed()
-    # only the node's daemon runs: it contests, draws the committee, and resolves after the
-    # window; no member votes
-    for _ in range(P.challenge_window + P.vote_window + 10):
+    # only the node's daemon runs: it contests, draws the committee, and resolves after each
+    # window; no member votes, so each round escalates to a larger draw and a longer window
+    for _ in range(80):
         daemon.aftercare.step()
         if verification_info(cast.chain, contribution).finalized:
             break
-        cast.chain.mine(1)
+        cast.chain.advance(STEP)
     d = dispute_info(cast.chain, 1)
-    assert (d.ruling, d.valid_votes, d.invalid_votes, len(d.members)) == (Ruling.UNDECIDED, 0, 0, 3)
-    # the fail stands as if undisputed: the node loses its claim lock, gets its bond back;
-    # each absent member loses its seat lock
+    assert (d.ruling, d.status, d.escalation) == (Ruling.UNDECIDED, DisputeStatus.RESOLVED, 2)
+    assert (d.valid_votes, d.invalid_votes) == (0, 0)
+    escalated = cast.chain.disputes.events.DisputeEscalated.get_logs(from_block=0)
+    assert [int(e["args"]["round"]) for e in escalated] == [1, 2]
+    # Undecided on a contest: redo the slot, no slash: the node keeps its stake and its bond
     assert contribution_info(cast.chain, contribution).status is ContributionStatus.REJECTED
-    assert stake_info(cast.chain, node.address).staked == STAKE - P.min_node_stake
+    assert stake_info(cast.chain, node.address).staked == STAKE
     assert stake_info(cast.chain, node.address).locked == 0
+    assert stake_info(cast.chain, liar.address).locked == 0
+    assert node.credits() == liar.credits() == 0
+    # each absent member lost its seat lock in every round it was drawn and did not vote
     for member in d.members:
-        assert stake_info(cast.chain, member).staked == STAKE - P.verifier_lock
+        assert stake_info(cast.chain, member).staked < STAKE
     # the money followed the rules, but the verdict contradicts re-execution: a finding
     audit = Auditor(cast.chain, market.store)
-    findings = {c.name for c in audit.contribution(contribution).findings}
+    findings = {c.name: c.detail for c in audit.contribution(contribution).findings}
     assert "on-chain verdict matches re-execution" in findings
+    assert (
+        "undecided: the slot was redone, nobody slashed"
+        in findings["on-chain verdict matches re-execution"]
+    )
     assert audit.accounting(cast.job_id).findings == []

@@ -12,7 +12,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -34,7 +34,7 @@ from marketplace_api.testing import (
     postgres_schema,
 )
 from opentrain.chain.account import ChainAccount
-from opentrain.chain.client import Chain, ProtocolParams, connect
+from opentrain.chain.client import DEV_PARAMS, Chain, connect
 from opentrain.chain.deployment import deploy
 from opentrain.chain.types import CONTRACT_NAMES, TOKEN, JobParams
 
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.skipif(
     hardhat_executable() is None, reason="Hardhat is not installed (node_modules): make setup"
 )
 
-PARAMS = ProtocolParams(challenge_window=2)
+PARAMS = replace(DEV_PARAMS, challenge_window=2)  # seconds: each Hardhat block adds one
 REWARD, FEE = 10 * TOKEN, TOKEN
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -96,7 +96,7 @@ def _work(market: Market, job_id: int, slot: int, node: str, passed: bool, tag: 
     market.chain.mine(2)  # a Hardhat node simulates calls at the latest block, not the next
     verifier = market.account("verifier")
     verifier.record_seed(cid)
-    verifier.attest(cid, passed, f"bafyreport{tag}")
+    verifier.attest(cid, passed, f"bafyreport{tag}", b32(tag + 2))
     market.chain.mine(PARAMS.challenge_window + 2)
     verifier.finalize(cid)
     return cid

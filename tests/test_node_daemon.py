@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import pytest
 from conftest import Market, deploy_on
 
 from node.daemon import NodeDaemon
+from node.disputes import VerdictWatcher
 from node.worker import SlotTrainer
-from opentrain.chain.types import TOKEN
+from opentrain.chain.types import TOKEN, ChainError
 from opentrain.chain.views import contribution_info
 from opentrain.cli.demo import post_bounty
 from opentrain.protocol.jobs import load_global_model, load_job
@@ -125,3 +127,48 @@ def test_every_node_command_has_help_with_an_example(command: str) -> None:
     result = subprocess.run([OPENTRAIN, "node", command, "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "Example: opentrain node" in result.stdout
+
+
+class _FakeAftercare:
+    """Records which thread steps it; the second pass fails like an unreachable RPC."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def step(self) -> int:
+        self.threads.append(threading.current_thread().name)
+        if len(self.threads) == 2:
+            raise ChainError("contest(3) failed: RPC http://127.0.0.1:8545 unreachable")
+        return 0
+
+
+def test_the_verdict_watcher_steps_aftercare_in_its_own_thread_and_survives_errors() -> None:
+    fake = _FakeAftercare()
+    with VerdictWatcher(fake, interval=0.01) as watcher:  # type: ignore[arg-type]
+        deadline = time.monotonic() + 30
+        while len(fake.threads) < 4:  # the caller is free meanwhile (it trains)
+            assert time.monotonic() < deadline, "the watcher stopped stepping"
+            time.sleep(0.01)
+    assert set(fake.threads) == {"verdict-watcher"}
+    assert watcher.errors == 1 and watcher.passes >= 4
+    stopped = len(fake.threads)
+    time.sleep(0.1)
+    assert len(fake.threads) == stopped  # leaving the block stops it
+
+
+def test_the_run_loop_watches_verdicts_while_a_slot_trains(tmp_path: Path) -> None:
+    """``NodeDaemon.run`` keeps its watcher stepping while ``run_once`` is busy training."""
+    fake = _FakeAftercare()
+    during: list[int] = []
+    daemon = NodeDaemon.__new__(NodeDaemon)  # no chain needed: only the loop is exercised
+    daemon.aftercare = fake  # type: ignore[assignment]
+
+    def train_one_slot(progress: object = None) -> int:
+        before = len(fake.threads)
+        time.sleep(0.5)  # "training"
+        during.append(len(fake.threads) - before)
+        return 1
+
+    daemon.run_once = train_one_slot  # type: ignore[method-assign]
+    daemon.run(poll_seconds=0.01, watch_seconds=0.02, should_stop=lambda: len(during) >= 2)
+    assert len(during) == 2 and all(n >= 3 for n in during)

@@ -7,7 +7,7 @@ import pytest
 from conftest import Market
 
 from node.daemon import NodeDaemon
-from opentrain.chain.types import TOKEN, ChainError, JobStatus
+from opentrain.chain.types import TOKEN, ChainError, JobStatus, Phase
 from opentrain.chain.views import aggregate_info, verification_info
 from opentrain.cli.demo import post_bounty
 from opentrain.protocol.presets import mlp_demo_spec
@@ -27,19 +27,19 @@ def test_daemon_takes_a_job_from_submission_to_completion(market: Market) -> Non
     daemon = VerifierDaemon(verifier, market.store, state)
 
     chain.mine(2)
-    assert daemon.step() >= 1  # seed recorded and attested
+    assert daemon.step() >= 1  # attested (the node's daemon recorded the seed)
     info = verification_info(chain, 1)
     assert info.verdict == 1 and info.verifier == verifier.address
 
     restarted = VerifierDaemon(verifier, market.store, state)  # a restart attests nothing twice
     assert restarted.step() == 0
 
-    chain.wait_for_block(info.challenge_deadline)
+    chain.advance_to(info.challenge_deadline)
     restarted.step()  # finalizes, then posts the aggregate
     assert node.credits() == 10**18
     assert aggregate_info(chain, job_id, 0).status == 1  # pending
 
-    chain.wait_for_block(aggregate_info(chain, job_id, 0).challenge_deadline)
+    chain.advance_to(aggregate_info(chain, job_id, 0).challenge_deadline)
     restarted.step()
     status = chain.market.functions.jobState(job_id).call()[1]
     assert status == JobStatus.COMPLETED
@@ -63,3 +63,34 @@ def test_a_failed_pass_is_logged_and_retried_not_fatal(
         daemon.run(poll_seconds=0.01, should_stop=lambda: len(passes) >= 2)
     assert len(passes) == 2
     assert "pass failed, will retry: attest(3) failed" in caplog.text
+
+
+def test_a_missed_window_is_taken_over_by_a_fresh_draw_and_verified(market: Market) -> None:
+    """Two verifiers; the drawn one is offline. The other's daemon requests the takeover after
+    the attest window, serves the fresh draw from the next block (which can only land on it:
+    node and missing verifier are excluded) and verifies; the absent one's lock is burned."""
+    sponsor, node = market.new_account(), market.new_account()
+    node.stake(200 * TOKEN)
+    verifiers = [market.new_account() for _ in range(2)]
+    for v in verifiers:
+        v.stake(200 * TOKEN)
+        v.register_verifier()
+    post_bounty(sponsor, market.store, mlp_demo_spec(rounds=1, slots_per_round=1))
+    contribution = NodeDaemon(node, market.store, market.home / "node").run_once()
+    assert contribution == 1
+    chain = market.chain
+    drawn = verification_info(chain, 1).verifier
+    absent = next(v for v in verifiers if v.address == drawn)
+    online = next(v for v in verifiers if v.address != drawn)
+    daemon = VerifierDaemon(online, market.store, market.home / "online.json")
+    assert daemon.step() == 0  # not its assignment, the window still open
+    chain.advance_to(verification_info(chain, 1).attest_deadline)
+    assert daemon.step() == 1  # requestTakeover: the draw needs the next block's hash
+    info = verification_info(chain, 1)
+    assert (info.phase, info.takeovers, info.previous_verifier) == (Phase.QUEUED, 1, drawn)
+    chain.mine(1)
+    assert daemon.step() == 2  # assignVerifier drew it, then it verified and attested
+    info = verification_info(chain, 1)
+    assert (info.verifier, info.verdict) == (online.address, 1)
+    assert info.recomputed_digests_hash != bytes(32)
+    assert absent.stake_of() == 200 * TOKEN - market.chain.params().verifier_lock

@@ -49,8 +49,13 @@ def register() -> None:
 
     Example: opentrain verifier register
     """
-    role_context().account.register_verifier()
-    out.print("registered as a verifier")
+    ctx = role_context()
+    ctx.account.register_verifier()
+    lag = int(ctx.chain.stakes.functions.drawLag().call())
+    out.print(
+        f"registered as a verifier; draws see it {lag} blocks from now (the snapshot lag), "
+        "weighted by stake"
+    )
 
 
 @verifier_app.command()

@@ -1,7 +1,10 @@
-"""The verifier's daemon: watch submissions, record seeds, verify what this verifier was drawn
-for, attest, finalize what is due, aggregate rounds whose slots are all accepted, check the
-aggregates others post (challenging a wrong one), and take part in disputes: draw committees,
-re-execute and vote where drawn, resolve when the vote window has closed.
+"""The verifier's daemon: watch submissions and assignments (``VerifierAssigned``: first draws,
+queued draws served later and takeovers), record seeds, serve queued draws and request takeovers
+of missed windows (``opentrain.protocol.assignment``), verify what this verifier was drawn for,
+attest with the hash of the recomputed digests, finalize what is due, aggregate rounds whose
+slots are all accepted, check the aggregates others post (challenging a wrong one), and take
+part in disputes: draw committees (again after an escalation), re-execute and vote where drawn,
+resolve when the vote window has closed. Windows are seconds on the chain's clock.
 
 Crash-safe: every decision is re-derived from the chain (is the seed recorded? did I attest?
 is it finalized?), so a restart neither loses nor repeats an attestation; only the block cursor
@@ -22,6 +25,7 @@ from opentrain.chain.types import AggregateStatus, ChainError, DisputeStatus, Ph
 from opentrain.chain.views import aggregate_info, verification_info
 from opentrain.content.errors import ContentError
 from opentrain.content.store import ContentStore, write_atomically
+from opentrain.protocol.assignment import advance_assignment
 from opentrain.protocol.contribution import ProgressFn
 from opentrain.protocol.jobs import JobError
 from verifier.disputes import AggregateWatch, CommitteeDuty
@@ -84,6 +88,10 @@ class VerifierDaemon:
             return
         logs = chain.market.events.ContributionSubmitted.get_logs(from_block=start, to_block=head)
         self.open.update(int(entry["args"]["contributionId"]) for entry in logs)
+        mine = chain.settlement.events.VerifierAssigned.get_logs(
+            from_block=start, to_block=head, argument_filters={"verifier": self.account.address}
+        )
+        self.open.update(int(entry["args"]["contributionId"]) for entry in mine)
         opened = chain.disputes.events.DisputeOpened.get_logs(from_block=start, to_block=head)
         self.disputes.update(int(entry["args"]["disputeId"]) for entry in opened)
         self._next_block = head + 1
@@ -113,29 +121,32 @@ class VerifierDaemon:
         if record[6] != CONTRIBUTION_SUBMITTED:
             self.open.discard(contribution_id)
             return 0
-        if not self.worker.ensure_seed(contribution_id):
-            return 0
+        actions = advance_assignment(self.account, contribution_id, fail_expired=True)
         info = verification_info(chain, contribution_id)
         if info.verdict == VERDICT_NONE:
-            if not self.worker.is_assigned(contribution_id):
-                return 0
+            if (
+                info.phase is not Phase.ASSIGNED
+                or not self.worker.is_assigned(contribution_id)
+                or chain.now() > info.attest_deadline
+            ):
+                return actions
             report = self.worker.verify_and_attest(contribution_id, self.progress)
             log.info("contribution %s: %s (%s)", contribution_id, report.passed, report.reason)
-            return 1
+            return actions + 1
         if info.finalized:
             self.open.discard(contribution_id)
-            return 0
+            return actions
         if info.phase is Phase.DISPUTED:
-            return 0  # the committee settles it
-        if chain.block_number() >= info.challenge_deadline:
+            return actions  # the committee settles it
+        if chain.now() > info.challenge_deadline:
             try:
                 self.account.finalize(contribution_id)
             except ChainError as exc:  # someone else was faster, or a dispute is open
                 log.info("contribution %s not finalized: %s", contribution_id, exc)
-                return 0
+                return actions
             self.open.discard(contribution_id)
-            return 1
-        return 0
+            return actions + 1
+        return actions
 
     def _aggregate_ready_rounds(self) -> int:
         chain = self.account.chain
@@ -163,7 +174,7 @@ class VerifierDaemon:
             return 1
         if agg.status != AggregateStatus.PENDING:
             return 0  # final, or under dispute (committee duty handles that)
-        if chain.block_number() >= agg.challenge_deadline:
+        if chain.now() > agg.challenge_deadline:
             self.account.finalize_aggregate(job_id, round_)
             return 1
         return self.aggregate_watch.check(job_id, round_)

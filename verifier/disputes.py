@@ -55,7 +55,7 @@ class CommitteeDuty:
         chain = self.account.chain
         if (
             info.status is DisputeStatus.VOTING
-            and chain.block_number() < info.vote_deadline  # our vote lands in the next block
+            and chain.now() <= info.vote_deadline  # the time our vote lands at
             and self.is_member(info)
             and not has_voted(chain, dispute_id, self.account.address)
         ):
@@ -109,7 +109,7 @@ class AggregateWatch:
         if (
             posted.status is not AggregateStatus.PENDING
             or posted.poster.lower() == self.account.address.lower()
-            or chain.block_number() >= posted.challenge_deadline
+            or chain.now() > posted.challenge_deadline
             or key in self.checked
         ):
             return 0

@@ -26,7 +26,8 @@ class VerifierWorker:
         self.store = store
 
     def ensure_seed(self, contribution_id: int) -> bool:
-        """Record the seed if nobody has yet; False while its block is not mined."""
+        """Record the seed (and draw the verifier) if nobody has yet; False while its block is
+        not mined. A busy draw queues: ``opentrain.protocol.assignment`` serves the queue."""
         chain = self.account.chain
         if verification_info(chain, contribution_id).seed != bytes(32):
             return True
@@ -45,10 +46,11 @@ class VerifierWorker:
     def verify_and_attest(
         self, contribution_id: int, progress: ProgressFn | None = None
     ) -> VerificationReport:
-        """Verify the contribution, store the report and attest its verdict on-chain."""
+        """Verify the contribution, store the report and attest its verdict on-chain with the
+        hash of the digests it recomputed (the report lists them; auditors compare)."""
         report = self.verify(contribution_id, progress)
         report_cid = self.store.put_bytes(report.to_json())
-        self.account.attest(contribution_id, report.passed, report_cid)
+        self.account.attest(contribution_id, report.passed, report_cid, report.digests_hash)
         return report
 
     def verify(

@@ -38,7 +38,11 @@ interface IDisputesEvents {
     event AlternativeAggregate(uint256 indexed disputeId, bytes32 modelDigest, string modelCid, uint256 validationLossMicro);
     /// the committee seed block's hash expired undrawn: the seed comes from `newSeedBlock`
     event CommitteeSeedReset(uint256 indexed disputeId, uint256 newSeedBlock);
+    /// fewer votes than the quorum: round `round` draws a new committee with the hash of
+    /// `seedBlock` (`absent` members of the last one were slashed their seat lock)
+    event DisputeEscalated(uint256 indexed disputeId, uint256 round, uint256 absent, uint256 seedBlock);
     /// the committee (each member's `verifierLock` locked) votes until `voteDeadline` inclusive
+    /// (unix seconds)
     event CommitteeDrawn(uint256 indexed disputeId, bytes32 seed, address[] members, uint256 voteDeadline);
     /// `valid`: the node's work is honest (contribution) or the posted aggregate is right
     event Voted(uint256 indexed disputeId, address indexed member, bool valid, string reportCid);
@@ -67,5 +71,7 @@ interface IDisputes is IDisputesErrors, IDisputesEvents {
         address[] members;
         uint256 validVotes;
         uint256 invalidVotes;
+        /// escalation round (0 = first committee)
+        uint256 escalation;
     }
 }

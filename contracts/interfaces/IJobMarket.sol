@@ -21,7 +21,7 @@ interface IJobMarketErrors {
     error JobMarketRoundIncomplete(uint256 jobId, uint256 round, uint256 accepted, uint256 needed);
     error JobMarketAggregateExists(uint256 jobId, uint256 round);
     error JobMarketNoPendingAggregate(uint256 jobId, uint256 round);
-    error JobMarketAggregateWindowOpen(uint256 jobId, uint256 round, uint256 readyBlock);
+    error JobMarketAggregateWindowOpen(uint256 jobId, uint256 round, uint256 readyAt);
     error JobMarketAggregateWindowClosed(uint256 jobId, uint256 round, uint256 deadline);
     error JobMarketAggregateNotDisputed(uint256 jobId, uint256 round);
     error JobMarketAggregatePending(uint256 jobId, uint256 round);
@@ -92,13 +92,15 @@ interface IJobMarketEvents {
 
 /// @notice Job escrow, rounds, slot claims, contribution records and round aggregates.
 interface IJobMarket is IJobMarketErrors, IJobMarketEvents {
-    /// @notice Blocks after a verdict or an aggregate during which it can be disputed.
+    /// @notice Seconds after a verdict or an aggregate during which it can be disputed.
     function challengeWindow() external view returns (uint256);
     /// @notice A contribution's record (empty, status None, if unknown).
     function getContribution(uint256 contributionId) external view returns (Contribution memory);
     /// @notice A job's parameters as created.
     function jobParams(uint256 jobId) external view returns (JobParams memory);
 
+    /// @notice The verifier fee of the job a contribution belongs to (token units).
+    function verifierFeeOf(uint256 contributionId) external view returns (uint256);
     /// @notice Settle a contribution (Settlement only). Accepted: the slot is done and
     /// `reward` (+ `fee` when `payFee`) leave the job's escrow; rejected: the slot reopens.
     /// @return node the contribution's node

@@ -24,23 +24,39 @@ interface ISettlementErrors {
     error SettlementChallengeWindowClosed(uint256 contributionId, uint256 deadline);
     error SettlementNotNode(address caller, address node);
     error SettlementPartyCannotChallenge(address caller);
+    error SettlementSeedExpired(uint256 contributionId, uint256 seedBlock);
+    error SettlementSeedReadable(uint256 contributionId, uint256 seedBlock);
+    error SettlementNotQueued(uint256 contributionId);
 }
 
 /// @notice Events of the Settlement contract, read by verifiers, nodes, the indexer, auditors.
 interface ISettlementEvents {
-    /// the sampling seed and the assigned verifier (whose `verifierLock` is now locked)
+    /// the sampling seed (fixed for good) and the assigned verifier (whose `verifierLock` is now
+    /// locked); `verifier` is zero when the draw was queued (see VerifierQueued)
     event SeedRecorded(uint256 indexed contributionId, bytes32 seed, uint256 seedBlock, address indexed verifier);
-    /// the seed block's hash expired unrecorded: the seed comes from `newSeedBlock` instead
-    event SeedBlockReset(uint256 indexed contributionId, uint256 newSeedBlock);
-    event Attested(uint256 indexed contributionId, address indexed verifier, bool pass, string reportCid);
-    /// the assigned verifier missed its window: its lock was slashed (`penalty`), the caller
-    /// took the assignment and must attest by `deadline`
-    event AttestationReassigned(
+    /// a verifier was assigned (by recordSeed or assignVerifier) with ticket `counter`; it must
+    /// attest by `deadline` (unix seconds, inclusive)
+    event VerifierAssigned(uint256 indexed contributionId, address indexed verifier, uint256 counter, uint256 deadline);
+    /// no eligible verifier was drawn: the draw continues at ticket `nextCounter` (assignVerifier)
+    event VerifierQueued(uint256 indexed contributionId, uint256 nextCounter);
+    /// a takeover's seed block hash expired before its draw: the seed comes from `newSeedBlock`
+    /// (the sample is unaffected)
+    event TakeoverSeedReset(uint256 indexed contributionId, uint256 newSeedBlock);
+    /// the seed was never recorded while `seedBlock`'s hash was readable: the contribution failed
+    event SeedExpired(uint256 indexed contributionId, uint256 seedBlock);
+    /// a verdict; `recomputedDigestsHash` commits to the digests the verifier recomputed
+    event Attested(
+        uint256 indexed contributionId, address indexed verifier, bool pass, string reportCid, bytes32 recomputedDigestsHash
+    );
+    /// the assigned verifier missed its window: its lock was slashed and burned (`penalty`);
+    /// takeover number `takeover` is drawn with the hash of `drawBlock` (zero: no takeover left,
+    /// the slot is redone without slashing the node)
+    event AttestationMissed(
         uint256 indexed contributionId,
         address indexed previousVerifier,
-        address indexed verifier,
         uint256 penalty,
-        uint256 deadline
+        uint256 takeover,
+        uint256 drawBlock
     );
     /// a verdict went to a dispute committee (Disputes)
     event VerdictDisputed(uint256 indexed contributionId, uint256 indexed disputeId, address indexed disputer);
@@ -55,7 +71,8 @@ interface ISettlementEvents {
 interface ISettlement is ISettlementErrors, ISettlementEvents {
     /// @notice What the chain knows about a contribution's verification. The first seven fields
     /// keep the layout of the first release; `seedRecordedAt` is the start of the current
-    /// assignment (it moves when a missed assignment is taken over).
+    /// assignment (unix seconds; it moves when a missed assignment is taken over). All times are
+    /// unix seconds; `seedBlock` and `snapshotBlock` are block numbers.
     struct Verification {
         bytes32 seed;
         uint64 seedBlock;
@@ -67,11 +84,23 @@ interface ISettlement is ISettlementErrors, ISettlementEvents {
         Phase phase;
         uint64 attestDeadline;
         uint64 challengeDeadline;
+        /// snapshot block of the current verifier draw
+        uint64 snapshotBlock;
+        /// next ticket counter of the current draw
+        uint64 drawCounter;
+        /// missed-attestation takeovers so far
+        uint64 takeovers;
+        /// the verifier that missed its window last
+        address previousVerifier;
+        /// seed of a queued draw (zero when not queued, or a takeover awaits its seed block)
+        bytes32 drawSeed;
+        /// what the verdict committed to (see `attest`)
+        bytes32 recomputedDigestsHash;
     }
 
-    /// @notice Blocks after an assignment within which its verifier must attest.
+    /// @notice Seconds after an assignment within which its verifier must attest.
     function attestWindow() external view returns (uint256);
-    /// @notice Blocks after a verdict during which it can be disputed (JobMarket's window).
+    /// @notice Seconds after a verdict during which it can be disputed (JobMarket's window).
     function challengeWindow() external view returns (uint256);
 
     /// @notice Put an attested contribution under dispute (Disputes only) within its challenge

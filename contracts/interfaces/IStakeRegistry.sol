@@ -19,14 +19,15 @@ interface IStakeRegistryErrors {
     error StakeRegistryNotVerifier();
     error StakeRegistryTooManyBeneficiaries(uint256 count, uint256 max);
     error StakeRegistryTooManyDraws(uint256 count, uint256 max);
+    error StakeRegistryVerifierSetFull(uint256 max);
 }
 
 /// @notice Events of the StakeRegistry, read by the indexer, node and verifier daemons.
 interface IStakeRegistryEvents {
     /// stake deposited; `total` is the account's stake afterwards
     event Staked(address indexed account, uint256 amount, uint256 total);
-    /// free stake moved to unbonding, withdrawable from `readyBlock`
-    event UnbondRequested(address indexed account, uint256 amount, uint256 readyBlock);
+    /// free stake moved to unbonding, withdrawable from `readyAt` (unix seconds)
+    event UnbondRequested(address indexed account, uint256 amount, uint256 readyAt);
     /// unbonded stake paid out
     event UnbondWithdrawn(address indexed account, uint256 amount);
     /// stake locked behind a claim, an assignment, a committee seat or a bond
@@ -71,8 +72,11 @@ interface IStakeRegistry is IStakeRegistryErrors, IStakeRegistryEvents {
     function verifierLock() external view returns (uint256);
     /// @notice Stake locked by a dispute and behind a posted aggregate (token units).
     function disputeBond() external view returns (uint256);
-    /// @notice Blocks from an unbond request until the stake can be withdrawn.
+    /// @notice Seconds from an unbond request until the stake can be withdrawn.
     function unbondingDelay() external view returns (uint256);
+    /// @notice Blocks between a draw's snapshot block and the block whose weights it reads: the
+    /// registration warm-up and the deregistration cooldown.
+    function drawLag() external view returns (uint256);
     /// @notice Share of a slash credited to the winning party (basis points).
     function slashRewardBps() external view returns (uint256);
     /// @notice Share of a slash split among the majority voters of a committee (basis points).
@@ -85,10 +89,27 @@ interface IStakeRegistry is IStakeRegistryErrors, IStakeRegistryEvents {
     function freeStakeOf(address account) external view returns (uint256);
     /// @notice Unclaimed credits (rewards, fees, slash shares), withdrawable with `withdraw`.
     function creditsOf(address account) external view returns (uint256);
-    /// @notice Size of the verifier set.
+    /// @notice Verifiers registered now.
     function verifierCount() external view returns (uint256);
-    /// @notice The verifier at `index` of the set (the order changes on removals).
+    /// @notice The address at `index` of the append-only verifier list (registration order of
+    /// first registrations; never reordered; departed verifiers keep their position, weight 0).
     function verifierAt(uint256 index) external view returns (address);
+    /// @notice A verifier's draw weight (its stake while registered, else 0) as of the end of
+    /// block `blockNumber`.
+    function weightAt(address verifier, uint256 blockNumber) external view returns (uint256);
+    /// @notice The list a draw with snapshot block `snapshotBlock` walks: every listed address
+    /// and its weight as of block `snapshotBlock - drawLag` (all zero if that is < 1).
+    function verifierSnapshot(uint256 snapshotBlock)
+        external
+        view
+        returns (address[] memory accounts, uint256[] memory weights);
+    /// @notice Where ticket `counter` of `seed` lands (before any exclusion):
+    /// t = uint256(keccak256(abi.encode(seed, tag, counter))) % totalWeight, the first list
+    /// position whose cumulative weight exceeds t. Zero address when the total weight is zero.
+    function drawTicket(bytes32 seed, bytes32 tag, uint256 snapshotBlock, uint256 counter)
+        external
+        view
+        returns (address);
     /// @notice Whether `account` is in the verifier set.
     function isVerifier(address account) external view returns (bool);
 
@@ -100,12 +121,25 @@ interface IStakeRegistry is IStakeRegistryErrors, IStakeRegistryEvents {
     /// to `beneficiary` (none when zero), `committeeRewardBps` split among `voters`, the rest
     /// burned.
     function slash(address account, uint256 amount, address beneficiary, address[] calldata voters) external;
-    /// @notice Draw up to `count` distinct registered verifiers with `verifierLock` of free
-    /// stake from `seed`, skipping the `excluded` parties, and lock that much of each
-    /// (LOCKER_ROLE).
-    function drawAndLock(bytes32 seed, bytes32 tag, uint256 count, address[3] calldata excluded)
-        external
-        returns (address[] memory drawn);
+    /// @notice Take `amount` of `account`'s locked stake (SLASHER_ROLE): `payment` (<= amount)
+    /// to `payee`, the rest burned.
+    function slashWithPayment(address account, uint256 amount, address payee, uint256 payment) external;
+    /// @notice Draw up to `count` distinct verifiers, stake-weighted from the snapshot of block
+    /// `snapshotBlock` (see `drawTicket`), with tickets firstCounter, firstCounter+1, ... (at
+    /// most MAX_DRAW_PROBES), skipping the `excluded` parties and those already drawn; a ticket
+    /// on a verifier without `verifierLock` free stake now is skipped, or, with `stopAtLocked`,
+    /// ends the draw (to be retried); lock `verifierLock` of each drawn (LOCKER_ROLE).
+    /// @return drawn the verifiers drawn, in draw order
+    /// @return nextCounter the first ticket counter not used (where a later draw continues)
+    function drawAndLock(
+        bytes32 seed,
+        bytes32 tag,
+        uint256 snapshotBlock,
+        uint256 count,
+        uint256 firstCounter,
+        address[3] calldata excluded,
+        bool stopAtLocked
+    ) external returns (address[] memory drawn, uint256 nextCounter);
     /// @notice Book `amount` escrow tokens that JobMarket moved here from the sponsor `from`
     /// (TREASURER_ROLE).
     function depositEscrow(address from, uint256 amount) external;

@@ -2,7 +2,7 @@
 pragma solidity ^0.8.28;
 
 /// @notice Parameters of a training job, fixed at creation. Units: token base units for
-/// amounts, blocks for durations, basis points (1/10000) for fractions.
+/// amounts, seconds for durations, basis points (1/10000) for fractions.
 struct JobParams {
     /// sha256 of the canonical JSON job spec (its CID is in the JobCreated event)
     bytes32 specDigest;
@@ -20,7 +20,7 @@ struct JobParams {
     uint128 rewardPerSlot;
     /// paid to the verifier of each accepted slot, < 2^96
     uint128 verifierFee;
-    /// blocks a claim stays valid before another node may take the slot, 1..2^32-1
+    /// seconds a claim stays valid before another node may take the slot, 1..2^32-1
     uint64 claimTimeout;
     /// the fraction f of segments a cheat is assumed to fake, in basis points, 1..10000;
     /// createJob refuses the job unless detection p = 1-(1-f)^k makes cheating a loss
@@ -75,13 +75,16 @@ enum Verdict {
 }
 
 /// @notice Where a contribution stands in Settlement: seed recorded and verifier assigned,
-/// under dispute, or finally accepted or rejected.
+/// under dispute, finally accepted or rejected, or seed recorded and waiting for a verifier.
 enum Phase {
     None,
     Assigned,
     Disputed,
     Accepted,
-    Rejected
+    Rejected,
+    /// seed recorded (the sample is fixed) but no verifier assigned yet: no eligible verifier
+    /// was drawn, or a missed assignment awaits its fresh draw
+    Queued
 }
 
 /// @notice Lifecycle of a round's aggregate G_{r+1}: Pending (challenge window open) ->

@@ -19,7 +19,7 @@ import {WithVm} from "./Vm.sol";
 /// against ghost state:
 /// - a slash never takes more than the stake that was locked before the call;
 /// - a contribution is settled at most once (no successful settlement of a settled contribution);
-/// - nothing is paid before its window has closed (finalize, resolve, claimAttestation,
+/// - nothing is paid before its window has closed (finalize, resolve, requestTakeover,
 ///   finalizeAggregate, withdrawUnbonded, refund);
 /// - credits appear only through settlement calls;
 /// - the token supply never rises.
@@ -59,10 +59,10 @@ contract ProtocolHandler is WithVm {
 
     constructor() {
         token = new TrainToken(address(this), 1e27);
-        stakes = new StakeRegistry(token, address(this), 100e18, 100e18, 50e18, 20e18, 400, 5_000, 2_000);
+        stakes = new StakeRegistry(token, address(this), 100e18, 100e18, 50e18, 20e18, 400, 1, 5_000, 2_000);
         market = new JobMarket(stakes, address(this), CHALLENGE);
         settlement = new Settlement(stakes, market, address(this), ATTEST);
-        disputes = new Disputes(stakes, market, settlement, address(this), 3, VOTE);
+        disputes = new Disputes(stakes, market, settlement, address(this), 3, VOTE, 2);
         stakes.grantRole(stakes.LOCKER_ROLE(), address(market));
         stakes.grantRole(stakes.TREASURER_ROLE(), address(market));
         stakes.grantRole(stakes.LOCKER_ROLE(), address(settlement));
@@ -89,7 +89,7 @@ contract ProtocolHandler is WithVm {
             }
         }
         lastSupply = token.totalSupply();
-        vm.roll(block.number + 1);
+        _pass(1);
         _createJob(0, 0x0101, 5e18); // one job of 2 rounds x 2 slots to start from
     }
 
@@ -152,11 +152,17 @@ contract ProtocolHandler is WithVm {
     // -- time ----------------------------------------------------------------------------------
 
     function roll(uint256 blocks) external {
-        vm.roll(block.number + 1 + (blocks % 30));
+        _pass(1 + (blocks % 30));
+    }
+
+    /// @dev `n` blocks pass, and as many seconds (windows are in seconds, seeds in blocks).
+    function _pass(uint256 n) internal {
+        vm.roll(block.number + n);
+        vm.warp(block.timestamp + n);
     }
 
     function rollFar() external {
-        vm.roll(block.number + 257);
+        _pass(257);
     }
 
     // -- staking -------------------------------------------------------------------------------
@@ -201,7 +207,7 @@ contract ProtocolHandler is WithVm {
         vm.prank(a);
         try stakes.withdrawUnbonded() {
             successes++;
-            if (block.number < ready) paidEarly = true;
+            if (block.timestamp < ready) paidEarly = true;
         } catch {}
         _check(b, type(uint256).max, false);
     }
@@ -372,28 +378,53 @@ contract ProtocolHandler is WithVm {
         ISettlement.Verification memory v = settlement.verification(id);
         if (v.verifier == address(0)) return;
         vm.prank(v.verifier);
-        try settlement.attest(id, pass, "report") {
+        try settlement.attest(id, pass, "report", keccak256(abi.encode(id, pass))) {
             successes++;
         } catch {}
         _check(b, type(uint256).max, false);
     }
 
-    function claimAttestation(uint256 who, uint256 seed) external {
-        _claimAttestation(who, seed);
+    function requestTakeover(uint256 seed) external {
+        _requestTakeover(seed);
     }
 
-    function _claimAttestation(uint256 who, uint256 seed) internal {
+    function _requestTakeover(uint256 seed) internal {
         uint256 id = _contribution(seed);
         if (id == 0) return;
         Snap memory b = _snap();
         ISettlement.Verification memory v = settlement.verification(id);
-        vm.prank(_actor(who));
-        try settlement.claimAttestation(id) {
+        try settlement.requestTakeover(id) {
             successes++;
-            if (block.number <= uint256(v.seedRecordedAt) + ATTEST) paidEarly = true;
+            if (block.timestamp <= uint256(v.seedRecordedAt) + ATTEST) paidEarly = true;
             reassigned++;
+            if (settlement.verification(id).phase == Phase.Rejected) _settled(id);
         } catch {}
         _check(b, type(uint256).max, true);
+    }
+
+    function assignVerifier(uint256 seed) external {
+        _assignVerifier(seed);
+    }
+
+    function _assignVerifier(uint256 seed) internal {
+        uint256 id = _contribution(seed);
+        if (id == 0) return;
+        Snap memory b = _snap();
+        try settlement.assignVerifier(id) {
+            successes++;
+        } catch {}
+        _check(b, type(uint256).max, false);
+    }
+
+    function failUnrecorded(uint256 seed) external {
+        uint256 id = _contribution(seed);
+        if (id == 0) return;
+        Snap memory b = _snap();
+        try settlement.failUnrecorded(id) {
+            successes++;
+            _settled(id);
+        } catch {}
+        _check(b, type(uint256).max, false);
     }
 
     function finalize(uint256 seed) external {
@@ -407,7 +438,7 @@ contract ProtocolHandler is WithVm {
         ISettlement.Verification memory v = settlement.verification(id);
         try settlement.finalize(id) {
             successes++;
-            if (block.number <= uint256(v.attestedAt) + CHALLENGE) paidEarly = true;
+            if (block.timestamp <= uint256(v.attestedAt) + CHALLENGE) paidEarly = true;
             finalized++;
             _settled(id);
         } catch {}
@@ -425,14 +456,14 @@ contract ProtocolHandler is WithVm {
 
     /// @notice Let the seed block pass, record the seed and attest as the assigned verifier.
     function verify(uint256 seed, bool pass) external {
-        vm.roll(block.number + 2);
+        _pass(2);
         _recordSeed(seed);
         _attest(seed, pass);
     }
 
     /// @notice Let the challenge window pass and finalize.
     function settle(uint256 seed) external {
-        vm.roll(block.number + CHALLENGE + 1);
+        _pass(CHALLENGE + 1);
         _finalize(seed);
     }
 
@@ -440,19 +471,22 @@ contract ProtocolHandler is WithVm {
     /// committee, vote by the bits of `votes` (bit 2i: votes, bit 2i+1: valid), let the window
     /// pass and resolve.
     function court(uint256 who, uint256 seed, bool pass, uint256 votes) external {
-        vm.roll(block.number + 2);
+        _pass(2);
         _recordSeed(seed);
         _attest(seed, pass);
         _dispute(who, seed);
         _runCourt(disputes.disputeCount(), votes);
     }
 
-    /// @notice Seed a contribution (if not yet), let its verifier miss the window, take it over.
-    function missAttestation(uint256 who, uint256 seed) external {
-        vm.roll(block.number + 2);
+    /// @notice Seed a contribution (if not yet), let its verifier miss the window, take it over
+    /// (a fresh draw from the next block).
+    function missAttestation(uint256 seed) external {
+        _pass(2);
         _recordSeed(seed);
-        vm.roll(block.number + ATTEST + 1);
-        _claimAttestation(who, seed);
+        _pass(ATTEST + 1);
+        _requestTakeover(seed);
+        _pass(2);
+        _assignVerifier(seed);
     }
 
     /// @notice Challenge the current round's aggregate of a job and run the court on it.
@@ -463,12 +497,12 @@ contract ProtocolHandler is WithVm {
 
     function _runCourt(uint256 did, uint256 votes) internal {
         if (did == 0) return;
-        vm.roll(block.number + 2);
+        _pass(2);
         _drawCommittee(did - 1);
         for (uint256 i = 0; i < 3; ++i) {
             if ((votes >> (2 * i)) & 1 == 1) _vote(did - 1, i, (votes >> (2 * i + 1)) & 1 == 1);
         }
-        vm.roll(block.number + VOTE + 1);
+        _pass(VOTE + 1);
         _resolve(did - 1);
     }
 
@@ -484,24 +518,24 @@ contract ProtocolHandler is WithVm {
             _submit(jobSeed, s, tag + s);
             (,,, uint256 id) = market.slotState(jobId, round, s);
             if (id == 0) continue;
-            vm.roll(block.number + 2);
+            _pass(2);
             _recordSeed(_seedFor(id));
             _attest(_seedFor(id), true);
         }
-        vm.roll(block.number + CHALLENGE + 1);
+        _pass(CHALLENGE + 1);
         for (uint256 s = 0; s < slots; ++s) {
             (,,, uint256 id) = market.slotState(jobId, round, s);
             if (id != 0) _finalize(_seedFor(id));
         }
         _postAggregate(who, jobSeed, tag);
-        vm.roll(block.number + CHALLENGE + 1);
+        _pass(CHALLENGE + 1);
         _finalizeAggregate(jobSeed);
     }
 
     /// @notice Post an aggregate for a job's current round, let the window pass and finalize it.
     function aggregate(uint256 who, uint256 jobSeed, uint256 tag) external {
         _postAggregate(who, jobSeed, tag);
-        vm.roll(block.number + CHALLENGE + 1);
+        _pass(CHALLENGE + 1);
         _finalizeAggregate(jobSeed);
     }
 
@@ -591,8 +625,10 @@ contract ProtocolHandler is WithVm {
         IDisputes.DisputeView memory d = disputes.dispute(did);
         try disputes.resolve(did) {
             successes++;
-            if (d.status != DisputeStatus.Voting || block.number <= d.voteDeadline) paidEarly = true;
-            if (d.contributionId != 0) _settled(d.contributionId);
+            if (d.status != DisputeStatus.Voting || block.timestamp <= d.voteDeadline) paidEarly = true;
+            if (d.contributionId != 0 && disputes.dispute(did).status == DisputeStatus.Resolved) {
+                _settled(d.contributionId);
+            }
             resolved++;
         } catch {}
         _check(b, type(uint256).max, true);
@@ -628,7 +664,7 @@ contract ProtocolHandler is WithVm {
         (AggregateStatus status,, uint256 posted,,,,) = market.aggregateState(jobId, round);
         try market.finalizeAggregate(jobId, round) {
             successes++;
-            if (status != AggregateStatus.Pending || block.number <= posted + CHALLENGE) paidEarly = true;
+            if (status != AggregateStatus.Pending || block.timestamp <= posted + CHALLENGE) paidEarly = true;
             aggregated++;
         } catch {}
         _check(b, type(uint256).max, false);
@@ -659,11 +695,11 @@ contract ProtocolInvariantsTest is WithVm {
         handler.workSlot(2, 0, 0, 11);
         handler.court(3, 0, false, 0x3f); // the node contests a fail; all three vote valid
         handler.workSlot(2, 0, 1, 12);
-        handler.court(5, 0, true, 0x15); // a third party challenges a pass; all vote invalid
+        handler.court(1, 0, true, 0x15); // a third party challenges a pass; all vote invalid
         require(handler.resolved() == 2, "disputes");
         handler.createJob(6, 0, 1e18);
         handler.workSlot(1, 1, 0, 13);
-        handler.missAttestation(7, 0);
+        handler.missAttestation(0);
         require(handler.reassigned() == 1, "reassigned");
         require(handler.successes() > 20, "progress");
         invariant_conservation();

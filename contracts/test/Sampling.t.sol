@@ -44,14 +44,26 @@ contract SamplingTest {
         require(out[0] == uint256(keccak256(abi.encode(seed, uint256(0)))) % n, "draw 0");
     }
 
-    /// The drawn verifier index is always within the set.
-    function testFuzz_verifierIndexInRange(bytes32 seed, uint256 countRaw) public pure {
-        uint256 count = 1 + (countRaw % 1000);
-        uint256 idx = Sampling.verifierIndex(seed, count);
-        require(idx < count, "verifier index");
-        require(
-            idx == uint256(keccak256(abi.encode(seed, keccak256("opentrain.verifier")))) % count, "verifier rule"
-        );
+    /// A ticket lands on the first position whose cumulative weight exceeds it: never on a
+    /// zero weight, always within the list, and exactly where a linear walk lands.
+    function testFuzz_pickMatchesLinearWalk(bytes32 seed, uint256 counter, uint64[8] memory raw) public pure {
+        uint256[] memory cumulative = new uint256[](8);
+        uint256 total = 0;
+        for (uint256 i = 0; i < 8; ++i) {
+            // a few zero weights on purpose
+            uint256 w = raw[i] % 3 == 0 ? 0 : raw[i];
+            total += w;
+            cumulative[i] = total;
+        }
+        if (total == 0) return;
+        uint256 t = Sampling.ticket(seed, keccak256("opentrain.verifier"), counter, total);
+        require(t == uint256(keccak256(abi.encode(seed, keccak256("opentrain.verifier"), counter))) % total, "rule");
+        uint256 idx = Sampling.pick(cumulative, t);
+        uint256 walk = 0;
+        while (cumulative[walk] <= t) walk++;
+        require(idx == walk, "binary search == linear walk");
+        uint256 previous = idx == 0 ? 0 : cumulative[idx - 1];
+        require(cumulative[idx] > previous, "never a zero weight");
     }
 
     /// A one-leaf tree: the root is the leaf and the empty proof verifies only that leaf.

@@ -5,6 +5,7 @@ pragma solidity ^0.8.28;
 /// installable here); Hardhat 3's test runner serves them at the standard cheatcode address.
 interface Vm {
     function roll(uint256 newHeight) external;
+    function warp(uint256 newTimestamp) external;
     function prank(address msgSender) external;
     function startPrank(address msgSender) external;
     function stopPrank() external;

@@ -3,16 +3,18 @@ contracts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
+from web3 import EthereumTesterProvider, Web3
 from web3.contract import Contract
 from web3.types import Wei
 
@@ -54,10 +56,14 @@ class Deployment:
 
 @dataclass(frozen=True)
 class ProtocolParams:
-    """Deployment-time parameters (token base units, blocks, basis points).
+    """Deployment-time parameters (token base units, basis points; windows in **seconds** of
+    ``block.timestamp``, ``draw_lag`` in blocks).
 
-    ``unbonding_delay`` must exceed ``attest_window + challenge_window + 256 + vote_window``
-    (the longest a verdict can stay open); ``Disputes`` refuses to deploy otherwise.
+    The defaults fit a 2 s-block L2 (``ISSUE13_ABI.md``): a 10 min attest window, a 30 min
+    challenge window, 20 min per dispute vote round, a one-day unbonding delay and a draw lag of
+    900 blocks (30 min). ``Disputes`` refuses to deploy unless ``unbonding_delay`` exceeds
+    ``(1 + MAX_TAKEOVERS) * attest_window + challenge_window + 6 * vote_window`` (the longest a
+    verdict can stay open). Tests and the demo deploy :data:`DEV_PARAMS`.
     """
 
     token_supply: int = 1_000_000_000 * TOKEN
@@ -65,21 +71,60 @@ class ProtocolParams:
     min_verifier_stake: int = 100 * TOKEN
     verifier_lock: int = 50 * TOKEN
     dispute_bond: int = 20 * TOKEN
-    unbonding_delay: int = 400
-    attest_window: int = 20
-    challenge_window: int = 5
-    vote_window: int = 20
+    unbonding_delay: int = 86_400
+    attest_window: int = 600
+    challenge_window: int = 1_800
+    vote_window: int = 1_200
     committee_size: int = 3
     slash_reward_bps: int = 5_000
     committee_reward_bps: int = 2_000
+    draw_lag: int = 900
+    quorum: int = 2
+
+    def longest_open_verdict(self) -> int:
+        """Seconds a verdict can stay open at most; ``unbonding_delay`` must exceed it."""
+        windows = (1 + MAX_TAKEOVERS) * self.attest_window + self.challenge_window
+        return windows + 6 * self.vote_window
+
+
+MAX_TAKEOVERS = 3  # libraries/Limits.sol
+
+# A development deployment (tests, the demo, a local Hardhat node): the in-process EVM's clock
+# follows the wall clock (and moves at least a second per block), so its windows must outlast
+# real CPU training and re-execution even on a loaded machine (the demo trains several slots
+# before it verifies the first): an hour each, passed explicitly with ``Chain.advance``; a draw
+# lag of 2 blocks so a verifier registered a few transactions earlier is drawn.
+DEV_PARAMS = ProtocolParams(
+    unbonding_delay=40_000,
+    attest_window=3_600,
+    challenge_window=3_600,
+    vote_window=3_600,
+    draw_lag=2,
+)
+
+
+class _SerializedTesterProvider(EthereumTesterProvider):
+    """The in-process EVM with every request (and ``Chain.mine``/``advance``) under one lock:
+    py-evm is not thread-safe, and a node daemon reads and writes from its verdict watcher
+    thread while it trains."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.request_lock = threading.RLock()
+
+    def make_request(self, method: Any, params: Any) -> Any:
+        with self.request_lock:
+            return super().make_request(method, params)
+
+
+def _tester_lock(w3: Web3) -> Any:
+    return getattr(w3.provider, "request_lock", None) or contextlib.nullcontext()
 
 
 def connect(rpc_url: str) -> Web3:
     """A Web3 on the in-process EVM (``inprocess``) or on a JSON-RPC endpoint."""
     if rpc_url == IN_PROCESS:
-        from web3 import EthereumTesterProvider
-
-        return Web3(EthereumTesterProvider())
+        return Web3(_SerializedTesterProvider())
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
     try:
         w3.eth.chain_id  # noqa: B018 - fail fast with a clear message
@@ -117,16 +162,71 @@ class Chain:
     def block_number(self) -> int:
         return int(self.w3.eth.block_number)
 
+    def timestamp(self) -> int:
+        """The latest block's time (unix seconds): every window is measured on this clock."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def now(self) -> int:
+        """The time the next block will carry at least (what ``block.timestamp`` will be for a
+        transaction sent now): the pending block's time where the node reports one (the
+        in-process EVM fixes it when the previous block is mined), else latest + 1. Windows
+        are decided on this clock: "still inside" is ``now() <= deadline``."""
+        latest = self.timestamp()
+        try:
+            pending = int(self.w3.eth.get_block("pending")["timestamp"])
+        except Exception:  # a node without a pending block: latest + 1 is the floor
+            pending = 0
+        return max(latest + 1, pending)
+
     def mine(self, blocks: int) -> None:
-        """Advance a development chain by ``blocks`` empty blocks (windows pass in tests/demo)."""
+        """Advance a development chain by ``blocks`` empty blocks (seed blocks, snapshots)."""
         if blocks <= 0:
             return
         provider = self.w3.provider
         tester = getattr(provider, "ethereum_tester", None)
         if tester is not None:
-            tester.mine_blocks(blocks)
+            with _tester_lock(self.w3):
+                tester.mine_blocks(blocks)
         else:
             self.w3.provider.make_request("hardhat_mine", [hex(blocks)])  # type: ignore[arg-type]
+
+    def advance(self, seconds: int) -> None:
+        """Move a development chain's clock ``seconds`` past the latest block and mine a block
+        there, so windows pass deterministically (in-process: eth-tester's time travel;
+        Hardhat: ``evm_increaseTime`` + ``evm_mine``)."""
+        if not self.is_dev_chain:
+            raise ChainError("only a development chain can be moved forward in time")
+        if seconds <= 0:
+            self.mine(1)
+            return
+        tester = getattr(self.w3.provider, "ethereum_tester", None)
+        if tester is not None:
+            with _tester_lock(self.w3):
+                target = self.timestamp() + seconds
+                pending = int(tester.get_block_by_number("pending")["timestamp"])
+                if target > pending:
+                    tester.time_travel(target)
+                # eth-tester's travel can land a second short: mine up to the target
+                while self.timestamp() < target:
+                    tester.mine_blocks(1)
+        else:
+            target = self.timestamp() + seconds
+            self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+            while self.timestamp() < target:
+                self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    def advance_to(self, timestamp: int) -> None:
+        """Until the latest block's time is at least ``timestamp``: advanced on a dev chain,
+        waited for on others."""
+        missing = timestamp - self.timestamp()
+        if missing <= 0:
+            return
+        if self.is_dev_chain:
+            self.advance(missing)
+            return
+        while self.timestamp() < timestamp:
+            time.sleep(min(2.0, max(missing, 0.2)))
 
     def wait_for_block(self, target: int, poll_seconds: float = 2.0) -> None:
         """Return once block ``target`` exists: mined at once on a dev chain, polled on others."""
@@ -168,6 +268,8 @@ class Chain:
             committee_size=int(d.committeeSize().call()),
             slash_reward_bps=int(s.slashRewardBps().call()),
             committee_reward_bps=int(s.committeeRewardBps().call()),
+            draw_lag=int(s.drawLag().call()),
+            quorum=int(d.quorum().call()),
         )
 
 

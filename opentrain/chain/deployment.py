@@ -25,6 +25,7 @@ def deploy(w3: Web3, deployer: LocalAccount, params: ProtocolParams = ProtocolPa
         params.verifier_lock,
         params.dispute_bond,
         params.unbonding_delay,
+        params.draw_lag,
         params.slash_reward_bps,
         params.committee_reward_bps,
     )
@@ -42,6 +43,7 @@ def deploy(w3: Web3, deployer: LocalAccount, params: ProtocolParams = ProtocolPa
         deployer.address,
         params.committee_size,
         params.vote_window,
+        params.quorum,
     )
     deployment = Deployment(
         chain_id=int(w3.eth.chain_id),

@@ -38,7 +38,8 @@ class DisputeCalls(ContractCalls):
         return self._opened(self.send(fn, f"challengeAggregate(job {job_id}, round {round_})"))
 
     def draw_committee(self, dispute_id: int) -> list[str]:
-        """Draw a dispute's committee (anyone may); returns the members (empty on a reset)."""
+        """Draw a dispute's committee (anyone may), in any round; returns the members (empty
+        on a seed reset)."""
         fn = self.chain.disputes.functions.drawCommittee(dispute_id)
         receipt = self.send(fn, f"drawCommittee({dispute_id})")
         events = self.chain.disputes.events.CommitteeDrawn().process_receipt(
@@ -52,10 +53,11 @@ class DisputeCalls(ContractCalls):
         return self.send(fn, f"vote({dispute_id})")
 
     def resolve_dispute(self, dispute_id: int) -> Ruling:
-        """Settle a dispute after its vote window (anyone may); returns the ruling."""
+        """Settle a dispute after its vote window (anyone may); returns the ruling, or
+        ``Ruling.NONE`` when too few votes escalated it to a larger committee instead."""
         fn = self.chain.disputes.functions.resolve(dispute_id)
         receipt = self.send(fn, f"resolve({dispute_id})")
-        event = self.chain.disputes.events.DisputeResolved().process_receipt(
+        events = self.chain.disputes.events.DisputeResolved().process_receipt(
             receipt, errors=DISCARD
-        )[0]
-        return Ruling(int(event["args"]["ruling"]))
+        )
+        return Ruling(int(events[0]["args"]["ruling"])) if events else Ruling.NONE

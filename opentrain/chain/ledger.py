@@ -35,7 +35,8 @@ LEDGER_EVENTS: tuple[tuple[str, str], ...] = (
     ("JobMarket", "ContributionSubmitted"),
     ("Settlement", "ContributionFinalized"),
     ("Settlement", "Attested"),
-    ("Settlement", "AttestationReassigned"),
+    ("Settlement", "AttestationMissed"),
+    ("Settlement", "SeedExpired"),
     ("Disputes", "DisputeOpened"),
     ("Disputes", "DisputeResolved"),
     ("Disputes", "Voted"),
@@ -221,12 +222,6 @@ def _explain_credit(
                 else f"dispute {d} resolved in this account's favour (bond and award)"
             )
             return credit(reason, _int(opened["jobId"]) if opened else None, disputed or None, vote)
-    for s in siblings:
-        if s.name == "AttestationReassigned":
-            c = _int(s.args["contributionId"])
-            return credit(
-                f"penalty of an absent verifier on contribution {c}", _job_of(c, submitted), c
-            )
     return credit("credit")
 
 
@@ -245,7 +240,7 @@ def _slash_context(
             c = _int(opened["contributionId"]) if opened else 0
             job = _int(opened["jobId"]) if opened else None
             return str(submitted.get(c, {}).get("outputCid", "")), job, c or None
-        if t.name == "AttestationReassigned":
+        if t.name in ("AttestationMissed", "SeedExpired"):
             c = _int(t.args["contributionId"])
             return "", _job_of(c, submitted), c
     return "", None, None
@@ -260,8 +255,10 @@ def _explain_slash(
     amount = _int(r.args["amount"])
     cid, job, contribution = _slash_context(r, siblings, submitted, disputes)
     names = {s.name for s in siblings}
-    if "AttestationReassigned" in names:
+    if "AttestationMissed" in names:
         why = f"absent verifier: missed the attestation window of contribution {contribution}"
+    elif "SeedExpired" in names:
+        why = f"seed of contribution {contribution} never recorded (failUnrecorded)"
     elif "DisputeResolved" in names:
         why = f"lost the dispute over contribution {contribution}"
     elif contribution is not None:

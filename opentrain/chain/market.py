@@ -77,8 +77,8 @@ class MarketCalls(RegistryCalls):
 
         The aggregate becomes the next round's model only after its challenge window. With
         ``wait_final`` (the default on a development chain, where nothing else mines blocks)
-        this call sees it through: it waits out the window (mining on a dev chain, polling
-        elsewhere) and finalizes it; a dispute opened meanwhile raises ``ChainError``. Pass
+        this call sees it through: it waits out the window (advancing a dev chain's clock,
+        polling elsewhere) and finalizes it; a dispute opened meanwhile raises ``ChainError``. Pass
         ``wait_final=False`` to return right after posting and call ``finalize_aggregate``
         later.
         """
@@ -87,8 +87,8 @@ class MarketCalls(RegistryCalls):
         )
         receipt = self.send(fn, f"postAggregate(job {job_id}, round {round_})")
         if self.chain.is_dev_chain if wait_final is None else wait_final:
-            window = int(self.chain.market.functions.challengeWindow().call())
-            self.chain.wait_for_block(int(receipt["blockNumber"]) + window)
+            deadline = int(self.chain.market.functions.aggregateState(job_id, round_).call()[6])
+            self.chain.advance_to(deadline + 1)
             self.finalize_aggregate(job_id, round_)
         return receipt
 

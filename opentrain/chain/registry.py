@@ -33,7 +33,7 @@ class RegistryCalls(ContractCalls):
         return self.send(self.chain.stakes.functions.requestUnbond(amount), "requestUnbond")
 
     def withdraw_unbonded(self) -> TxReceipt:
-        """Withdraw all unbonding stake once its ready block is reached."""
+        """Withdraw all unbonding stake once its ready time is reached."""
         return self.send(self.chain.stakes.functions.withdrawUnbonded(), "withdrawUnbonded")
 
     def register_verifier(self) -> TxReceipt:
@@ -52,7 +52,7 @@ class RegistryCalls(ContractCalls):
         return int(self.chain.stakes.functions.freeStakeOf(address or self.address).call())
 
     def unbonding_of(self, address: str | None = None) -> tuple[int, int]:
-        """(amount unbonding, block from which it can be withdrawn)."""
+        """(amount unbonding, unix time from which it can be withdrawn)."""
         amount, ready = self.chain.stakes.functions.unbondingOf(address or self.address).call()
         return int(amount), int(ready)
 

@@ -10,6 +10,7 @@ CONTRACT_NAMES = ("TrainToken", "StakeRegistry", "JobMarket", "Settlement", "Dis
 TOKEN = 10**18
 IN_PROCESS_GAS = 6_000_000
 LOSS_SCALE = 1_000_000  # validation losses travel on-chain as loss * 1e6
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 class ChainError(RuntimeError):
@@ -54,6 +55,7 @@ class Phase(IntEnum):
     DISPUTED = 2
     ACCEPTED = 3
     REJECTED = 4
+    QUEUED = 5  # seed recorded, waiting for a verifier (busy draw or a takeover's draw)
 
 
 class AggregateStatus(IntEnum):
@@ -102,7 +104,7 @@ class JobParams:
     sample_count: int
     reward_per_slot: int
     verifier_fee: int
-    claim_timeout: int = 1_000
+    claim_timeout: int = 3_600  # seconds (a claim deadline is a unix time)
     cheat_fraction_bps: int = 1_000
 
     @property

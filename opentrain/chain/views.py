@@ -13,6 +13,7 @@ from opentrain.chain.abi import explain_revert
 from opentrain.chain.client import Chain
 from opentrain.chain.types import (
     LOSS_SCALE,
+    ZERO_ADDRESS,
     AggregateStatus,
     ChainError,
     ContributionStatus,
@@ -65,7 +66,11 @@ class ContributionInfo:
 
 @dataclass(frozen=True)
 class VerificationInfo:
-    """``Settlement.verification``: seed, assigned verifier, verdict, phase and deadlines."""
+    """``Settlement.verification``: seed, assigned verifier, verdict, phase and deadlines.
+
+    Times (``seed_recorded_at``: the start of the current assignment or queue,
+    ``attested_at``, ``attest_deadline``, ``challenge_deadline``) are unix seconds; blocks are
+    ``seed_block`` and ``snapshot_block``. ``verifier`` is the zero address while queued."""
 
     seed: bytes
     seed_block: int
@@ -77,6 +82,16 @@ class VerificationInfo:
     phase: Phase = Phase.NONE
     attest_deadline: int = 0
     challenge_deadline: int = 0
+    snapshot_block: int = 0
+    draw_counter: int = 0
+    takeovers: int = 0
+    previous_verifier: str = ZERO_ADDRESS
+    draw_seed: bytes = bytes(32)
+    recomputed_digests_hash: bytes = bytes(32)
+
+    @property
+    def queued(self) -> bool:
+        return self.phase is Phase.QUEUED
 
 
 @dataclass(frozen=True)
@@ -89,7 +104,7 @@ class StakeInfo:
     free: int
     credits: int
     unbonding: int
-    unbond_ready_block: int
+    unbond_ready_at: int  # unix seconds
     is_verifier: bool
 
 
@@ -101,7 +116,7 @@ class AggregateInfo:
     round: int
     status: AggregateStatus
     poster: str
-    posted_block: int
+    posted_at: int  # unix seconds
     model_digest: bytes
     validation_loss: float
     model_cid: str
@@ -128,6 +143,17 @@ class DisputeInfo:
     members: tuple[str, ...]
     valid_votes: int
     invalid_votes: int
+    escalation: int = 0  # the round: 0, or 1..2 after too few votes
+
+
+@dataclass(frozen=True)
+class VerifierSnapshot:
+    """``StakeRegistry.verifierSnapshot``: the append-only verifier list with each weight as
+    of ``snapshot_block - drawLag`` (what a draw with that snapshot block sees)."""
+
+    snapshot_block: int
+    accounts: tuple[str, ...]
+    weights: tuple[int, ...]
 
 
 def _single_event(event: Any, block: int, **filters: Any) -> Any:
@@ -213,6 +239,20 @@ def verification_info(chain: Chain, contribution_id: int) -> VerificationInfo:
         phase=Phase(int(v[7])),
         attest_deadline=int(v[8]),
         challenge_deadline=int(v[9]),
+        snapshot_block=int(v[10]),
+        draw_counter=int(v[11]),
+        takeovers=int(v[12]),
+        previous_verifier=str(v[13]),
+        draw_seed=bytes(v[14]),
+        recomputed_digests_hash=bytes(v[15]),
+    )
+
+
+def verifier_snapshot(chain: Chain, snapshot_block: int) -> VerifierSnapshot:
+    """The verifier list and weights a draw with ``snapshot_block`` reads."""
+    accounts, weights = chain.stakes.functions.verifierSnapshot(snapshot_block).call()
+    return VerifierSnapshot(
+        snapshot_block, tuple(str(a) for a in accounts), tuple(int(w) for w in weights)
     )
 
 
@@ -229,7 +269,7 @@ def stake_info(chain: Chain, address: str) -> StakeInfo:
         free=staked - locked,
         credits=int(s.creditsOf(address).call()),
         unbonding=int(unbonding),
-        unbond_ready_block=int(ready),
+        unbond_ready_at=int(ready),
         is_verifier=bool(s.isVerifier(address).call()),
     )
 
@@ -244,7 +284,7 @@ def aggregate_info(chain: Chain, job_id: int, round_: int) -> AggregateInfo:
         round=round_,
         status=AggregateStatus(int(status)),
         poster=poster,
-        posted_block=int(posted),
+        posted_at=int(posted),
         model_digest=bytes(digest),
         validation_loss=int(loss) / LOSS_SCALE,
         model_cid=cid,
@@ -275,6 +315,7 @@ def dispute_info(chain: Chain, dispute_id: int) -> DisputeInfo:
         members=tuple(str(m) for m in d[12]),
         valid_votes=int(d[13]),
         invalid_votes=int(d[14]),
+        escalation=int(d[15]),
     )
 
 

@@ -31,19 +31,39 @@ def _dev_deployer(settings: Settings):  # type: ignore[no-untyped-def]
     return account
 
 
+Seconds = Annotated[int | None, typer.Option(min=1, help="seconds")]
+
+
 @chain_app.command("deploy")
-def chain_deploy() -> None:
+def chain_deploy(
+    attest_window: Seconds = None,
+    challenge_window: Seconds = None,
+    vote_window: Seconds = None,
+    unbonding_delay: Seconds = None,
+    draw_lag: Annotated[int | None, typer.Option(min=1, help="blocks")] = None,
+    committee_size: Annotated[int | None, typer.Option(min=1, max=9)] = None,
+    quorum: Annotated[int | None, typer.Option(min=1, max=9)] = None,
+) -> None:
     """Deploy and wire the contracts on the chain at OPENTRAIN_RPC_URL; writes deployment.json.
 
-    Example: OPENTRAIN_RPC_URL=http://127.0.0.1:8545 opentrain chain deploy
+    Windows are seconds of block time. A development chain (Hardhat, in-process) gets the
+    development windows (an hour each, draw lag 2 blocks); any other chain the defaults for a
+    2 s-block L2 (attest 600 s, challenge 1800 s, vote 1200 s per round, unbonding 86400 s,
+    draw lag 900 blocks, committee 3, quorum 2). Each option overrides one of them; the
+    unbonding delay must exceed 4 x attest + challenge + 6 x vote.
+
+    Example: OPENTRAIN_RPC_URL=http://127.0.0.1:8545 opentrain chain deploy --attest-window 900
     """
-    from opentrain.chain.client import connect
+    from dataclasses import replace
+
+    from opentrain.chain.client import DEV_PARAMS, ProtocolParams, connect
     from opentrain.chain.deployment import deploy
     from opentrain.chain.keys import load_signer
     from opentrain.settings import Settings
 
     settings = Settings()
     w3 = connect(settings.rpc_url)
+    dev = w3.eth.chain_id in (31337, 131277322940537)
     if w3.eth.chain_id == 31337:
         deployer = _dev_deployer(settings)
         w3.eth.send_transaction(
@@ -51,13 +71,36 @@ def chain_deploy() -> None:
         )
     else:
         deployer = load_signer(settings)
-    chain = deploy(w3, deployer)
+    overrides = {
+        "attest_window": attest_window,
+        "challenge_window": challenge_window,
+        "vote_window": vote_window,
+        "unbonding_delay": unbonding_delay,
+        "draw_lag": draw_lag,
+        "committee_size": committee_size,
+        "quorum": quorum,
+    }
+    params = replace(
+        DEV_PARAMS if dev else ProtocolParams(),
+        **{k: v for k, v in overrides.items() if v is not None},
+    )
+    if params.unbonding_delay <= params.longest_open_verdict():
+        raise typer.BadParameter(
+            f"--unbonding-delay {params.unbonding_delay} must exceed "
+            f"{params.longest_open_verdict()} s (4 x attest + challenge + 6 x vote)"
+        )
+    chain = deploy(w3, deployer, params)
     chain.deployment.save(settings.resolved_deployment_file)
     d = chain.deployment
     out.print(f"deployed on chain {d.chain_id} at block {d.block} by {deployer.address}:")
     for name in ("TrainToken", "StakeRegistry", "JobMarket", "Settlement", "Disputes"):
         out.print(f"  {name:<14} {getattr(d, name)}")
     out.print(f"addresses saved in {settings.resolved_deployment_file}")
+    out.print(
+        f"windows: attest {params.attest_window} s, challenge {params.challenge_window} s, "
+        f"vote {params.vote_window} s per round, unbonding {params.unbonding_delay} s, draw lag "
+        f"{params.draw_lag} blocks, committee {params.committee_size} (quorum {params.quorum})"
+    )
     if w3.eth.chain_id == 31337:
         out.print(
             "the deployer holds every TRAIN; give an account gas and TRAIN with "

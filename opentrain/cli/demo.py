@@ -4,7 +4,9 @@ Deploys the contracts on the in-process EVM, funds a sponsor, posts a bounty, le
 train their slots for every DiLoCo round, has the drawn verifier re-execute sampled segments and
 attest, finalizes after the challenge window, aggregates each round, refunds the sponsor and has
 everyone withdraw. With ``cheat`` a third node claims a slot of round 0 and skips training: the
-verifier's re-execution fails it, finalization slashes it, and an honest node redoes the slot.
+verifier's re-execution fails it, finalization slashes it (the verifier is paid only its fee, the
+rest is burned), and an honest node redoes the slot. Windows are seconds: the demo passes them
+with ``Chain.advance``.
 With ``audit`` the finished job is audited from the chain and the store alone. Prints balances,
 contributions, the loss by round and the audit verdict.
 """
@@ -24,7 +26,7 @@ from marketplace_api.db import make_engine, make_session_factory, migrate
 from marketplace_api.indexer import Indexer
 from node.daemon import NodeDaemon
 from opentrain.chain.account import ChainAccount
-from opentrain.chain.client import Chain, connect
+from opentrain.chain.client import DEV_PARAMS, Chain, connect
 from opentrain.chain.deployment import deploy
 from opentrain.chain.types import TOKEN
 from opentrain.content.embedded import EmbeddedStore
@@ -106,7 +108,7 @@ def run_demo(
     w3.eth.send_transaction(
         {"from": w3.eth.accounts[0], "to": deployer.address, "value": Wei(ETHER * 100)}
     )
-    chain = deploy(w3, deployer)
+    chain = deploy(w3, deployer, DEV_PARAMS)
     admin = chain.account(deployer)
     out.print(f"[bold]contracts deployed[/] on the in-process EVM (chain id {w3.eth.chain_id})")
 
@@ -115,6 +117,7 @@ def run_demo(
     for role in ("node-1", "node-2", "cheat", "verifier"):
         accounts[role].stake(200 * TOKEN)
     accounts["verifier"].register_verifier()
+    chain.mine(DEV_PARAMS.draw_lag)  # draws read the verifier set drawLag blocks back
 
     sponsor = accounts["sponsor"]
     job_id = post_bounty(sponsor, store, spec)
@@ -177,11 +180,13 @@ def _settle(
     result: DemoResult,
     round_: int,
 ) -> None:
-    """Seed, verify and attest each contribution, then finalize after the challenge window."""
+    """Seed (the nodes' daemons record their own), verify and attest each contribution, then
+    let the challenge window (seconds) pass and finalize."""
     chain.mine(1)  # the seed block must exist before anyone can record the seed
     for cid in ids:
         _verify(verifier, cid, result, round_)
-    chain.mine(chain.settlement.functions.challengeWindow().call() + 1)
+    window = int(chain.settlement.functions.challengeWindow().call())
+    chain.advance(window + 1)
     for cid in ids:
         admin.finalize(cid)
 
@@ -200,7 +205,8 @@ def _report_cheat(
     out.print(
         f"[bold red]caught[/]: contribution {contribution_id} (round {row[1]} slot {row[2]}) "
         f"by {cheat.address[:10]}… skipped training; re-execution of segments {row[3]} failed, "
-        f"its {slashed / TOKEN:g} TRAIN lock was slashed and the slot reopened"
+        f"its {slashed / TOKEN:g} TRAIN lock was slashed (the verifier gets only its fee, the "
+        f"rest is burned) and the slot reopened"
     )
 
 

@@ -16,7 +16,9 @@ homes; the chain's state when the chain survived, e.g. an OPENTRAIN_RPC_URL chai
 keeps its chain in memory: when the chain is new, the contracts are deployed again and the old
 chain's local state (database, daemon cursors, checkpoints) is moved to ``<home>/archive/``.
 On a development chain nothing else mines blocks between transactions, so the supervisor mines
-one every ``--block-time`` seconds (windows and deadlines are counted in blocks).
+one every ``--block-time`` seconds; windows and deadlines are seconds of block time, and a new
+deployment gets the local market's short windows (``--attest-window``, ``--challenge-window``,
+``--vote-window``), so a job completes in minutes rather than the hours a public chain needs.
 
 ``--detach`` runs the supervisor in the background; ``market down`` stops it.
 """
@@ -91,6 +93,15 @@ def up(
     block_time: Annotated[
         float, typer.Option(min=0.1, help="seconds between blocks mined on a dev chain")
     ] = 1.0,
+    attest_window: Annotated[
+        int, typer.Option(min=1, help="seconds a drawn verifier has to attest (new deployment)")
+    ] = 300,
+    challenge_window: Annotated[
+        int, typer.Option(min=1, help="seconds to contest a verdict or aggregate (new deployment)")
+    ] = 30,
+    vote_window: Annotated[
+        int, typer.Option(min=1, help="seconds a dispute committee votes (new deployment)")
+    ] = 120,
     detach: Annotated[bool, typer.Option(help="run in the background; stop with market down")] = (
         False
     ),
@@ -119,7 +130,17 @@ def up(
     for what, p in (("--port", port), ("--gateway-port", gateway_port)):
         if port_open(p):
             fail(f"port {p} is taken: pass another {what}")
-    market = Market(home, rpc_url, port, gateway_port, nodes, verifiers)
+    windows = [
+        "--attest-window", str(attest_window),
+        "--challenge-window", str(challenge_window),
+        "--vote-window", str(vote_window),
+    ]  # fmt: skip
+    # the unbonding delay must outlast the longest open verdict (chain deploy checks it)
+    unbonding = max(3_600, 4 * attest_window + challenge_window + 6 * vote_window + 1)
+    deploy_options = [*windows, "--unbonding-delay", str(unbonding)]
+    market = Market(
+        home, rpc_url, port, gateway_port, nodes, verifiers, deploy_options=deploy_options
+    )
     if not detach:
         _supervise(market, block_time, external, None)
         return
@@ -144,6 +165,7 @@ def up(
         str(gateway_port),
         "--block-time",
         str(block_time),
+        *windows,
     ]
     state.pop("error", None)
     state["ready"] = False

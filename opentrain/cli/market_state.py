@@ -149,6 +149,8 @@ class Market:
     nodes: int
     verifiers: int
     extra_env: dict[str, str] = field(default_factory=dict)
+    # `chain deploy` options of a new deployment (the windows, in seconds of block time)
+    deploy_options: list[str] = field(default_factory=list)
 
     @property
     def store_dir(self) -> Path:

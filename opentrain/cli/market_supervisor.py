@@ -213,7 +213,7 @@ class Supervisor:
             self.say("chain: deployment found, resuming its state")
         else:
             self.archive_chain_state()
-            self._run_once("deploy", ["chain", "deploy"], deployer)
+            self._run_once("deploy", ["chain", "deploy", *m.deploy_options], deployer)
             d = json.loads(m.deployment_file.read_text())
             marker = rpc(m.rpc_url, "eth_getBlockByNumber", [hex(int(d["block"])), False])
             state["chain_marker"] = marker["hash"]

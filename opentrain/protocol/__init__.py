@@ -1,6 +1,9 @@
 """The protocol: the rules node, verifier, committee and auditor must compute identically.
 
-Owns the sampling rule (seed -> segment indices, mirrored in ``contracts/libraries/Sampling.sol``),
+Owns the sampling rule (seed -> segment indices, mirrored in ``contracts/libraries/Sampling.sol``)
+and the hash of the recomputed digests a verifier attests to, the stake-weighted verifier draw
+(``draws``, mirrored from ``StakeRegistry``), getting a contribution a verifier (``assignment``:
+seeds, queued draws, takeovers),
 the trace commitment (Merkle leaves and proofs, OpenZeppelin-compatible), the trace manifest, the
 check of one segment and of a whole contribution, aggregation (the outer Nesterov step), the
 economics rule of ``createJob`` (mirrored in ``contracts/libraries/Economics.sol``; its model with

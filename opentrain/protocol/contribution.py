@@ -27,12 +27,12 @@ from opentrain.protocol.codecs import has_residual
 from opentrain.protocol.commitments import build_trace_tree
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import ManifestError, TraceManifest
-from opentrain.protocol.sampling import sample_indices
+from opentrain.protocol.sampling import recomputed_digests_hash, sample_indices
 from opentrain.protocol.segment import SegmentCheck, check_initial_checkpoint, check_segment
 from opentrain.protocol.updates import UpdateCheck, check_update, residual_in
 from opentrain.training.checkpoint import CheckpointError
 
-__all__ = ["ProgressFn", "VerificationReport", "check_contribution"]
+__all__ = ["ProgressFn", "VerificationReport", "check_contribution", "recomputed_digests"]
 
 ProgressFn = Callable[[int, int], None]
 
@@ -54,9 +54,19 @@ class VerificationReport:
     seconds: float = 0.0
     update: UpdateCheck | None = None  # only under a codec with error feedback
 
+    @property
+    def recomputed_digests(self) -> list[bytes]:
+        return recomputed_digests(self.checks)
+
+    @property
+    def digests_hash(self) -> bytes:
+        """What the verifier's ``attest`` commits to on-chain (see ``recomputed_digests_hash``)."""
+        return recomputed_digests_hash(self.recomputed_digests)
+
     def to_dict(self) -> dict[str, Any]:
         doc = {
             "version": 1,
+            "recomputed_digests_hash": "0x" + self.digests_hash.hex(),
             "contribution_id": self.contribution_id,
             "job_id": self.job_id,
             "round": self.round,
@@ -75,6 +85,21 @@ class VerificationReport:
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
+
+
+def recomputed_digests(checks: list[SegmentCheck] | list[dict[str, Any]]) -> list[bytes]:
+    """The sha256 of each checkpoint recomputed, in sample order: for each sampled segment the
+    checkpoint at its end (32 zero bytes where the segment was refused before re-running, e.g.
+    a checkpoint at the wrong step). Checkpoint 0's check (index -1) recomputes no training and
+    is not part of it. Accepts the checks or their JSON form (a stored report's ``checks``)."""
+    out = []
+    for check in checks:
+        c = check if isinstance(check, dict) else check.to_dict()
+        if int(c["index"]) < 0:
+            continue
+        text = str(c.get("recomputed_sha256") or "")
+        out.append(bytes.fromhex(text.removeprefix("0x")) if text else bytes(32))
+    return out
 
 
 def check_contribution(

@@ -12,7 +12,7 @@ import logging
 
 from opentrain.chain.account import ChainAccount
 from opentrain.chain.client import Chain
-from opentrain.chain.types import ChainError, DisputeStatus
+from opentrain.chain.types import ChainError, DisputeStatus, Ruling
 from opentrain.chain.views import DisputeInfo, dispute_info
 
 __all__ = ["advance_dispute", "has_voted"]
@@ -26,8 +26,9 @@ def has_voted(chain: Chain, dispute_id: int, member: str) -> bool:
 
 
 def advance_dispute(account: ChainAccount, dispute_id: int) -> tuple[int, DisputeInfo]:
-    """Draw the committee once the seed block is mined, resolve once the vote window has
-    closed; returns how many transactions were sent (0 when nothing is due or another party
+    """Draw the committee once the seed block is mined (again after an escalation: too few
+    votes send the dispute back for a larger committee), resolve once the vote window (seconds)
+    has closed; returns how many transactions were sent (0 when nothing is due or another party
     was faster) and the dispute as it stands afterwards (read again only if it moved)."""
     chain = account.chain
     info = dispute_info(chain, dispute_id)
@@ -37,9 +38,12 @@ def advance_dispute(account: ChainAccount, dispute_id: int) -> tuple[int, Disput
             members = account.draw_committee(dispute_id)
             log.info("dispute %s: committee drawn %s", dispute_id, members)
             return 1, dispute_info(chain, dispute_id)
-        if info.status is DisputeStatus.VOTING and block > info.vote_deadline:
+        if info.status is DisputeStatus.VOTING and chain.now() > info.vote_deadline:
             ruling = account.resolve_dispute(dispute_id)
-            log.info("dispute %s resolved: %s", dispute_id, ruling.name)
+            if ruling is Ruling.NONE:
+                log.info("dispute %s: too few votes, escalated to a larger committee", dispute_id)
+            else:
+                log.info("dispute %s resolved: %s", dispute_id, ruling.name)
             return 1, dispute_info(chain, dispute_id)
     except ChainError as exc:  # someone else drew or resolved it in the same block
         now = dispute_info(chain, dispute_id)

@@ -1,16 +1,17 @@
-"""Sampling: which segments a verifier re-executes and which verifier is drawn.
+"""Sampling: which segments a verifier re-executes, and the hash of what it recomputed.
 
 The same rule is written in Solidity (``contracts/libraries/Sampling.sol``); tests check that the
 two agree. The seed comes from the chain (``Settlement.recordSeed``), from a block after the
-submission, so a node cannot know it when it commits.
+submission, so a node cannot know it when it commits. Which *verifier* is drawn is
+``opentrain.protocol.draws``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
-
-VERIFIER_TAG = keccak(b"opentrain.verifier")
 
 
 def _draw(seed: bytes, i: int) -> int:
@@ -30,13 +31,16 @@ def sample_indices(seed: bytes, n: int, k: int) -> list[int]:
     return out
 
 
-def verifier_index(seed: bytes, count: int) -> int:
-    """Index of the verifier drawn from ``count`` registered verifiers (``Settlement`` takes
-    the next index instead when the drawn verifier is the contribution's own node)."""
-    digest = keccak(abi_encode(["bytes32", "bytes32"], [seed, VERIFIER_TAG]))
-    return int.from_bytes(digest, "big") % count
-
-
 def contribution_seed(block_hash: bytes, contribution_id: int) -> bytes:
     """The seed ``Settlement.recordSeed`` stores: keccak256(abi.encode(blockhash, id))."""
     return keccak(abi_encode(["bytes32", "uint256"], [block_hash, contribution_id]))
+
+
+def recomputed_digests_hash(digests: Sequence[bytes]) -> bytes:
+    """What ``attest`` commits to: keccak256(abi.encode(bytes32[] digests)) of the sha256
+    digests of the checkpoints the verifier recomputed, in sample order (for each sampled
+    segment, the checkpoint at its end). Any party can recompute it from the report and the
+    manifest, so a pass that recomputed nothing (or something else) is provable."""
+    if any(len(d) != 32 for d in digests):
+        raise ValueError("a checkpoint digest is 32 bytes")
+    return keccak(abi_encode(["bytes32[]"], [list(digests)]))

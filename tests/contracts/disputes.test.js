@@ -27,6 +27,9 @@ import {
   DisputeStatus,
   Ruling,
   JobStatus,
+  REPORT_HASH,
+  timeOf,
+  MAX_ESCALATIONS,
 } from "./helpers.js";
 
 const connection = await network.create();
@@ -43,7 +46,7 @@ function split(amount, voters, withWinner = true) {
 /** Every member votes `valid`; then the window passes and anyone resolves. */
 async function voteAllAndResolve(f, d, valid) {
   for (const m of d.members) await (await f.disputes.connect(m).vote(d.disputeId, valid, "bafy-vote")).wait();
-  await networkHelpers.mine(PROTOCOL.voteWindow);
+  await networkHelpers.time.increase(PROTOCOL.voteWindow);
   return f.disputes.connect(f.outsider).resolve(d.disputeId);
 }
 
@@ -63,7 +66,7 @@ describe("disputes: committees", function () {
   it("a committee is drawn from a block after the dispute, never includes a party, and locks each seat", async function () {
     const f = await loadFixture(courtFixture);
     const { disputes, stakes, node1, node2 } = f;
-    const { id, verifier, attestedAt } = await attested(f, connection, { node: node1, pass: true });
+    const { id, verifier, attestedBlock } = await attested(f, connection, { node: node1, pass: true });
     const rx = await (await disputes.connect(node2).disputeContribution(id)).wait();
     const opened = eventArgs(disputes, rx, "DisputeOpened");
     expect([opened.kind, opened.contributionId, opened.disputer, opened.defendant, opened.seedBlock]).to.deep.equal([
@@ -73,7 +76,7 @@ describe("disputes: committees", function () {
       verifier.address,
       BigInt(rx.blockNumber) + 1n,
     ]);
-    expect(attestedAt).to.be.lessThan(BigInt(rx.blockNumber));
+    expect(attestedBlock).to.be.lessThan(BigInt(rx.blockNumber));
     await expect(disputes.drawCommittee(opened.disputeId))
       .to.be.revertedWithCustomError(disputes, "DisputesSeedNotReady")
       .withArgs(opened.disputeId, BigInt(rx.blockNumber) + 1n);
@@ -96,7 +99,7 @@ describe("disputes: committees", function () {
     const view = await disputes.dispute(opened.disputeId);
     expect([view.status, view.voteDeadline, view.members]).to.deep.equal([
       DisputeStatus.Voting,
-      BigInt(drawRx.blockNumber) + PROTOCOL.voteWindow,
+      (await timeOf(drawRx)) + PROTOCOL.voteWindow,
       drawn.members,
     ]);
     await expectConservation(f);
@@ -120,22 +123,32 @@ describe("disputes: committees", function () {
     }
   });
 
-  it("with too few eligible verifiers the committee is smaller; with none the original verdict stands", async function () {
+  it("with nobody eligible the committee is empty, the dispute escalates twice, then is Undecided: the slot is redone, nobody slashed", async function () {
     const f = await loadFixture(courtFixture);
-    const { stakes, disputes, settlement, node1, verifiers } = f;
+    const { stakes, disputes, settlement, market, node1, verifiers } = f;
     const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1 });
-    // everyone but the assigned verifier leaves the set
+    // everyone but the assigned verifier leaves the set, and the cooldown (drawLag) passes
     for (const v of verifiers) if (v.address !== verifier.address) await (await stakes.connect(v).deregisterVerifier()).wait();
-    await (await settlement.connect(verifier).attest(id, false, "bafy-report")).wait();
+    await networkHelpers.mine(PROTOCOL.drawLag + 1n);
+    await (await settlement.connect(verifier).attest(id, false, "bafy-report", REPORT_HASH)).wait();
     const d = await disputeAndDraw(f, connection, id, node1);
     expect(d.members).to.deep.equal([]);
-    await networkHelpers.mine(PROTOCOL.voteWindow);
+    for (let round = 1n; round <= MAX_ESCALATIONS; round++) {
+      await networkHelpers.time.increase(round * PROTOCOL.voteWindow);
+      await expect(disputes.resolve(d.disputeId)).to.emit(disputes, "DisputeEscalated").withArgs(d.disputeId, round, 0n, BigInt(await ethers.provider.getBlockNumber()) + 2n);
+      await networkHelpers.mine();
+      const rx = await (await disputes.drawCommittee(d.disputeId)).wait();
+      expect(eventArgs(disputes, rx, "CommitteeDrawn").members).to.deep.equal([]);
+    }
+    await networkHelpers.time.increase((MAX_ESCALATIONS + 1n) * PROTOCOL.voteWindow);
     const tx = disputes.resolve(d.disputeId);
     await expect(tx).to.emit(disputes, "DisputeResolved").withArgs(d.disputeId, Ruling.Undecided, 0n, 0n, 0n);
-    // the fail stands (node slashed as if undisputed), the node's bond comes back
-    expect(await stakes.stakeOf(node1.address)).to.equal(300n * TOKEN - PROTOCOL.minNodeStake);
+    // Undecided: redo the slot, no slash; the node's lock and bond come back
+    expect(await stakes.stakeOf(node1.address)).to.equal(300n * TOKEN);
     expect(await stakes.lockedOf(node1.address)).to.equal(0n);
+    expect(await stakes.lockedOf(verifier.address)).to.equal(0n);
     expect((await settlement.verification(id)).phase).to.equal(Phase.Rejected);
+    expect((await market.slotState(1n, 0n, 0n)).status).to.equal(SlotStatus.Open);
     await expectConservation(f);
   });
 });
@@ -193,7 +206,7 @@ describe("disputes: a fail contested by the node", function () {
     for (const m of d.members.slice(0, 2)) await (await disputes.connect(m).vote(d.disputeId, true, "bafy-vote")).wait();
     expect(await disputes.voteOf(d.disputeId, d.members[0].address)).to.deep.equal([true, true]);
     expect(await disputes.voteOf(d.disputeId, d.members[2].address)).to.deep.equal([false, false]);
-    await networkHelpers.mine(PROTOCOL.voteWindow);
+    await networkHelpers.time.increase(PROTOCOL.voteWindow);
     const tx = disputes.resolve(d.disputeId);
     await expect(tx).to.emit(disputes, "DisputeResolved").withArgs(d.disputeId, Ruling.Valid, 2n, 0n, 1n);
     const lock = split(PROTOCOL.verifierLock, 2n);
@@ -215,10 +228,10 @@ describe("disputes: a fail contested by the node", function () {
     expect((await market.getContribution(id)).status).to.equal(ContributionStatus.Accepted);
     // the withheld fee stays in escrow and returns to the sponsor once the job is over
     const other = await attested(f, connection, { node: node2, slot: 1n, pass: true });
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await settlement.finalize(other.id)).wait();
     await (await market.connect(node2).postAggregate(1n, 0n, digest("G_1"), "cid", 1n)).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await market.finalizeAggregate(1n, 0n)).wait();
     expect((await market.jobState(1n)).status).to.equal(JobStatus.Completed);
     expect(await market.refundable(1n)).to.equal(FEE);
@@ -226,7 +239,7 @@ describe("disputes: a fail contested by the node", function () {
     await expectConservation(f);
   });
 
-  it("a tie leaves the fail standing: the node's claim lock is slashed as if undisputed, its bond comes back", async function () {
+  it("a tie is Undecided: the slot is redone, nobody is slashed, the bond comes back", async function () {
     const f = await loadFixture(courtFixture);
     const { stakes, disputes, settlement, node1 } = f;
     const { id, verifier } = await attested(f, connection, { node: node1, pass: false });
@@ -234,14 +247,14 @@ describe("disputes: a fail contested by the node", function () {
     const before = await snapshot(f, [node1, verifier]);
     await (await disputes.connect(d.members[0]).vote(d.disputeId, true, "a")).wait();
     await (await disputes.connect(d.members[1]).vote(d.disputeId, false, "b")).wait();
-    await networkHelpers.mine(PROTOCOL.voteWindow);
+    await networkHelpers.time.increase(PROTOCOL.voteWindow);
     const tx = disputes.resolve(d.disputeId);
     await expect(tx).to.emit(disputes, "DisputeResolved").withArgs(d.disputeId, Ruling.Undecided, 1n, 1n, 1n);
-    const lock = split(PROTOCOL.minNodeStake, 0n);
-    await expect(tx).to.emit(settlement, "ContributionFinalized").withArgs(id, false, 0n, lock.winner, PROTOCOL.minNodeStake);
-    expect(await stakes.stakeOf(node1.address)).to.equal(before[node1.address].staked - PROTOCOL.minNodeStake);
+    await expect(tx).to.emit(settlement, "ContributionFinalized").withArgs(id, false, 0n, 0n, 0n);
+    expect(await stakes.stakeOf(node1.address)).to.equal(before[node1.address].staked);
     expect(await stakes.lockedOf(node1.address)).to.equal(0n);
-    expect(await stakes.creditsOf(verifier.address)).to.equal(before[verifier.address].credits + lock.winner);
+    expect(await stakes.creditsOf(verifier.address)).to.equal(before[verifier.address].credits);
+    expect(await stakes.lockedOf(verifier.address)).to.equal(0n);
     for (const m of d.members.slice(0, 2)) expect(await stakes.lockedOf(m.address)).to.equal(0n);
     await expectConservation(f);
   });
@@ -287,19 +300,22 @@ describe("disputes: a pass challenged by a third party", function () {
     await expectConservation(f);
   });
 
-  it("nobody votes: the absent committee is slashed (burned), the pass stands and the bond comes back", async function () {
+  it("nobody votes: the absent committee is slashed (burned) and the dispute escalates to a larger committee", async function () {
     const f = await loadFixture(courtFixture);
     const { token, stakes, disputes, node1, node3 } = f;
     const { id } = await attested(f, connection, { node: node1, pass: true });
     const d = await disputeAndDraw(f, connection, id, node3);
     const supply = await token.totalSupply();
-    await networkHelpers.mine(PROTOCOL.voteWindow);
-    await expect(disputes.resolve(d.disputeId))
-      .to.emit(disputes, "DisputeResolved")
-      .withArgs(d.disputeId, Ruling.Undecided, 0n, 0n, 3n);
+    await networkHelpers.time.increase(PROTOCOL.voteWindow);
+    await expect(disputes.resolve(d.disputeId)).to.emit(disputes, "DisputeEscalated");
     expect(await token.totalSupply()).to.equal(supply - 3n * PROTOCOL.verifierLock);
-    expect(await stakes.lockedOf(node3.address)).to.equal(0n);
-    expect(await stakes.creditsOf(node1.address)).to.equal(REWARD);
+    expect(await stakes.lockedOf(node3.address)).to.equal(PROTOCOL.disputeBond); // still disputed
+    expect(await stakes.creditsOf(node1.address)).to.equal(0n); // the pass is not paid meanwhile
+    await networkHelpers.mine();
+    const rx = await (await disputes.drawCommittee(d.disputeId)).wait();
+    // five non-parties, three of them slashed to 150 (still >= minVerifierStake): up to five seats
+    expect(eventArgs(disputes, rx, "CommitteeDrawn").members.length).to.be.greaterThan(Number(PROTOCOL.committeeSize));
+    expect(id).to.equal(1n);
     await expectConservation(f);
   });
 });
@@ -312,7 +328,7 @@ describe("disputes: round aggregates", function () {
       [1n, node2],
     ]) {
       const { id } = await attested(f, connection, { node, slot, pass: true });
-      await networkHelpers.mine(PROTOCOL.challengeWindow);
+      await networkHelpers.time.increase(PROTOCOL.challengeWindow);
       await (await settlement.finalize(id)).wait();
     }
   }
@@ -327,7 +343,7 @@ describe("disputes: round aggregates", function () {
     await expect(tx).to.emit(disputes, "AlternativeAggregate").withArgs(1n, digest("right"), "bafy-right", 7n);
     const rx = await (await tx).wait();
     expect((await market.aggregateState(1n, 0n)).status).to.equal(AggregateStatus.Disputed);
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await expect(market.finalizeAggregate(1n, 0n)).to.be.revertedWithCustomError(market, "JobMarketNoPendingAggregate");
     const disputeId = eventArgs(disputes, rx, "DisputeOpened").disputeId;
     const drawRx = await (await disputes.drawCommittee(disputeId)).wait();
@@ -338,7 +354,7 @@ describe("disputes: round aggregates", function () {
     const resolveRx = await resolveTx.wait();
     await expect(resolveTx)
       .to.emit(market, "AggregateReplaced")
-      .withArgs(1n, 0n, digest("right"), "bafy-right", 7n, node3.address, BigInt(resolveRx.blockNumber) + PROTOCOL.challengeWindow);
+      .withArgs(1n, 0n, digest("right"), "bafy-right", 7n, node3.address, (await timeOf(resolveRx)) + PROTOCOL.challengeWindow);
     const bond = split(PROTOCOL.disputeBond, 3n);
     expect(await stakes.stakeOf(node1.address)).to.equal(before[node1.address].staked - PROTOCOL.disputeBond);
     expect(await stakes.creditsOf(node3.address)).to.equal(before[node3.address].credits + bond.winner);
@@ -347,7 +363,7 @@ describe("disputes: round aggregates", function () {
     expect([agg.status, agg.poster, agg.modelDigest]).to.deep.equal([AggregateStatus.Pending, node3.address, digest("right")]);
     expect((await market.jobState(1n)).currentRound).to.equal(0n);
     await expect(market.finalizeAggregate(1n, 0n)).to.be.revertedWithCustomError(market, "JobMarketAggregateWindowOpen");
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await expect(market.finalizeAggregate(1n, 0n))
       .to.emit(market, "RoundAggregated")
       .withArgs(1n, 0n, digest("right"), "bafy-right", 7n, node3.address);
@@ -372,6 +388,7 @@ describe("disputes: round aggregates", function () {
     const bond = split(PROTOCOL.disputeBond, 3n);
     expect(await stakes.creditsOf(node1.address)).to.equal(before[node1.address].credits + bond.winner);
     expect(await stakes.stakeOf(node3.address)).to.equal(before[node3.address].staked - PROTOCOL.disputeBond);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow); // the posted block's window (30 min) outlasts the vote (20 min)
     await expect(market.finalizeAggregate(1n, 0n)).to.emit(market, "RoundAggregated");
     expect((await market.jobState(1n)).currentModelDigest).to.equal(digest("right"));
     await expectConservation(f);
@@ -379,33 +396,31 @@ describe("disputes: round aggregates", function () {
 });
 
 describe("missed attestations", function () {
-  it("after the window any other verifier takes the assignment; the missing one is slashed", async function () {
+  it("after the window anyone requests a takeover: the missing verifier is slashed (burned) and a fresh draw picks another", async function () {
     const f = await loadFixture(courtFixture);
-    const { token, stakes, settlement, verifiers, node1 } = f;
+    const { token, stakes, settlement, node1, outsider, signers } = f;
     const { id, verifier, seedRecordedAt } = await claimSubmitSeed(f, connection, { node: node1 });
-    const taker = verifiers.find((v) => v.address !== verifier.address);
-    await networkHelpers.mine(PROTOCOL.attestWindow);
+    await networkHelpers.time.increase(PROTOCOL.attestWindow);
     const supply = await token.totalSupply();
-    const tx = settlement.connect(taker).claimAttestation(id);
-    const rx = await (await tx).wait();
-    const penalty = split(PROTOCOL.verifierLock, 0n);
-    await expect(tx)
-      .to.emit(settlement, "AttestationReassigned")
-      .withArgs(id, verifier.address, taker.address, PROTOCOL.verifierLock, BigInt(rx.blockNumber) + PROTOCOL.attestWindow);
-    expect(BigInt(rx.blockNumber)).to.equal(seedRecordedAt + PROTOCOL.attestWindow + 1n);
+    const rx = await (await settlement.connect(outsider).requestTakeover(id)).wait();
+    expect(await timeOf(rx)).to.be.greaterThan(seedRecordedAt + PROTOCOL.attestWindow);
     expect(await stakes.stakeOf(verifier.address)).to.equal(200n * TOKEN - PROTOCOL.verifierLock);
     expect(await stakes.lockedOf(verifier.address)).to.equal(0n);
+    expect(await token.totalSupply()).to.equal(supply - PROTOCOL.verifierLock);
+    expect(await stakes.creditsOf(outsider.address)).to.equal(0n);
+    await networkHelpers.mine();
+    const assign = await (await settlement.assignVerifier(id)).wait();
+    const taker = signerOf(signers, eventArgs(settlement, assign, "VerifierAssigned").verifier);
+    expect(taker.address).to.not.equal(verifier.address);
     expect(await stakes.lockedOf(taker.address)).to.equal(PROTOCOL.verifierLock);
-    expect(await stakes.creditsOf(taker.address)).to.equal(penalty.winner);
-    expect(await token.totalSupply()).to.equal(supply - penalty.burned);
     // the old verifier can no longer attest; the new one can, and is paid the fee
-    await expect(settlement.connect(verifier).attest(id, true, "late"))
+    await expect(settlement.connect(verifier).attest(id, true, "late", REPORT_HASH))
       .to.be.revertedWithCustomError(settlement, "SettlementNotAssignedVerifier")
       .withArgs(verifier.address, taker.address);
-    await (await settlement.connect(taker).attest(id, true, "bafy-report")).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await (await settlement.connect(taker).attest(id, true, "bafy-report", REPORT_HASH)).wait();
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await settlement.finalize(id)).wait();
-    expect(await stakes.creditsOf(taker.address)).to.equal(penalty.winner + FEE);
+    expect(await stakes.creditsOf(taker.address)).to.equal(FEE);
     expect(await stakes.lockedOf(taker.address)).to.equal(0n);
     await expectConservation(f);
   });
@@ -415,7 +430,7 @@ describe("missed attestations", function () {
     const { market, settlement, node1, node2 } = f;
     const a = await attested(f, connection, { node: node1, slot: 0n, pass: true });
     const b = await attested(f, connection, { node: node2, slot: 1n, pass: true });
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await settlement.finalize(a.id)).wait();
     await (await settlement.finalize(b.id)).wait();
     expect((await market.jobState(1n)).escrow).to.equal(escrowOf(f.params) - 2n * (REWARD + FEE));

@@ -18,6 +18,8 @@ import {
   contributionIdFrom,
   eventArgs,
   signerOf,
+  warmUp,
+  REPORT_HASH,
 } from "./helpers.js";
 
 const connection = await network.create();
@@ -39,6 +41,7 @@ async function gasFixture(conn) {
   const f = await deployFixture(conn);
   await (await f.stakes.connect(f.verifier1).stake(PROTOCOL.minVerifierStake)).wait();
   await (await f.stakes.connect(f.verifier1).registerVerifier()).wait();
+  await warmUp(conn);
   return f;
 }
 
@@ -64,12 +67,34 @@ async function measure(job, cids, pass) {
   // The sampling view a verifier calls (O(k^2) in the swap list; never part of a transaction).
   // A fixed seed, so the report is reproducible: the real seed comes from a block hash.
   g[SAMPLE_ROW] = await settlement.sampleIndices.estimateGas(digest("fixed seed"), job.numSegments, job.sampleCount);
-  g.attest = await gasOf(settlement.connect(verifier1).attest(id, pass, cids));
-  await networkHelpers.mine(PROTOCOL.challengeWindow);
+  g.attest = await gasOf(settlement.connect(verifier1).attest(id, pass, cids, REPORT_HASH));
+  await networkHelpers.time.increase(PROTOCOL.challengeWindow + 1n);
   g[pass ? "finalize (pass)" : "finalize (fail: slash)"] = await gasOf(settlement.connect(outsider).finalize(id));
   if (pass) g["withdraw (node)"] = await gasOf(stakes.connect(node1).withdraw());
   g["withdraw (verifier)"] = await gasOf(stakes.connect(verifier1).withdraw());
   return g;
+}
+
+/** recordSeed with `n` registered verifiers (the draw walks the list once). */
+async function recordSeedWith(n) {
+  const f = await loadFixture(deployFixture);
+  const { token, stakes, market, settlement, sponsor, node1, admin, signers } = f;
+  const pool = signers.filter((s) => ![admin, sponsor, node1].includes(s)).slice(0, n);
+  for (const w of pool) {
+    if ((await token.balanceOf(w.address)) < PROTOCOL.minVerifierStake) {
+      await (await token.connect(admin).transfer(w.address, PROTOCOL.minVerifierStake)).wait();
+      await (await token.connect(w).approve(await stakes.getAddress(), PROTOCOL.minVerifierStake)).wait();
+    }
+    await (await stakes.connect(w).stake(PROTOCOL.minVerifierStake)).wait();
+    await (await stakes.connect(w).registerVerifier()).wait();
+  }
+  await (await stakes.connect(node1).stake(PROTOCOL.minNodeStake)).wait();
+  await warmUp(connection);
+  await (await market.connect(sponsor).createJob(jobParams(), "s", "g")).wait();
+  await (await market.connect(node1).claimSlot(1n, 0n, 0n)).wait();
+  const rx = await (await market.connect(node1).submitContribution(1n, 0n, 0n, digest("o"), digest("t"), "o", "m")).wait();
+  await networkHelpers.mine();
+  return gasOf(settlement.recordSeed(contributionIdFrom(market, rx)));
 }
 
 /** Every other external function, once each, in a court of four verifiers. */
@@ -82,13 +107,15 @@ async function measureTheRest() {
   g.registerVerifier = await gasOf(stakes.connect(v[0]).registerVerifier());
   for (const w of v.slice(1)) await (await stakes.connect(w).registerVerifier()).wait();
   for (const n of [node1, node2, node3]) await (await stakes.connect(n).stake(300n * TOKEN)).wait();
+  await warmUp(connection);
   g["stake (top-up)"] = await gasOf(stakes.connect(node1).stake(TOKEN));
   g.requestUnbond = await gasOf(stakes.connect(node1).requestUnbond(TOKEN));
-  await networkHelpers.mine(PROTOCOL.unbondingDelay);
+  await networkHelpers.time.increase(PROTOCOL.unbondingDelay);
   g.withdrawUnbonded = await gasOf(stakes.connect(node1).withdrawUnbonded());
   await (await stakes.connect(v[3]).stake(0n + TOKEN)).wait();
   g.deregisterVerifier = await gasOf(stakes.connect(v[3]).deregisterVerifier());
   await (await stakes.connect(v[3]).registerVerifier()).wait();
+  await warmUp(connection);
 
   await (await market.connect(sponsor).createJob(jobParams({ claimTimeout: 10 }), "s", "g")).wait();
   // claim expiry: by expireClaim, and by a takeover
@@ -109,10 +136,13 @@ async function measureTheRest() {
   await networkHelpers.mine();
   await (await settlement.recordSeed(id1)).wait();
   const assigned1 = signerOf(f.signers, (await settlement.verification(id1)).verifier);
-  await networkHelpers.mine(PROTOCOL.attestWindow);
-  const taker = v.find((w) => w.address !== assigned1.address);
-  g.claimAttestation = await gasOf(settlement.connect(taker).claimAttestation(id1));
-  await (await settlement.connect(taker).attest(id1, false, "bafy-report")).wait();
+  await networkHelpers.time.increase(PROTOCOL.attestWindow + 1n);
+  g.requestTakeover = await gasOf(settlement.connect(outsider).requestTakeover(id1));
+  await networkHelpers.mine();
+  g["assignVerifier (takeover draw)"] = await gasOf(settlement.connect(outsider).assignVerifier(id1));
+  const taker = signerOf(f.signers, (await settlement.verification(id1)).verifier);
+  expect(taker.address).to.not.equal(assigned1.address);
+  await (await settlement.connect(taker).attest(id1, false, "bafy-report", REPORT_HASH)).wait();
 
   // the node contests the fail; a committee of three is drawn, votes, and the dispute resolves
   g["disputeContribution (contest)"] = await gasOf(disputes.connect(node2).disputeContribution(id1));
@@ -122,7 +152,7 @@ async function measureTheRest() {
   const members = eventArgs(disputes, drawRx, "CommitteeDrawn").members.map((a) => signerOf(f.signers, a));
   g.vote = await gasOf(disputes.connect(members[0]).vote(1n, true, "bafy-vote"));
   for (const m of members.slice(1)) await (await disputes.connect(m).vote(1n, true, "bafy-vote")).wait();
-  await networkHelpers.mine(PROTOCOL.voteWindow);
+  await networkHelpers.time.increase(PROTOCOL.voteWindow + 1n);
   g["resolve (contest won by the node)"] = await gasOf(disputes.connect(outsider).resolve(1n));
 
   // slot 1, then the aggregate: posted, challenged, upheld, final
@@ -131,7 +161,7 @@ async function measureTheRest() {
   await networkHelpers.mine();
   await (await settlement.recordSeed(id2)).wait();
   const assigned2 = signerOf(f.signers, (await settlement.verification(id2)).verifier);
-  await (await settlement.connect(assigned2).attest(id2, true, "r")).wait();
+  await (await settlement.connect(assigned2).attest(id2, true, "r", REPORT_HASH)).wait();
   // a pass challenged by a third party
   g["disputeContribution (challenge)"] = await gasOf(disputes.connect(node1).disputeContribution(id2));
   await networkHelpers.mine();
@@ -139,7 +169,7 @@ async function measureTheRest() {
   for (const m of eventArgs(disputes, draw2, "CommitteeDrawn").members) {
     await (await disputes.connect(signerOf(f.signers, m)).vote(2n, true, "r")).wait();
   }
-  await networkHelpers.mine(PROTOCOL.voteWindow);
+  await networkHelpers.time.increase(PROTOCOL.voteWindow + 1n);
   g["resolve (challenge rejected)"] = await gasOf(disputes.resolve(2n));
   g.postAggregate = await gasOf(market.connect(node1).postAggregate(1n, 0n, digest("G_1"), SHORT_CID, 2_500_000n));
   g.challengeAggregate = await gasOf(disputes.connect(node2).challengeAggregate(1n, 0n, digest("G_1'"), SHORT_CID, 2_400_000n));
@@ -148,9 +178,9 @@ async function measureTheRest() {
   for (const m of eventArgs(disputes, draw3, "CommitteeDrawn").members) {
     await (await disputes.connect(signerOf(f.signers, m)).vote(3n, false, "r")).wait();
   }
-  await networkHelpers.mine(PROTOCOL.voteWindow);
+  await networkHelpers.time.increase(PROTOCOL.voteWindow + 1n);
   g["resolve (aggregate replaced)"] = await gasOf(disputes.resolve(3n));
-  await networkHelpers.mine(PROTOCOL.challengeWindow);
+  await networkHelpers.time.increase(PROTOCOL.challengeWindow + 1n);
   g["finalizeAggregate (last round: completes)"] = await gasOf(market.finalizeAggregate(1n, 0n));
   g["refund (completed job)"] = await gasOf(market.connect(sponsor).refund(1n));
 
@@ -176,7 +206,7 @@ describe("gas report", function () {
       const pass = await measure(job, cid, true);
       const fail = await measure(job, cid, false);
       results.push({ ...pass, ...fail, "withdraw (verifier)": pass["withdraw (verifier)"] });
-      results.at(-1)["withdraw (verifier, slash reward)"] = fail["withdraw (verifier)"];
+      results.at(-1)["withdraw (verifier, fee of a fail)"] = fail["withdraw (verifier)"];
     }
     const [A, B, C] = results;
     const rows = [
@@ -190,7 +220,7 @@ describe("gas report", function () {
       "finalize (fail: slash)",
       "withdraw (node)",
       "withdraw (verifier)",
-      "withdraw (verifier, slash reward)",
+      "withdraw (verifier, fee of a fail)",
       SAMPLE_ROW,
     ];
 
@@ -221,6 +251,11 @@ describe("gas report", function () {
     expect(misses, "gas targets").to.deep.equal([]);
 
     const rest = await measureTheRest();
+    const scaling = {};
+    for (const n of [1, 4, 8, 16]) scaling[n] = await recordSeedWith(n);
+    const perVerifier = Number(scaling[16] - scaling[1]) / 15;
+    for (const n of Object.keys(scaling)) rest[`recordSeed, ${n} verifiers in the list`] = scaling[n];
+    rest["recordSeed, 64 verifiers (MAX_VERIFIERS; extrapolated)"] = scaling[1] + BigInt(Math.round(perVerifier * 63));
 
     const fmt = (x) => x.toLocaleString("en-US");
     const header = `| step | ${columns.map((c) => c[0]).join(" | ")} | B - C | target |`;
@@ -259,6 +294,11 @@ describe("gas report", function () {
       `  ${perByte("submitContribution", 2).toFixed(1)} gas per CID byte in submitContribution (two CIDs),`,
       `  ${perByte("attest", 1).toFixed(1)} in attest (one report CID), ${perByte("createJob", 2).toFixed(1)} in createJob (two CIDs).`,
       "  recordSeed, finalize and withdraw never see a CID and do not change.",
+      "- Issue 13: recordSeed now draws stake-weighted from a snapshot: it walks the append-only verifier",
+      "  list (at most `Limits.MAX_VERIFIERS` = 64 addresses), reading each one's weight checkpoint as of",
+      "  the snapshot block, so its cost grows with the list (see `recordSeed, N verifiers` below), never with",
+      "  the job. attest stores the hash of the recomputed digests (one more word). A fail pays the verifier",
+      "  exactly its fee out of the slashed node lock (`slashWithPayment`) and burns the rest.",
       "- Where the savings came from (the first cut spent 152k on submitContribution and 171k on finalize):",
       "  the contribution's metadata is one packed word (node, job, round, slot, submit block) plus the two",
       "  digests, its stake lock and status are not stored (the lock is always `minNodeStake`, the status follows",
@@ -272,7 +312,8 @@ describe("gas report", function () {
       "## Every other external function",
       "",
       "Measured once each, in a court of four registered verifiers (200 staked) and three nodes (300 staked):",
-      "a 1-round, 2-slot job whose slot 0 misses its attestation, is failed by the taker, contested and won by",
+      "a 1-round, 2-slot job whose slot 0 misses its attestation (requestTakeover, then a fresh draw by",
+      "assignVerifier), is failed by the new verifier, contested and won by",
       "the node, whose slot 1 passes and is challenged without success, and whose aggregate is challenged",
       "and replaced; then a second job cancelled and refunded. Committee calls depend only on the committee",
       "size (3 here, at most 9), never on the job.",

@@ -1,28 +1,43 @@
 // Shared fixtures and helpers of the contract tests (no tests here: mocha loads this file too,
 // so it must have no side effects at import).
 //
-// The deployment mirrors opentrain/chain.py `deploy()` and `_wire_roles()` with the default
-// `ProtocolParams`, so what these tests show holds for the chain the Python side deploys.
+// The deployment mirrors opentrain/chain.py `deploy()` and `_wire_roles()` (issue 13: the
+// constructors and defaults of ISSUE13_ABI.md, which chain.py is being adapted to), so what these
+// tests show holds for the chain the Python side deploys.
 import { expect } from "chai";
 import { AbiCoder, keccak256, toUtf8Bytes, MaxUint256, sha256 } from "ethers";
 
 export const TOKEN = 10n ** 18n;
 
-/** opentrain/chain.py ProtocolParams defaults. */
+/**
+ * The deployment the tests use: the issue-13 defaults for a 2 s-block L2 (windows in seconds:
+ * attest 10 min, challenge 30 min, vote 20 min, unbonding 1 day), except `drawLag` (10 blocks
+ * here instead of 900, so fixtures need not mine 900 blocks after registering verifiers).
+ */
 export const PROTOCOL = Object.freeze({
   tokenSupply: 1_000_000_000n * TOKEN,
   minNodeStake: 100n * TOKEN,
   minVerifierStake: 100n * TOKEN,
   verifierLock: 50n * TOKEN,
   disputeBond: 20n * TOKEN,
-  unbondingDelay: 400n,
-  attestWindow: 20n,
-  challengeWindow: 5n,
-  voteWindow: 20n,
+  unbondingDelay: 86_400n,
+  drawLag: 10n,
+  attestWindow: 600n,
+  challengeWindow: 1_800n,
+  voteWindow: 1_200n,
   committeeSize: 3n,
+  quorum: 2n,
   slashRewardBps: 5_000n,
   committeeRewardBps: 2_000n,
 });
+
+/** Production defaults (ISSUE13_ABI.md): the same with drawLag 900 blocks (30 min at 2 s). */
+export const DEFAULTS = Object.freeze({ ...PROTOCOL, drawLag: 900n });
+
+/** Limits.sol */
+export const MAX_TAKEOVERS = 3n;
+export const MAX_ESCALATIONS = 2n;
+export const HISTORY_HORIZON = 8191n;
 
 export const BPS = 10_000n;
 export const SEED_HORIZON = 256n;
@@ -83,7 +98,7 @@ export const JobStatus = Object.freeze({ None: 0n, Open: 1n, Completed: 2n, Canc
 export const SlotStatus = Object.freeze({ Open: 0n, Claimed: 1n, Submitted: 2n, Accepted: 3n });
 export const ContributionStatus = Object.freeze({ None: 0n, Submitted: 1n, Accepted: 2n, Rejected: 3n });
 export const Verdict = Object.freeze({ None: 0n, Pass: 1n, Fail: 2n });
-export const Phase = Object.freeze({ None: 0n, Assigned: 1n, Disputed: 2n, Accepted: 3n, Rejected: 4n });
+export const Phase = Object.freeze({ None: 0n, Assigned: 1n, Disputed: 2n, Accepted: 3n, Rejected: 4n, Queued: 5n });
 export const AggregateStatus = Object.freeze({ None: 0n, Pending: 1n, Disputed: 2n, Final: 3n });
 export const DisputeKind = Object.freeze({ None: 0n, Contest: 1n, Challenge: 2n, Aggregate: 3n });
 export const DisputeStatus = Object.freeze({ None: 0n, AwaitingCommittee: 1n, Voting: 2n, Resolved: 3n });
@@ -100,6 +115,7 @@ export async function deployProtocol(ethers, admin, { token, params = {} } = {})
     p.verifierLock,
     p.disputeBond,
     p.unbondingDelay,
+    p.drawLag,
     p.slashRewardBps,
     p.committeeRewardBps,
   ]);
@@ -117,6 +133,7 @@ export async function deployProtocol(ethers, admin, { token, params = {} } = {})
     admin.address,
     p.committeeSize,
     p.voteWindow,
+    p.quorum,
   ]);
   const roles = {
     LOCKER_ROLE: await stakes.LOCKER_ROLE(),
@@ -193,9 +210,15 @@ export async function jobFixture(connection) {
     await (await stakes.connect(v).stake(PROTOCOL.minVerifierStake)).wait();
     await (await stakes.connect(v).registerVerifier()).wait();
   }
+  await warmUp(connection);
   const params = jobParams();
   await (await market.connect(sponsor).createJob(params, "bafy-spec", "bafy-g0")).wait();
   return { ...f, params, jobId: 1n };
+}
+
+/** Mine past the draw lag, so verifiers registered so far are in every later snapshot. */
+export async function warmUp({ networkHelpers }) {
+  await networkHelpers.mine(PROTOCOL.drawLag + 1n);
 }
 
 /**
@@ -210,6 +233,7 @@ export async function courtFixture(connection) {
     await (await stakes.connect(v).stake(200n * TOKEN)).wait();
     await (await stakes.connect(v).registerVerifier()).wait();
   }
+  await warmUp(connection);
   const params = jobParams();
   await (await market.connect(sponsor).createJob(params, "bafy-spec", "bafy-g0")).wait();
   return { ...f, params, jobId: 1n };
@@ -258,6 +282,21 @@ export function eventArgs(contract, receipt, name) {
   throw new Error(`no ${name} in receipt`);
 }
 
+/** The timestamp of a receipt's block. */
+export async function timeOf(receipt) {
+  return BigInt((await receipt.getBlock()).timestamp);
+}
+
+/** Make the next transaction execute at unix time `target` (one block is mined at target - 1 if needed). */
+export async function executeNextAtTime(networkHelpers, target) {
+  await networkHelpers.time.setNextBlockTimestamp(BigInt(target));
+}
+
+/** Let `seconds` pass (mines one block `seconds` later). */
+export async function pass(networkHelpers, seconds) {
+  await networkHelpers.time.increase(BigInt(seconds));
+}
+
 /** Mine blocks so that the next transaction executes in block `target`. */
 export async function executeNextAt(ethers, networkHelpers, target) {
   const latest = BigInt(await ethers.provider.getBlockNumber());
@@ -275,14 +314,62 @@ export async function expectedSeed(ethers, seedBlock, contributionId) {
 export const VERIFIER_TAG = keccak256(toUtf8Bytes("opentrain.verifier"));
 export const COMMITTEE_TAG = keccak256(toUtf8Bytes("opentrain.committee"));
 
-/** StakeRegistry.drawAndLock probe i: keccak256(abi.encode(seed, tag[, i])) % count. */
-export function probeIndex(seed, tag, i, count) {
-  const h =
-    i === 0n
-      ? keccak256(coder.encode(["bytes32", "bytes32"], [seed, tag]))
-      : keccak256(coder.encode(["bytes32", "bytes32", "uint256"], [seed, tag, i]));
-  return BigInt(h) % BigInt(count);
+/** Sampling.ticket: uint256(keccak256(abi.encode(seed, tag, counter))) % total. */
+export function ticket(seed, tag, counter, total) {
+  return BigInt(keccak256(coder.encode(["bytes32", "bytes32", "uint256"], [seed, tag, counter]))) % BigInt(total);
 }
+
+/**
+ * The draw rule mirrored (what the Python client must do, ISSUE13_ABI.md): `snapshot` is
+ * [[address, weight], ...] in list order (StakeRegistry.verifierSnapshot); ticket `counter`
+ * lands on the first position whose cumulative weight exceeds it. Returns the address (null
+ * when the total weight is zero).
+ */
+export function drawOne(seed, tag, counter, snapshot) {
+  let total = 0n;
+  const cumulative = snapshot.map(([, w]) => (total += BigInt(w)));
+  if (total === 0n) return null;
+  const t = ticket(seed, tag, counter, total);
+  const i = cumulative.findIndex((c) => c > t);
+  return snapshot[i][0];
+}
+
+/**
+ * drawAndLock mirrored: tickets firstCounter.. (at most 32) until `count` distinct verifiers are
+ * found; tickets on `excluded` addresses or ones already drawn are skipped; a ticket on a verifier
+ * for which `free(address)` is false is skipped too, or, with `stopAtLocked` (Settlement's draws),
+ * ends the draw with `next` = that ticket.
+ */
+export function drawMany(seed, tag, snapshot, count, firstCounter, excluded, free, stopAtLocked) {
+  const drawn = [];
+  let c = BigInt(firstCounter);
+  const end = c + 32n;
+  const total = snapshot.reduce((a, [, w]) => a + BigInt(w), 0n);
+  if (total === 0n) return { drawn, next: end };
+  for (; c < end && drawn.length < count; c++) {
+    const v = drawOne(seed, tag, c, snapshot);
+    if (excluded.includes(v) || drawn.includes(v)) continue;
+    if (!free(v)) {
+      if (stopAtLocked) break;
+      continue;
+    }
+    drawn.push(v);
+  }
+  return { drawn, next: c };
+}
+
+/** The snapshot of block `snapshotBlock` as [[address, weight], ...]. */
+export async function snapshotOf(stakes, snapshotBlock) {
+  const [accounts, weights] = await stakes.verifierSnapshot(snapshotBlock);
+  return accounts.map((a, i) => [a, weights[i]]);
+}
+
+/** keccak256(abi.encode(bytes32[] digests)): what `attest` commits to. */
+export function digestsHash(digests) {
+  return keccak256(coder.encode(["bytes32[]"], [digests]));
+}
+
+export const REPORT_HASH = digestsHash([digest("recomputed 0"), digest("recomputed 1")]);
 
 /**
  * Sampling.sampleIndices re-implemented: partial Fisher-Yates over a sparse swap map.
@@ -334,14 +421,24 @@ export async function claimSubmitSeed(f, { networkHelpers }, options = {}) {
   await networkHelpers.mine(); // the seed block submitBlock + 1; recordSeed runs in the block after
   const rx = await (await settlement.recordSeed(id)).wait();
   const v = await settlement.verification(id);
-  return { id, submitBlock, seedRecordedAt: BigInt(rx.blockNumber), verifier: signerOf(signers, v.verifier), verification: v };
+  const at = BigInt((await rx.getBlock()).timestamp);
+  return {
+    id,
+    submitBlock,
+    seedRecordedAt: at,
+    seedRecordedBlock: BigInt(rx.blockNumber),
+    verifier: signerOf(signers, v.verifier),
+    verification: v,
+  };
 }
 
 /** Claim, submit, seed, attest `pass`; returns the ids and the attesting block. */
 export async function attested(f, connection, options = {}) {
   const out = await claimSubmitSeed(f, connection, options);
-  const rx = await (await f.settlement.connect(out.verifier).attest(out.id, options.pass ?? true, "bafy-report")).wait();
-  return { ...out, attestedAt: BigInt(rx.blockNumber) };
+  const rx = await (
+    await f.settlement.connect(out.verifier).attest(out.id, options.pass ?? true, "bafy-report", REPORT_HASH)
+  ).wait();
+  return { ...out, attestedAt: BigInt((await rx.getBlock()).timestamp), attestedBlock: BigInt(rx.blockNumber) };
 }
 
 /** Open a dispute on `id` as `who`, draw its committee; returns the dispute id and members. */
@@ -356,6 +453,7 @@ export async function disputeAndDraw(f, { networkHelpers }, id, who) {
     disputeId,
     openedAt: BigInt(rx.blockNumber),
     drawnAt: BigInt(drawRx.blockNumber),
+    drawnTime: await timeOf(drawRx),
     voteDeadline: drawn.voteDeadline,
     members: drawn.members.map((a) => signerOf(signers, a)),
   };

@@ -19,7 +19,9 @@ import {
   expectConservation,
   contributionIdFrom,
   expectedSeed,
-  probeIndex,
+  drawOne,
+  snapshotOf,
+  REPORT_HASH,
   VERIFIER_TAG,
   sampleIndices,
   signerOf,
@@ -30,6 +32,7 @@ import {
   Verdict,
   Phase,
   AggregateStatus,
+  timeOf,
 } from "./helpers.js";
 
 const connection = await network.create();
@@ -38,8 +41,8 @@ const { loadFixture } = networkHelpers;
 
 /** Attest and finalize once the challenge window has closed. */
 async function attestAndFinalize(f, id, verifier, pass = true) {
-  const receipt = await (await f.settlement.connect(verifier).attest(id, pass, "bafy-report")).wait();
-  await networkHelpers.mine(PROTOCOL.challengeWindow);
+  const receipt = await (await f.settlement.connect(verifier).attest(id, pass, "bafy-report", REPORT_HASH)).wait();
+  await networkHelpers.time.increase(PROTOCOL.challengeWindow);
   await (await f.settlement.finalize(id)).wait();
   return BigInt(receipt.blockNumber);
 }
@@ -47,7 +50,7 @@ async function attestAndFinalize(f, id, verifier, pass = true) {
 /** Post an aggregate and finalize it after its window. */
 async function aggregate(f, poster, round, label = `G_${round + 1n}`) {
   await (await f.market.connect(poster).postAggregate(1n, round, digest(label), `bafy-${label}`, 2_500_000n)).wait();
-  await networkHelpers.mine(PROTOCOL.challengeWindow);
+  await networkHelpers.time.increase(PROTOCOL.challengeWindow);
   return (await f.market.finalizeAggregate(1n, round)).wait();
 }
 
@@ -74,6 +77,7 @@ describe("protocol: straight path", function () {
     expect(await stakes.verifierCount()).to.equal(2n);
     expect(await stakes.verifierAt(0)).to.equal(verifier1.address);
     expect(await stakes.isVerifier(verifier2.address)).to.equal(true);
+    await networkHelpers.mine(PROTOCOL.drawLag + 1n); // the verifiers' warm-up
 
     // -- createJob: escrow moves from the sponsor into the vault ------------------------------
     const params = jobParams({ rounds: 2 });
@@ -109,7 +113,7 @@ describe("protocol: straight path", function () {
         const s = await market.slotState(1n, round, slot);
         expect([s.node, s.deadline, s.status]).to.deep.equal([
           node.address,
-          BigInt(claimRx.blockNumber) + BigInt(params.claimTimeout),
+          (await timeOf(claimRx)) + BigInt(params.claimTimeout),
           SlotStatus.Claimed,
         ]);
         expect((await market.jobState(1n)).claimsOpen).to.equal(slot + 1n);
@@ -142,7 +146,13 @@ describe("protocol: straight path", function () {
         // -- recordSeed: from the block after the submission; draws and locks a verifier -------
         await networkHelpers.mine();
         const seed = await expectedSeed(ethers, submitBlock + 1n, id);
-        const expectedVerifier = await stakes.verifierAt(probeIndex(seed, VERIFIER_TAG, 0n, 2n));
+        // the stake-weighted draw from the submission block's snapshot, mirrored off-chain
+        const snapshot = await snapshotOf(stakes, submitBlock);
+        let expectedVerifier = drawOne(seed, VERIFIER_TAG, 0n, snapshot);
+        for (let c = 1n; expectedVerifier === node.address || (await stakes.freeStakeOf(expectedVerifier)) < PROTOCOL.verifierLock; c++) {
+          expectedVerifier = drawOne(seed, VERIFIER_TAG, c, snapshot);
+        }
+        expect(await stakes.drawTicket(seed, VERIFIER_TAG, submitBlock, 0n)).to.equal(drawOne(seed, VERIFIER_TAG, 0n, snapshot));
         await expect(settlement.connect(outsider).recordSeed(id))
           .to.emit(settlement, "SeedRecorded")
           .withArgs(id, seed, submitBlock + 1n, expectedVerifier);
@@ -164,10 +174,10 @@ describe("protocol: straight path", function () {
         const verifier = signerOf(f.signers, expectedVerifier);
         const nodeCredits = await stakes.creditsOf(node.address);
         const verifierCredits = await stakes.creditsOf(verifier.address);
-        await expect(settlement.connect(verifier).attest(id, true, "bafy-report"))
+        await expect(settlement.connect(verifier).attest(id, true, "bafy-report", REPORT_HASH))
           .to.emit(settlement, "Attested")
-          .withArgs(id, verifier.address, true, "bafy-report");
-        await networkHelpers.mine(PROTOCOL.challengeWindow);
+          .withArgs(id, verifier.address, true, "bafy-report", REPORT_HASH);
+        await networkHelpers.time.increase(PROTOCOL.challengeWindow);
         const finalizeTx = settlement.connect(outsider).finalize(id);
         await expect(finalizeTx).to.emit(settlement, "ContributionFinalized").withArgs(id, true, REWARD, FEE, 0n);
         await expect(finalizeTx).to.emit(market, "ContributionSettled").withArgs(id, true, REWARD, FEE);
@@ -191,7 +201,7 @@ describe("protocol: straight path", function () {
       const postRx = await (await postTx).wait();
       await expect(postTx)
         .to.emit(market, "AggregatePosted")
-        .withArgs(1n, round, digest(label), `bafy-${label}`, 2_500_000n, node1.address, BigInt(postRx.blockNumber) + PROTOCOL.challengeWindow);
+        .withArgs(1n, round, digest(label), `bafy-${label}`, 2_500_000n, node1.address, (await timeOf(postRx)) + PROTOCOL.challengeWindow);
       expect(await stakes.lockedOf(node1.address)).to.equal(PROTOCOL.disputeBond);
       const agg = await market.aggregateState(1n, round);
       expect([agg.status, agg.poster, agg.modelDigest, agg.modelCid]).to.deep.equal([
@@ -201,7 +211,7 @@ describe("protocol: straight path", function () {
         `bafy-${label}`,
       ]);
       expect((await market.jobState(1n)).currentRound).to.equal(round); // not final yet
-      await networkHelpers.mine(PROTOCOL.challengeWindow);
+      await networkHelpers.time.increase(PROTOCOL.challengeWindow);
       const finalTx = market.connect(outsider).finalizeAggregate(1n, round);
       await expect(finalTx)
         .to.emit(market, "RoundAggregated")
@@ -236,24 +246,24 @@ describe("protocol: straight path", function () {
 
     // -- unbond: after the delay, stake leaves -------------------------------------------------
     const rx = await (await stakes.connect(node1).requestUnbond(node1Stake)).wait();
-    expect(await stakes.unbondingOf(node1.address)).to.deep.equal([node1Stake, BigInt(rx.blockNumber) + PROTOCOL.unbondingDelay]);
+    expect(await stakes.unbondingOf(node1.address)).to.deep.equal([node1Stake, (await timeOf(rx)) + PROTOCOL.unbondingDelay]);
     await expectConservation(f);
-    await networkHelpers.mine(PROTOCOL.unbondingDelay);
+    await networkHelpers.time.increase(PROTOCOL.unbondingDelay);
     await expect(stakes.connect(node1).withdrawUnbonded()).to.changeTokenBalances(ethers, token, [node1], [node1Stake]);
     await expectConservation(f);
   });
 });
 
 describe("protocol: fail path", function () {
-  it("an undisputed fail slashes the node's lock: half to the verifier, the rest burned; the slot reopens", async function () {
+  it("an undisputed fail slashes the node's lock: exactly the verifier fee to the verifier, the rest burned; the slot reopens", async function () {
     const f = await loadFixture(jobFixture);
     const { token, stakes, market, settlement, node1, node2 } = f;
     const supply = await token.totalSupply();
     const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1 });
-    await (await settlement.connect(verifier).attest(id, false, "bafy-report")).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await (await settlement.connect(verifier).attest(id, false, "bafy-report", REPORT_HASH)).wait();
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     const slashed = PROTOCOL.minNodeStake;
-    const reward = (slashed * PROTOCOL.slashRewardBps) / BPS;
+    const reward = FEE; // what a pass would have paid: failing earns nothing extra (issue 13)
     const tx = settlement.finalize(id);
     await expect(tx).to.emit(settlement, "ContributionFinalized").withArgs(id, false, 0n, reward, slashed);
     await expect(tx).to.emit(market, "ContributionSettled").withArgs(id, false, 0n, 0n);
@@ -287,7 +297,7 @@ describe("protocol: fail path", function () {
       const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1, jobId: 2n, round });
       await attestAndFinalize(f, id, verifier);
       await (await market.connect(node2).postAggregate(2n, round, digest(`r${round}`), "cid", 1n)).wait();
-      await networkHelpers.mine(PROTOCOL.challengeWindow);
+      await networkHelpers.time.increase(PROTOCOL.challengeWindow);
       await (await market.finalizeAggregate(2n, round)).wait();
       expect((await market.jobState(2n)).currentModelDigest).to.equal(digest(`r${round}`));
     }

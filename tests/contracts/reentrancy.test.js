@@ -4,7 +4,7 @@
 import { expect } from "chai";
 import { network } from "hardhat";
 import { MaxUint256 } from "ethers";
-import { PROTOCOL, TOKEN, REWARD, FUNDING, deployProtocol, jobParams, digest, signerOf, expectConservation } from "./helpers.js";
+import { PROTOCOL, TOKEN, REWARD, FUNDING, deployProtocol, jobParams, digest, signerOf, expectConservation, REPORT_HASH } from "./helpers.js";
 
 const connection = await network.create();
 const { ethers, networkHelpers } = connection;
@@ -33,6 +33,7 @@ async function hostileFixture({ ethers: e }) {
     await (await stakes.connect(v).stake(PROTOCOL.minVerifierStake)).wait();
     await (await stakes.connect(v).registerVerifier()).wait();
   }
+  await networkHelpers.mine(PROTOCOL.drawLag + 1n); // the verifiers' warm-up
   // the attacker is also a sponsor: job 1 is its own, job 2 is the honest sponsor's
   await (await exec(market, "createJob", [jobParams({ slotsPerRound: 1 }), "s", "g"])).wait();
   await (await market.connect(sponsor).createJob(jobParams({ slotsPerRound: 2 }), "s", "g")).wait();
@@ -41,8 +42,8 @@ async function hostileFixture({ ethers: e }) {
   await networkHelpers.mine();
   await (await settlement.recordSeed(id)).wait();
   const v = signerOf(signers, (await settlement.verification(id)).verifier);
-  await (await settlement.connect(v).attest(id, true, "r")).wait();
-  await networkHelpers.mine(PROTOCOL.challengeWindow);
+  await (await settlement.connect(v).attest(id, true, "r", REPORT_HASH)).wait();
+  await networkHelpers.time.increase(PROTOCOL.challengeWindow);
   await (await settlement.finalize(id)).wait();
   const attackerAddr = await attacker.getAddress();
   return {
@@ -107,7 +108,7 @@ describe("reentrancy", function () {
     const f = await loadFixture(hostileFixture);
     const { stakes, token, attackerAddr } = f;
     await (await f.exec(stakes, "requestUnbond", [50n * TOKEN])).wait();
-    await networkHelpers.mine(PROTOCOL.unbondingDelay);
+    await networkHelpers.time.increase(PROTOCOL.unbondingDelay);
     await armReentry(f, stakes, "withdrawUnbonded", []);
     const before = await token.balanceOf(attackerAddr);
     await (await f.exec(stakes, "withdrawUnbonded", [])).wait();
@@ -141,8 +142,8 @@ describe("reentrancy", function () {
     await networkHelpers.mine();
     await (await settlement.recordSeed(id)).wait();
     const v = signerOf(signers, (await settlement.verification(id)).verifier);
-    await (await settlement.connect(v).attest(id, true, "r")).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await (await settlement.connect(v).attest(id, true, "r", REPORT_HASH)).wait();
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await armReentry(f, settlement, "finalize", [id]);
     await (await f.exec(stakes, "withdraw", [])).wait();
     await expectBlocked(f, stakes);

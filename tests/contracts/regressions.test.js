@@ -19,6 +19,7 @@ import {
   disputeAndDraw,
   Ruling,
   AggregateStatus,
+  REPORT_HASH,
 } from "./helpers.js";
 
 const connection = await network.create();
@@ -42,6 +43,7 @@ describe("regressions of issues found in review", function () {
     await (await stakes.connect(node1).registerVerifier()).wait();
     await (await stakes.connect(verifier1).stake(10n * PROTOCOL.minVerifierStake)).wait();
     await (await stakes.connect(verifier1).registerVerifier()).wait();
+    await networkHelpers.mine(PROTOCOL.drawLag + 1n); // warm-up
     await (await market.connect(sponsor).createJob(jobParams({ slotsPerRound: 16 }), "s", "g")).wait();
     for (let slot = 0n; slot < 16n; slot++) {
       await (await market.connect(node1).claimSlot(1n, 0n, slot)).wait();
@@ -51,7 +53,7 @@ describe("regressions of issues found in review", function () {
       const id = contributionIdFrom(market, rx);
       await networkHelpers.mine();
       await (await settlement.recordSeed(id)).wait();
-      expect((await settlement.verification(id)).verifier, `contribution ${id}`).to.not.equal(node1.address);
+      expect((await settlement.verification(id)).verifier, `contribution ${id}`).to.equal(verifier1.address);
     }
   });
 
@@ -61,15 +63,19 @@ describe("regressions of issues found in review", function () {
     const f = await loadFixture(courtFixture);
     const { settlement, stakes, verifiers, node1 } = f;
     const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1 });
-    await networkHelpers.mine(PROTOCOL.attestWindow);
-    await expect(settlement.connect(verifier).attest(id, true, "late")).to.be.revertedWithCustomError(
+    await networkHelpers.time.increase(PROTOCOL.attestWindow);
+    await expect(settlement.connect(verifier).attest(id, true, "late", REPORT_HASH)).to.be.revertedWithCustomError(
       settlement,
       "SettlementAttestWindowClosed",
     );
-    const other = verifiers.find((v) => v.address !== verifier.address);
-    await (await settlement.connect(other).claimAttestation(id)).wait();
-    await (await settlement.connect(other).attest(id, true, "r")).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await (await settlement.requestTakeover(id)).wait();
+    await networkHelpers.mine();
+    await (await settlement.assignVerifier(id)).wait();
+    const assigned = (await settlement.verification(id)).verifier;
+    const other = verifiers.find((v) => v.address === assigned);
+    expect(assigned).to.not.equal(verifier.address);
+    await (await settlement.connect(other).attest(id, true, "r", REPORT_HASH)).wait();
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await settlement.finalize(id)).wait();
     expect(await stakes.lockedOf(node1.address)).to.equal(0n);
     expect(await stakes.stakeOf(verifier.address)).to.equal(200n * TOKEN - PROTOCOL.verifierLock);
@@ -104,7 +110,7 @@ describe("regressions of issues found in review", function () {
     const { id, verifier } = await attested(f, connection, { node: node1, pass: false });
     const d = await disputeAndDraw(f, connection, id, node1);
     for (const m of d.members) await (await disputes.connect(m).vote(d.disputeId, true, "r")).wait();
-    await networkHelpers.mine(PROTOCOL.voteWindow);
+    await networkHelpers.time.increase(PROTOCOL.voteWindow);
     await expect(disputes.resolve(d.disputeId)).to.emit(disputes, "DisputeResolved").withArgs(d.disputeId, Ruling.Valid, 3n, 0n, 0n);
     expect(await stakes.stakeOf(verifier.address)).to.equal(200n * TOKEN - PROTOCOL.verifierLock);
     expect(await stakes.creditsOf(verifier.address)).to.equal(0n);
@@ -121,7 +127,7 @@ describe("regressions of issues found in review", function () {
       [1n, node2],
     ]) {
       const { id } = await attested(f, connection, { node, slot, pass: true });
-      await networkHelpers.mine(PROTOCOL.challengeWindow);
+      await networkHelpers.time.increase(PROTOCOL.challengeWindow);
       await (await settlement.finalize(id)).wait();
     }
     await (await market.connect(node1).postAggregate(1n, 0n, digest("garbage"), "g", 1n)).wait();
@@ -129,7 +135,7 @@ describe("regressions of issues found in review", function () {
     expect((await market.jobState(1n)).currentModelDigest).to.equal(f.params.initialModelDigest);
     await (await disputes.connect(node3).challengeAggregate(1n, 0n, digest("G_1"), "g1", 1n)).wait();
     expect((await market.aggregateState(1n, 0n)).status).to.equal(AggregateStatus.Disputed);
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await expect(market.finalizeAggregate(1n, 0n)).to.be.revertedWithCustomError(market, "JobMarketNoPendingAggregate");
   });
 });

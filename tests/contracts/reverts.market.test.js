@@ -20,6 +20,8 @@ import {
   JobStatus,
   SlotStatus,
   AggregateStatus,
+  REPORT_HASH,
+  timeOf,
 } from "./helpers.js";
 
 const connection = await network.create();
@@ -35,7 +37,7 @@ async function completeRound(f) {
     [1n, f.node2],
   ]) {
     const { id } = await attested(f, connection, { node, slot, pass: true });
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await f.settlement.finalize(id)).wait();
   }
 }
@@ -196,8 +198,8 @@ describe("JobMarket: claims and submissions", function () {
     await networkHelpers.mine();
     await (await settlement.recordSeed(1n)).wait();
     const v = (await settlement.verification(1n)).verifier;
-    await (await settlement.connect(f.signers.find((s) => s.address === v)).attest(1n, true, "r")).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await (await settlement.connect(f.signers.find((s) => s.address === v)).attest(1n, true, "r", REPORT_HASH)).wait();
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await settlement.finalize(1n)).wait();
     await expect(taken()).to.be.revertedWithCustomError(market, "JobMarketSlotTaken").withArgs(1n, 0n, 0n);
     await expect(market.connect(outsider).claimSlot(1n, 0n, 1n))
@@ -214,7 +216,7 @@ describe("JobMarket: claims and submissions", function () {
     const f = await loadFixture(jobFixture);
     const { market, stakes, node1, node2, outsider } = f;
     const rx = await (await market.connect(node1).claimSlot(1n, 0n, 0n)).wait();
-    const deadline = BigInt(rx.blockNumber) + BigInt(f.params.claimTimeout);
+    const deadline = (await timeOf(rx)) + BigInt(f.params.claimTimeout);
     await expect(market.connect(outsider).expireClaim(1n, 0n, 0n))
       .to.be.revertedWithCustomError(market, "JobMarketClaimNotExpired")
       .withArgs(deadline);
@@ -249,7 +251,7 @@ describe("JobMarket: claims and submissions", function () {
     await networkHelpers.mine(BigInt(f.params.claimTimeout));
     await expect(submit(node2, 1n))
       .to.be.revertedWithCustomError(market, "JobMarketClaimExpired")
-      .withArgs(BigInt(rx.blockNumber) + BigInt(f.params.claimTimeout));
+      .withArgs((await timeOf(rx)) + BigInt(f.params.claimTimeout));
   });
 
   it("submissions, settlement, refunds and withdrawals keep working while paused", async function () {
@@ -263,12 +265,12 @@ describe("JobMarket: claims and submissions", function () {
     await (await settlement.recordSeed(id)).wait();
     const v = await settlement.verification(id);
     const verifier = f.signers.find((s) => s.address === v.verifier);
-    await (await settlement.connect(verifier).attest(id, true, "r")).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await (await settlement.connect(verifier).attest(id, true, "r", REPORT_HASH)).wait();
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await expect(settlement.finalize(id)).to.emit(settlement, "ContributionFinalized").withArgs(id, true, REWARD, FEE, 0n);
     await expect(stakes.connect(node1).withdraw()).to.emit(stakes, "CreditsWithdrawn").withArgs(node1.address, REWARD);
     await (await stakes.connect(node1).requestUnbond(PROTOCOL.minNodeStake)).wait();
-    await networkHelpers.mine(PROTOCOL.unbondingDelay);
+    await networkHelpers.time.increase(PROTOCOL.unbondingDelay);
     await expect(stakes.connect(node1).withdrawUnbonded()).to.emit(stakes, "UnbondWithdrawn");
     await expect(market.connect(f.sponsor).cancelJob(1n)).to.emit(market, "JobCancelled");
     await expect(market.connect(f.sponsor).refund(1n)).to.emit(market, "EscrowRefunded");
@@ -292,7 +294,7 @@ describe("JobMarket: aggregates", function () {
       .withArgs(outsider.address, 0n, PROTOCOL.disputeBond);
     await (await post(node1, 0n)).wait();
     await expect(post(node1, 0n)).to.be.revertedWithCustomError(market, "JobMarketAggregateExists").withArgs(1n, 0n);
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await expect(market.finalizeAggregate(1n, 0n)).to.emit(market, "JobCompleted").withArgs(1n);
     await expect(post(node1, 1n)).to.be.revertedWithCustomError(market, "JobMarketJobNotOpen").withArgs(1n);
   });
@@ -306,12 +308,12 @@ describe("JobMarket: aggregates", function () {
     const rx = await (await market.connect(node1).postAggregate(1n, 0n, digest("G_1"), "g1", 1n)).wait();
     await expect(market.finalizeAggregate(1n, 0n))
       .to.be.revertedWithCustomError(market, "JobMarketAggregateWindowOpen")
-      .withArgs(1n, 0n, BigInt(rx.blockNumber) + PROTOCOL.challengeWindow + 1n);
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+      .withArgs(1n, 0n, (await timeOf(rx)) + PROTOCOL.challengeWindow + 1n);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await market.finalizeAggregate(1n, 0n)).wait();
     await expect(market.finalizeAggregate(1n, 0n)).to.be.revertedWithCustomError(market, "JobMarketNoPendingAggregate");
     const a = await market.aggregateState(1n, 0n);
-    expect([a.status, a.challengeDeadline]).to.deep.equal([AggregateStatus.Final, BigInt(rx.blockNumber) + PROTOCOL.challengeWindow]);
+    expect([a.status, a.challengeDeadline]).to.deep.equal([AggregateStatus.Final, (await timeOf(rx)) + PROTOCOL.challengeWindow]);
   });
 });
 
@@ -360,8 +362,8 @@ describe("JobMarket: cancel and refund", function () {
     await expect(refundTx).to.changeTokenBalances(ethers, token, [sponsor, stakes], [escrow - inFlight, -(escrow - inFlight)]);
     await expectConservation(f);
     // the submitted slot is still verified and paid
-    await (await settlement.connect(verifier).attest(id, true, "r")).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await (await settlement.connect(verifier).attest(id, true, "r", REPORT_HASH)).wait();
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await settlement.finalize(id)).wait();
     expect(await stakes.creditsOf(node1.address)).to.equal(REWARD);
     expect(await market.refundable(2n)).to.equal(0n);
@@ -380,8 +382,8 @@ describe("JobMarket: cancel and refund", function () {
     const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1 });
     await (await market.connect(sponsor).cancelJob(1n)).wait();
     await (await market.connect(sponsor).refund(1n)).wait();
-    await (await settlement.connect(verifier).attest(id, false, "r")).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await (await settlement.connect(verifier).attest(id, false, "r", REPORT_HASH)).wait();
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await settlement.finalize(id)).wait();
     await expect(market.connect(sponsor).refund(1n)).to.emit(market, "EscrowRefunded").withArgs(1n, sponsor.address, REWARD + FEE);
     await expect(market.connect(node1).claimSlot(1n, 0n, 0n)).to.be.revertedWithCustomError(market, "JobMarketJobNotOpen");

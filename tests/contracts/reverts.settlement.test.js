@@ -18,6 +18,10 @@ import {
   attested,
   disputeAndDraw,
   Verdict,
+  Phase,
+  MAX_TAKEOVERS,
+  timeOf,
+  REPORT_HASH,
 } from "./helpers.js";
 
 const connection = await network.create();
@@ -63,84 +67,90 @@ describe("Settlement: recordSeed", function () {
     await expect(settlement.recordSeed(1n)).to.be.revertedWithCustomError(settlement, "SettlementNotSubmitted").withArgs(1n);
     const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1 });
     await expect(settlement.recordSeed(id)).to.be.revertedWithCustomError(settlement, "SettlementSeedAlreadyRecorded").withArgs(id);
-    await (await settlement.connect(verifier).attest(id, true, "r")).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await (await settlement.connect(verifier).attest(id, true, "r", REPORT_HASH)).wait();
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await settlement.finalize(id)).wait();
     await expect(settlement.recordSeed(id)).to.be.revertedWithCustomError(settlement, "SettlementNotSubmitted").withArgs(id);
   });
 
-  it("with no verifier: none registered, only the node, none with free stake", async function () {
+  it("with no verifier (none registered, only the node, none with free stake) the draw queues; after an attest window it is redrawn from a fresh snapshot", async function () {
     const f = await loadFixture(deployFixture);
     const { stakes, market, settlement, sponsor, node1, verifier1 } = f;
     await (await stakes.connect(node1).stake(300n * TOKEN)).wait();
     await (await market.connect(sponsor).createJob(jobParams(), "s", "g")).wait();
     const a = await claimAndSubmit(f, { node: node1, slot: 0n });
     await networkHelpers.mine();
-    await expect(settlement.recordSeed(a.id)).to.be.revertedWithCustomError(settlement, "SettlementNoVerifiers");
+    await expect(settlement.recordSeed(a.id)).to.emit(settlement, "VerifierQueued").withArgs(a.id, 32n);
+    expect((await settlement.verification(a.id)).phase).to.equal(Phase.Queued);
+    await expect(settlement.assignVerifier(a.id)).to.emit(settlement, "VerifierQueued").withArgs(a.id, 64n);
+    // verifiers that join later are not in this snapshot: still queued
     await (await stakes.connect(node1).registerVerifier()).wait();
-    await expect(settlement.recordSeed(a.id)).to.be.revertedWithCustomError(settlement, "SettlementNoVerifiers");
     await (await stakes.connect(verifier1).stake(PROTOCOL.minVerifierStake)).wait();
     await (await stakes.connect(verifier1).registerVerifier()).wait();
-    await (await settlement.recordSeed(a.id)).wait(); // verifier1 locked 50 of 100
+    await expect(settlement.assignVerifier(a.id)).to.emit(settlement, "VerifierQueued").withArgs(a.id, 96n);
+    await expect(settlement.requestTakeover(a.id)).to.be.revertedWithCustomError(settlement, "SettlementAttestWindowOpen");
+    await networkHelpers.time.increase(PROTOCOL.attestWindow + 1n);
+    await networkHelpers.mine(PROTOCOL.drawLag);
+    // a fresh snapshot (this block) and seed (the next block's hash); nobody is slashed
+    await expect(settlement.requestTakeover(a.id))
+      .to.emit(settlement, "AttestationMissed")
+      .withArgs(a.id, ethers.ZeroAddress, 0n, 1n, BigInt(await ethers.provider.getBlockNumber()) + 2n);
+    await networkHelpers.mine();
+    await expect(settlement.assignVerifier(a.id)).to.emit(settlement, "VerifierAssigned");
+    expect((await settlement.verification(a.id)).verifier).to.equal(verifier1.address); // never the node
+    // a contribution finding verifier1 with no free stake queues
     const b = await claimAndSubmit(f, { node: node1, slot: 1n });
     await networkHelpers.mine();
-    await (await settlement.recordSeed(b.id)).wait(); // 100 of 100
-    // a third contribution by node1 finds verifier1 with no free stake: nobody to draw
+    await (await settlement.recordSeed(b.id)).wait(); // 100 of 100 locked
     await (await market.connect(sponsor).createJob(jobParams(), "s", "g")).wait();
     const d = await claimAndSubmit(f, { node: node1, jobId: 2n, slot: 1n });
     await networkHelpers.mine();
-    await expect(settlement.recordSeed(d.id)).to.be.revertedWithCustomError(settlement, "SettlementNoVerifiers");
+    await expect(settlement.recordSeed(d.id)).to.emit(settlement, "VerifierQueued");
+    await expectConservation(f);
   });
 });
 
-describe("Settlement: attest and claimAttestation", function () {
-  it("attest: before the seed, by anyone but the assigned verifier, twice", async function () {
+describe("Settlement: attest and requestTakeover", function () {
+  it("attest: before the seed, by anyone but the assigned verifier, twice, after the window", async function () {
     const f = await loadFixture(jobFixture);
     const { settlement, node1, outsider } = f;
     const { id } = await claimAndSubmit(f, { node: node1 });
-    await expect(settlement.connect(outsider).attest(id, true, "r")).to.be.revertedWithCustomError(settlement, "SettlementSeedNotRecorded").withArgs(id);
+    await expect(settlement.connect(outsider).attest(id, true, "r", REPORT_HASH)).to.be.revertedWithCustomError(settlement, "SettlementSeedNotRecorded").withArgs(id);
     await networkHelpers.mine();
     await (await settlement.recordSeed(id)).wait();
     const v = signerOf(f.signers, (await settlement.verification(id)).verifier);
-    await expect(settlement.connect(outsider).attest(id, true, "r"))
+    await expect(settlement.connect(outsider).attest(id, true, "r", REPORT_HASH))
       .to.be.revertedWithCustomError(settlement, "SettlementNotAssignedVerifier")
       .withArgs(outsider.address, v.address);
-    await (await settlement.connect(v).attest(id, false, "r")).wait();
+    await (await settlement.connect(v).attest(id, false, "r", REPORT_HASH)).wait();
     expect((await settlement.verification(id)).verdict).to.equal(Verdict.Fail);
-    await expect(settlement.connect(v).attest(id, true, "r")).to.be.revertedWithCustomError(settlement, "SettlementAlreadyAttested").withArgs(id);
+    await expect(settlement.connect(v).attest(id, true, "r", REPORT_HASH)).to.be.revertedWithCustomError(settlement, "SettlementAlreadyAttested").withArgs(id);
   });
 
-  it("claimAttestation: before the seed, inside the window, after a verdict, by the old verifier, a non-verifier, the node, without free stake", async function () {
+  it("requestTakeover: before the seed, inside the window, after a verdict; assignVerifier: not queued, too early", async function () {
     const f = await loadFixture(courtFixture);
-    const { settlement, stakes, market, node1, outsider, verifiers } = f;
+    const { settlement, node1 } = f;
     const { id: unseeded } = await claimAndSubmit(f, { node: node1, slot: 1n });
-    await expect(settlement.claimAttestation(unseeded)).to.be.revertedWithCustomError(settlement, "SettlementSeedNotRecorded");
+    await expect(settlement.requestTakeover(unseeded)).to.be.revertedWithCustomError(settlement, "SettlementSeedNotRecorded");
+    await expect(settlement.assignVerifier(unseeded)).to.be.revertedWithCustomError(settlement, "SettlementNotQueued").withArgs(unseeded);
     const { id, verifier, seedRecordedAt } = await claimSubmitSeed(f, connection, { node: f.node2 });
-    const other = verifiers.find((v) => v.address !== verifier.address);
-    await expect(settlement.connect(other).claimAttestation(id))
+    await expect(settlement.requestTakeover(id))
       .to.be.revertedWithCustomError(settlement, "SettlementAttestWindowOpen")
       .withArgs(id, seedRecordedAt + PROTOCOL.attestWindow);
-    await networkHelpers.mine(PROTOCOL.attestWindow);
-    for (const who of [verifier, outsider, f.node2]) {
-      await expect(settlement.connect(who).claimAttestation(id)).to.be.revertedWithCustomError(settlement, "SettlementNotEligible").withArgs(who.address);
-    }
-    // a registered verifier without free stake is refused by the registry
-    await (await stakes.connect(other).requestUnbond(200n * TOKEN - PROTOCOL.minVerifierStake)).wait();
-    await (await market.connect(f.sponsor).createJob(jobParams(), "s", "g")).wait();
-    const poor = verifiers.find((v) => v.address !== verifier.address && v.address !== other.address);
-    await (await stakes.connect(poor).requestUnbond(200n * TOKEN - PROTOCOL.minVerifierStake)).wait();
-    await (await stakes.connect(poor).stake(1n)).wait();
-    // poor: 100 + 1 staked; lock 52 of it through a pending assignment-sized lock to leave 49 free
-    await (await stakes.grantRole(f.LOCKER_ROLE, f.admin.address)).wait();
-    await (await stakes.lock(poor.address, 52n * TOKEN)).wait();
-    await expect(settlement.connect(poor).claimAttestation(id))
-      .to.be.revertedWithCustomError(stakes, "StakeRegistryInsufficientFreeStake")
-      .withArgs(poor.address, 100n * TOKEN + 1n - 52n * TOKEN, PROTOCOL.verifierLock);
-    await (await settlement.connect(other).claimAttestation(id)).wait();
-    await (await settlement.connect(other).attest(id, true, "r")).wait();
-    await expect(settlement.connect(verifiers.find((v) => v !== other && v !== verifier)).claimAttestation(id))
-      .to.be.revertedWithCustomError(settlement, "SettlementAlreadyAttested")
-      .withArgs(id);
+    await expect(settlement.assignVerifier(id)).to.be.revertedWithCustomError(settlement, "SettlementNotQueued").withArgs(id);
+    await networkHelpers.time.increase(PROTOCOL.attestWindow + 1n);
+    await expect(settlement.connect(verifier).attest(id, true, "r", REPORT_HASH)).to.be.revertedWithCustomError(settlement, "SettlementAttestWindowClosed");
+    const rx = await (await settlement.requestTakeover(id)).wait();
+    await expect(settlement.requestTakeover(id)).to.be.revertedWithCustomError(settlement, "SettlementSeedNotRecorded").withArgs(id);
+    await expect(settlement.assignVerifier(id))
+      .to.be.revertedWithCustomError(settlement, "SettlementSeedNotReady")
+      .withArgs(id, BigInt(rx.blockNumber) + 1n);
+    await networkHelpers.mine();
+    await (await settlement.assignVerifier(id)).wait();
+    const taker = signerOf(f.signers, (await settlement.verification(id)).verifier);
+    await (await settlement.connect(taker).attest(id, true, "r", REPORT_HASH)).wait();
+    await networkHelpers.time.increase(PROTOCOL.attestWindow + 1n);
+    await expect(settlement.requestTakeover(id)).to.be.revertedWithCustomError(settlement, "SettlementAlreadyAttested").withArgs(id);
   });
 });
 
@@ -150,15 +160,15 @@ describe("Settlement: finalize", function () {
     const { settlement, disputes, node1 } = f;
     const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1 });
     await expect(settlement.finalize(id)).to.be.revertedWithCustomError(settlement, "SettlementNotAttested").withArgs(id);
-    const rx = await (await settlement.connect(verifier).attest(id, false, "r")).wait();
+    const rx = await (await settlement.connect(verifier).attest(id, false, "r", REPORT_HASH)).wait();
     await expect(settlement.finalize(id))
       .to.be.revertedWithCustomError(settlement, "SettlementChallengeWindowOpen")
-      .withArgs(id, BigInt(rx.blockNumber) + PROTOCOL.challengeWindow + 1n);
+      .withArgs(id, (await timeOf(rx)) + PROTOCOL.challengeWindow + 1n);
     await (await disputes.connect(node1).disputeContribution(id)).wait();
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await expect(settlement.finalize(id)).to.be.revertedWithCustomError(settlement, "SettlementUnderDispute").withArgs(id);
     const second = await attested(f, connection, { node: f.node2, slot: 1n });
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await settlement.finalize(second.id)).wait();
     await expect(settlement.finalize(second.id)).to.be.revertedWithCustomError(settlement, "SettlementAlreadyFinalized").withArgs(second.id);
     await expect(settlement.sampledSegments(99n)).to.be.revertedWithCustomError(settlement, "SettlementSeedNotRecorded").withArgs(99n);
@@ -172,24 +182,27 @@ describe("Disputes: constructor", function () {
     const [s, m, st] = [await stakes.getAddress(), await market.getAddress(), await settlement.getAddress()];
     const z = ethers.ZeroAddress;
     for (const [args, reason] of [
-      [[z, m, st, admin.address, 3n, 20n], "address"],
-      [[s, z, st, admin.address, 3n, 20n], "address"],
-      [[s, m, z, admin.address, 3n, 20n], "address"],
-      [[s, m, st, z, 3n, 20n], "address"],
-      [[s, m, st, admin.address, 0n, 20n], "committeeSize"],
-      [[s, m, st, admin.address, 2n, 20n], "committeeSize"],
-      [[s, m, st, admin.address, 11n, 20n], "committeeSize"],
-      [[s, m, st, admin.address, 3n, 0n], "voteWindow"],
-      [[s, m, st, admin.address, 3n, 2n ** 32n], "voteWindow"],
+      [[z, m, st, admin.address, 3n, 20n, 2n], "address"],
+      [[s, z, st, admin.address, 3n, 20n, 2n], "address"],
+      [[s, m, z, admin.address, 3n, 20n, 2n], "address"],
+      [[s, m, st, z, 3n, 20n, 2n], "address"],
+      [[s, m, st, admin.address, 0n, 20n, 1n], "committeeSize"],
+      [[s, m, st, admin.address, 2n, 20n, 1n], "committeeSize"],
+      [[s, m, st, admin.address, 11n, 20n, 1n], "committeeSize"],
+      [[s, m, st, admin.address, 3n, 0n, 2n], "voteWindow"],
+      [[s, m, st, admin.address, 3n, 2n ** 32n, 2n], "voteWindow"],
+      [[s, m, st, admin.address, 3n, 20n, 0n], "quorum"],
+      [[s, m, st, admin.address, 3n, 20n, 4n], "quorum"],
     ]) {
       await expect(factory.deploy(...args)).to.be.revertedWithCustomError(factory, "DisputesInvalidParams").withArgs(reason);
     }
-    // unbondingDelay (400) must exceed attest (20) + challenge (5) + 256 + vote: vote 118 is the last accepted
-    const longest = PROTOCOL.attestWindow + PROTOCOL.challengeWindow + SEED_HORIZON;
-    const lastOk = PROTOCOL.unbondingDelay - longest - 1n;
-    const ok = await factory.deploy(s, m, st, admin.address, 9n, lastOk);
+    // unbondingDelay must exceed (1 + MAX_TAKEOVERS) attest + challenge + (1 + 2 + 3) vote windows
+    const fixed = (1n + MAX_TAKEOVERS) * PROTOCOL.attestWindow + PROTOCOL.challengeWindow;
+    const lastOk = (PROTOCOL.unbondingDelay - fixed - 1n) / 6n;
+    const ok = await factory.deploy(s, m, st, admin.address, 9n, lastOk, 9n);
     expect(await ok.voteWindow()).to.equal(lastOk);
-    await expect(factory.deploy(s, m, st, admin.address, 1n, lastOk + 1n))
+    expect(await ok.quorum()).to.equal(9n);
+    await expect(factory.deploy(s, m, st, admin.address, 1n, lastOk + 1n, 1n))
       .to.be.revertedWithCustomError(factory, "DisputesInvalidParams")
       .withArgs("unbondingDelay");
   });
@@ -201,7 +214,7 @@ describe("Disputes: opening", function () {
     const { disputes, settlement, stakes, node1, node2, node3, outsider } = f;
     const { id, verifier } = await claimSubmitSeed(f, connection, { node: node1 });
     await expect(disputes.connect(node1).disputeContribution(id)).to.be.revertedWithCustomError(settlement, "SettlementNotAttested").withArgs(id);
-    await (await settlement.connect(verifier).attest(id, false, "r")).wait();
+    await (await settlement.connect(verifier).attest(id, false, "r", REPORT_HASH)).wait();
     await expect(disputes.connect(node2).disputeContribution(id))
       .to.be.revertedWithCustomError(settlement, "SettlementNotNode")
       .withArgs(node2.address, node1.address);
@@ -218,7 +231,7 @@ describe("Disputes: opening", function () {
     await expect(disputes.connect(f.verifiers[5]).disputeContribution(pass.id))
       .to.be.revertedWithCustomError(settlement, "SettlementUnderDispute")
       .withArgs(pass.id);
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await (await settlement.finalize(id)).wait();
     await expect(disputes.connect(node1).disputeContribution(id)).to.be.revertedWithCustomError(settlement, "SettlementAlreadyFinalized").withArgs(id);
   });
@@ -234,7 +247,7 @@ describe("Disputes: opening", function () {
       [1n, node2],
     ]) {
       const { id } = await attested(f, connection, { node, slot, pass: true });
-      await networkHelpers.mine(PROTOCOL.challengeWindow);
+      await networkHelpers.time.increase(PROTOCOL.challengeWindow);
       await (await settlement.finalize(id)).wait();
     }
     const rx = await (await market.connect(node1).postAggregate(1n, 0n, digest("G_1"), "g", 1n)).wait();
@@ -247,10 +260,10 @@ describe("Disputes: opening", function () {
     await expect(disputes.connect(outsider).challengeAggregate(1n, 0n, digest("x"), "x", 1n))
       .to.be.revertedWithCustomError(f.stakes, "StakeRegistryInsufficientFreeStake")
       .withArgs(outsider.address, 0n, PROTOCOL.disputeBond);
-    await networkHelpers.mine(PROTOCOL.challengeWindow);
+    await networkHelpers.time.increase(PROTOCOL.challengeWindow);
     await expect(disputes.connect(node3).challengeAggregate(1n, 0n, digest("x"), "x", 1n))
       .to.be.revertedWithCustomError(market, "JobMarketAggregateWindowClosed")
-      .withArgs(1n, 0n, BigInt(rx.blockNumber) + PROTOCOL.challengeWindow);
+      .withArgs(1n, 0n, (await timeOf(rx)) + PROTOCOL.challengeWindow);
   });
 });
 
@@ -289,7 +302,7 @@ describe("Disputes: committee, votes, resolution", function () {
       .withArgs(1n, members[0].address, true, "bafy-vote");
     await expect(disputes.connect(members[0]).vote(1n, false, "r")).to.be.revertedWithCustomError(disputes, "DisputesAlreadyVoted").withArgs(members[0].address);
     await expect(disputes.resolve(1n)).to.be.revertedWithCustomError(disputes, "DisputesVoteWindowOpen").withArgs(1n, deadline);
-    await networkHelpers.mine(PROTOCOL.voteWindow);
+    await networkHelpers.time.increase(PROTOCOL.voteWindow);
     await expect(disputes.connect(members[1]).vote(1n, true, "r")).to.be.revertedWithCustomError(disputes, "DisputesVoteWindowClosed").withArgs(1n, deadline);
     await (await disputes.resolve(1n)).wait();
     await expect(disputes.resolve(1n)).to.be.revertedWithCustomError(disputes, "DisputesNotVoting").withArgs(1n);

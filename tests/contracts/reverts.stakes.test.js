@@ -1,7 +1,7 @@
 // StakeRegistry: every external function's success and every revert.
 import { expect } from "chai";
 import { network } from "hardhat";
-import { PROTOCOL, TOKEN, BPS, deployFixture, jobFixture, expectConservation } from "./helpers.js";
+import { PROTOCOL, TOKEN, BPS, deployFixture, jobFixture, expectConservation, drawMany } from "./helpers.js";
 
 const connection = await network.create();
 const { ethers, networkHelpers } = connection;
@@ -29,6 +29,7 @@ describe("StakeRegistry: constructor", function () {
       p.verifierLock,
       p.disputeBond,
       p.unbondingDelay,
+      p.drawLag,
       p.slashRewardBps,
       p.committeeRewardBps,
     ];
@@ -46,6 +47,8 @@ describe("StakeRegistry: constructor", function () {
     [{ disputeBond: MAX_AMOUNT + 1n }, "disputeBond"],
     [{ unbondingDelay: 0n }, "unbondingDelay"],
     [{ unbondingDelay: 2n ** 32n }, "unbondingDelay"],
+    [{ drawLag: 0n }, "drawLag"],
+    [{ drawLag: 2n ** 32n }, "drawLag"],
     [{ slashRewardBps: 9_000n, committeeRewardBps: 1_001n }, "rewardBps"],
   ];
   for (const [o, reason] of cases) {
@@ -92,14 +95,14 @@ describe("StakeRegistry: staking", function () {
     expect(await stakes.freeStakeOf(node1.address)).to.equal(0n);
   });
 
-  it("withdrawUnbonded: nothing unbonding; a second request moves the ready block", async function () {
+  it("withdrawUnbonded: nothing unbonding; a second request moves the ready time", async function () {
     const { stakes, node1 } = await loadFixture(deployFixture);
     await expect(stakes.connect(node1).withdrawUnbonded()).to.be.revertedWithCustomError(stakes, "StakeRegistryNothingUnbonding");
     await (await stakes.connect(node1).stake(10n)).wait();
     await (await stakes.connect(node1).requestUnbond(4n)).wait();
     await networkHelpers.mine(10);
     const rx = await (await stakes.connect(node1).requestUnbond(6n)).wait();
-    const ready = BigInt(rx.blockNumber) + PROTOCOL.unbondingDelay;
+    const ready = BigInt((await rx.getBlock()).timestamp) + PROTOCOL.unbondingDelay;
     expect(await stakes.unbondingOf(node1.address)).to.deep.equal([10n, ready]);
     await expect(stakes.connect(node1).withdrawUnbonded())
       .to.be.revertedWithCustomError(stakes, "StakeRegistryUnbondingNotReady")
@@ -127,6 +130,8 @@ describe("StakeRegistry: staking", function () {
     await expect(stakes.connect(verifier2).deregisterVerifier()).to.be.revertedWithCustomError(stakes, "StakeRegistryNotVerifier");
     await expect(stakes.connect(verifier1).requestUnbond(1n)).to.emit(stakes, "VerifierDeregistered").withArgs(verifier1.address);
     expect(await stakes.verifierCount()).to.equal(0n);
+    expect(await stakes.verifierListLength()).to.equal(1n); // the list is append-only
+    expect(await stakes.isVerifier(verifier1.address)).to.equal(false);
     // a slash that takes the stake below the minimum also removes the verifier
     await (await stakes.connect(verifier2).stake(PROTOCOL.minVerifierStake)).wait();
     await (await stakes.connect(verifier2).registerVerifier()).wait();
@@ -146,7 +151,8 @@ describe("StakeRegistry: protocol-only functions", function () {
       [() => stakes.connect(outsider).lock(node1.address, 1n), LOCKER_ROLE],
       [() => stakes.connect(outsider).unlock(node1.address, 1n), LOCKER_ROLE],
       [() => stakes.connect(outsider).slash(node1.address, 1n, outsider.address, []), SLASHER_ROLE],
-      [() => stakes.connect(outsider).drawAndLock(ethers.ZeroHash, ethers.ZeroHash, 1n, [node1.address, node1.address, node1.address]), LOCKER_ROLE],
+      [() => stakes.connect(outsider).drawAndLock(ethers.ZeroHash, ethers.ZeroHash, 1n, 1n, 0n, [node1.address, node1.address, node1.address], false), LOCKER_ROLE],
+      [() => stakes.connect(outsider).slashWithPayment(node1.address, 1n, outsider.address, 0n), SLASHER_ROLE],
       [() => stakes.connect(outsider).depositEscrow(outsider.address, 1n), TREASURER_ROLE],
       [() => stakes.connect(outsider).releaseEscrow(outsider.address, 1n), TREASURER_ROLE],
       [() => stakes.connect(outsider).payout(node1.address, 0n, 1n, node1.address, 0n, 0n), TREASURER_ROLE],
@@ -174,7 +180,7 @@ describe("StakeRegistry: protocol-only functions", function () {
     await expect(stakes.slash(node1.address, 1n, admin.address, ten))
       .to.be.revertedWithCustomError(stakes, "StakeRegistryTooManyBeneficiaries")
       .withArgs(10n, 9n);
-    await expect(stakes.drawAndLock(ethers.ZeroHash, ethers.ZeroHash, 10n, [admin.address, admin.address, admin.address]))
+    await expect(stakes.drawAndLock(ethers.ZeroHash, ethers.ZeroHash, 1n, 10n, 0n, [admin.address, admin.address, admin.address], false))
       .to.be.revertedWithCustomError(stakes, "StakeRegistryTooManyDraws")
       .withArgs(10n, 9n);
     await expect(stakes.releaseEscrow(admin.address, 1n))
@@ -197,11 +203,24 @@ describe("StakeRegistry: protocol-only functions", function () {
       .to.emit(stakes, "StakeSlashed")
       .withArgs(node1.address, 4n, admin.address, reward, each, 2n, 4n - reward - 2n * each);
     expect(await f.token.totalSupply()).to.equal(supply - (4n - reward - 2n * each));
+    // slashWithPayment: a fixed payment to the payee, the rest burned, never beyond the lock
+    await (await stakes.lock(node1.address, 3n)).wait();
+    await expect(stakes.slashWithPayment(node1.address, 4n, outsider.address, 1n))
+      .to.be.revertedWithCustomError(stakes, "StakeRegistryInsufficientLockedStake")
+      .withArgs(node1.address, 3n, 4n);
+    await expect(stakes.slashWithPayment(node1.address, 3n, outsider.address, 4n)).to.be.revertedWithCustomError(
+      stakes,
+      "StakeRegistryInsufficientLockedStake",
+    );
+    await expect(stakes.slashWithPayment(node1.address, 3n, outsider.address, 1n))
+      .to.emit(stakes, "StakeSlashed")
+      .withArgs(node1.address, 3n, outsider.address, 1n, 0n, 0n, 2n);
+    await (await stakes.connect(node1).stake(3n)).wait();
     // a payout releases a lock and credits from escrow, which then leaves by withdraw
     await (await stakes.lock(node1.address, 6n)).wait();
     await expect(stakes.payout(node1.address, 6n, 30n, outsider.address, 0n, 70n))
       .to.emit(stakes, "Credited")
-      .withArgs(outsider.address, 70n, 70n);
+      .withArgs(outsider.address, 70n, 71n); // 1 from the slashWithPayment above
     expect(await stakes.escrowed()).to.equal(0n);
     await expect(stakes.connect(node1).withdraw()).to.emit(stakes, "CreditsWithdrawn").withArgs(node1.address, 30n);
     await expect(stakes.connect(node1).withdraw()).to.be.revertedWithCustomError(stakes, "StakeRegistryNothingToWithdraw");
@@ -212,16 +231,30 @@ describe("StakeRegistry: protocol-only functions", function () {
   it("drawAndLock: from an empty set draws nobody; never an excluded party or one without free stake", async function () {
     const f = await loadFixture(rolesToAdmin);
     const { stakes, verifiers, admin } = f;
-    const none = await stakes.drawAndLock.staticCall(ethers.ZeroHash, ethers.ZeroHash, 3n, [admin.address, admin.address, admin.address]);
-    expect(none).to.deep.equal([]);
+    const block = BigInt(await ethers.provider.getBlockNumber());
+    const none = await stakes.drawAndLock.staticCall(ethers.ZeroHash, ethers.ZeroHash, block, 3n, 0n, [admin.address, admin.address, admin.address], false);
+    expect(none.drawn).to.deep.equal([]);
+    expect(none.nextCounter).to.equal(32n);
     for (const v of verifiers.slice(0, 4)) {
       await (await stakes.connect(v).stake(PROTOCOL.minVerifierStake)).wait();
       await (await stakes.connect(v).registerVerifier()).wait();
     }
+    // registered this block: not in a snapshot of this block (warm-up)
+    const now = BigInt(await ethers.provider.getBlockNumber());
+    expect((await stakes.drawAndLock.staticCall(ethers.ZeroHash, ethers.ZeroHash, now, 3n, 0n, [admin.address, admin.address, admin.address], false)).drawn).to.deep.equal([]);
+    await networkHelpers.mine(PROTOCOL.drawLag + 1n);
+    const snap = BigInt(await ethers.provider.getBlockNumber());
     await (await stakes.lock(verifiers[3].address, PROTOCOL.minVerifierStake - PROTOCOL.verifierLock + 1n)).wait();
     for (let i = 0; i < 20; i++) {
       const seed = ethers.keccak256(ethers.toUtf8Bytes(`draw ${i}`));
-      const drawn = await stakes.drawAndLock.staticCall(seed, ethers.ZeroHash, 3n, [verifiers[0].address, admin.address, admin.address]);
+      const { drawn } = await stakes.drawAndLock.staticCall(seed, ethers.ZeroHash, snap, 3n, 0n, [verifiers[0].address, admin.address, admin.address], false);
+      // stopAtLocked: the draw ends at the first ticket on a busy verifier, to be retried
+      const snapshot = (await stakes.verifierSnapshot(snap)).accounts.map((a, k) => [a, 0n]);
+      const weights = (await stakes.verifierSnapshot(snap)).weights;
+      for (let k = 0; k < snapshot.length; k++) snapshot[k][1] = weights[k];
+      const stop = await stakes.drawAndLock.staticCall(seed, ethers.ZeroHash, snap, 1n, 0n, [verifiers[0].address, admin.address, admin.address], true);
+      const expected = drawMany(seed, ethers.ZeroHash, snapshot, 1, 0n, [verifiers[0].address], (a) => a !== verifiers[3].address, true);
+      expect([stop.drawn, stop.nextCounter]).to.deep.equal([expected.drawn, expected.next]);
       expect(drawn.length).to.be.at.most(2);
       for (const d of drawn) expect([verifiers[0].address, verifiers[3].address]).to.not.include(d);
       expect(new Set(drawn).size).to.equal(drawn.length);

@@ -1,5 +1,6 @@
-"""The audit of one contribution: spec, manifest, output, sampled segments by re-execution, verdict
-and the verifier's report (lazy reports caught field by field).
+"""The audit of one contribution: spec, manifest, output, sampled segments by re-execution, verdict,
+the verifier's report (lazy reports caught field by field) and the recomputed-digests hash its
+attestation committed to on-chain, and what the settlement paid (a fail pays only the fee).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from opentrain.content.errors import ContentError
 from opentrain.protocol.binding import contribution_binding
 from opentrain.protocol.codecs import has_residual
 from opentrain.protocol.commitments import verify_proof
+from opentrain.protocol.contribution import recomputed_digests
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import TraceManifest
-from opentrain.protocol.sampling import sample_indices
+from opentrain.protocol.sampling import recomputed_digests_hash, sample_indices
 from opentrain.protocol.segment import SegmentCheck, check_initial_checkpoint, check_segment
 from opentrain.protocol.updates import check_update, residual_in
 from opentrain.spec import JobSpec
@@ -163,16 +165,23 @@ class ContributionAudit(AuditorBase):
             if ours is not None:
                 ours.passed[-2] = update_ok  # -2: the committed update (-1: checkpoint 0)
         first_verifier_check = len(report.checks)
-        doc = self._verifier_report(report, subject, info.contribution_id, v.attested_at)
+        doc = self._verifier_report(report, subject, info.contribution_id)
         if doc is not None:
             self._compare_reports(report, subject, doc, sampled, manifest, info, v.verdict)
+            self._check_digests_hash(report, subject, doc, sampled, v.recomputed_digests_hash)
             if ours is not None:
                 self._check_laziness(report, subject, doc, sampled, ours, job.spec)
+        self._check_fail_payment(report, subject, info.contribution_id)
         ruling = self._ruling(info.contribution_id)
         if ours is not None:
             expected = Verdict.PASS if all(ours.passed.values()) else Verdict.FAIL
             detail = f"verdict {v.verdict.name.lower()}, re-execution {expected.name.lower()}"
             if ruling is None:
+                undecided = self._undecided(info.contribution_id)
+                if undecided is not None:
+                    detail += (
+                        f"; dispute {undecided} undecided: the slot was redone, nobody slashed"
+                    )
                 report.add(
                     subject, "on-chain verdict matches re-execution", v.verdict == expected, detail
                 )
@@ -203,21 +212,36 @@ class ContributionAudit(AuditorBase):
                 return d.dispute_id, d.ruling is Ruling.VALID
         return None
 
+    def _undecided(self, contribution_id: int) -> int | None:
+        """The id of an Undecided dispute of the contribution (redo without a slash), if any."""
+        self.events.refresh()
+        for e in reversed(self.events.named("Disputes", "DisputeResolved")):
+            d = dispute_info(self.chain, int(e.args["disputeId"]))
+            if d.contribution_id == contribution_id and d.ruling is Ruling.UNDECIDED:
+                return d.dispute_id
+        return None
+
+    def _attested(self, contribution_id: int) -> dict[str, Any] | None:
+        """The arguments of the contribution's Attested event (the last, should there be
+        several), from the protocol's event log (``attestedAt`` is a time, not a block)."""
+        self.events.refresh()
+        found = [
+            e.args
+            for e in self.events.named("Settlement", "Attested")
+            if int(e.args["contributionId"]) == contribution_id
+        ]
+        return found[-1] if found else None
+
     def _verifier_report(
-        self, report: AuditReport, subject: str, contribution_id: int, attested_at: int
+        self, report: AuditReport, subject: str, contribution_id: int
     ) -> dict[str, Any] | None:
-        """The report whose CID the verdict's Attested event names (looked up in the block
-        Settlement records for the attestation)."""
-        logs = self.chain.settlement.events.Attested.get_logs(
-            from_block=attested_at,
-            to_block=attested_at,
-            argument_filters={"contributionId": contribution_id},
-        )
-        if not logs:
-            report.add(subject, "attestation event found", False, f"none in block {attested_at}")
+        """The report whose CID the verdict's Attested event names."""
+        attested = self._attested(contribution_id)
+        if attested is None:
+            report.add(subject, "attestation event found", False, "no Attested event")
             return None
         try:
-            doc = json.loads(self.store.get_bytes(logs[-1]["args"]["reportCid"]))
+            doc = json.loads(self.store.get_bytes(attested["reportCid"]))
             if not isinstance(doc, dict):
                 raise ValueError("the report is not a JSON object")
         except (*READ_ERRORS, UnicodeDecodeError) as exc:
@@ -225,6 +249,60 @@ class ContributionAudit(AuditorBase):
             return None
         report.add(subject, "verifier report fetched", True)
         return doc
+
+    def _check_digests_hash(
+        self,
+        report: AuditReport,
+        subject: str,
+        doc: dict[str, Any],
+        sampled: list[int],
+        on_chain: bytes,
+    ) -> None:
+        """The attestation's ``recomputedDigestsHash`` is the hash of the digests the report
+        says were recomputed (in sample order); a pass recomputed every sampled segment."""
+        checks = doc.get("checks")
+        try:
+            digests = recomputed_digests([c for c in checks or [] if isinstance(c, dict)])
+            ours = recomputed_digests_hash(digests)
+        except (KeyError, TypeError, ValueError) as exc:
+            report.add(subject, "attested digests hash matches the report", False, first_line(exc))
+            return
+        complete = not doc.get("passed") or (
+            len(digests) == len(sampled) and all(d != bytes(32) for d in digests)
+        )
+        report.add(
+            subject,
+            "attested digests hash matches the report",
+            ours == on_chain and complete,
+            f"on-chain 0x{on_chain.hex()[:16]}…, report 0x{ours.hex()[:16]}…, "
+            f"{len(digests)} of {len(sampled)} segments recomputed",
+        )
+
+    def _check_fail_payment(self, report: AuditReport, subject: str, contribution_id: int) -> None:
+        """An undisputed fail pays its verifier exactly the job's fee out of the node's slashed
+        lock and burns the rest (a larger share would make failing honest work pay)."""
+        self.events.refresh()
+        finalized = [
+            e
+            for e in self.events.named("Settlement", "ContributionFinalized")
+            if int(e.args["contributionId"]) == contribution_id
+        ]
+        disputed = any(
+            int(e.args["contributionId"]) == contribution_id
+            for e in self.events.named("Settlement", "VerdictDisputed")
+        )
+        attested = self._attested(contribution_id)
+        if not finalized or disputed or attested is None or attested["pass"]:
+            return
+        e = finalized[-1]
+        fee = int(self.chain.market.functions.verifierFeeOf(contribution_id).call())
+        paid, slashed = int(e.args["verifierPayment"]), int(e.args["slashed"])
+        report.add(
+            subject,
+            "an undisputed fail pays the verifier only its fee",
+            paid == min(fee, slashed),
+            f"verifier paid {paid}, fee {fee}, node slashed {slashed}",
+        )
 
     def _reexecute(
         self,
