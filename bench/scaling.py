@@ -17,10 +17,10 @@ does not see (the JSON also has the CPU-over-CPU shares, a lower bound):
 - checkpoint bytes: the canonical encoding of parameters + both AdamW moments + step;
 - bytes a node publishes per slot, *before* on-demand availability (the manifest and all
   H/c + 1 checkpoints, what the node uploads today) and *after* it (manifest, output,
-  pseudo-gradient and at most 2k sampled checkpoints: the start and end of each sampled
-  segment; fewer when a sampled segment starts at checkpoint 0, which the verifier rebuilds
-  from G_r, or ends at the output), and their ratio. Real encoded sizes: the manifest is a real
-  51-entry manifest, the pseudo-gradient the job's real encoding (float32);
+  pseudo-gradient, then what ``node.reveal`` publishes once the seed is known: checkpoint 0
+  and the start and end of each sampled segment, at most 2k + 1 checkpoints, fewer when
+  sampled segments share one or end at the output), and their ratio. Real encoded sizes: the
+  manifest is a real 51-entry manifest, the pseudo-gradient the job's real encoding (float32);
 - proof overhead, % of training: the node's serial work per segment (encode, sha256, atomic
   fsync'd write, and today also the upload to the embedded content store) over one segment's
   training time. The node overlaps it with the next segment in a background thread, so this is
@@ -251,26 +251,42 @@ def measure(name: str, root: Path, quick: bool) -> dict[str, Any]:
     ver = spawn("verifier", name, str(tmp), str(node["start_step"]))
     for f in ("start.safetensors", "end.safetensors"):
         (tmp / f).unlink()
-    ckpt, n = node["checkpoint_bytes"], H // C
-    before = node["manifest_bytes"] + (n + 1) * ckpt
-    after = node["manifest_bytes"] + ckpt + node["pseudo_gradient_bytes"] + 2 * K * ckpt
-    shares = {}
-    for clock in ("wall", "cpu"):
-        sps = node["wall_seconds_per_step" if clock == "wall" else "seconds_per_step"]
-        part = {p: node[f"{p}_{clock}_s"] for p in ("encode", "sha256", "disk", "upload")}
-        local = part["encode"] + part["sha256"] + part["disk"]
-        reveal = (2 * K * ckpt + node["pseudo_gradient_bytes"]) * part["upload"] / ckpt
-        # check_segment on one step = its overhead + one step; a real sample runs c steps
-        sample = ver[f"fetch_{clock}_s"] + ver[f"check_one_step_{clock}_s"] + (C - 1) * sps
-        shares[clock] = {
-            "proof_overhead_before": (local + part["upload"]) / (C * sps),
-            "proof_overhead_after": local / (C * sps) + reveal / (H * sps),
-            "verifier_share": K * sample / (H * sps),
-        }
     return {
         "size": name,
         **node,
         **ver,
+        **derived(node),
+        "bench_seconds": time.perf_counter() - began,
+    }
+
+
+# Checkpoints revealed on demand, at most: checkpoint 0 and the start and end of each sampled
+# segment (node.reveal.revealed_indices)
+REVEALED = 2 * K + 1
+
+
+def derived(m: dict[str, Any]) -> dict[str, Any]:
+    """The published bytes and the shares, from the measured figures of one size (also
+    recomputed from a saved JSON by ``--rederive``)."""
+    ckpt, n = m["checkpoint_bytes"], H // C
+    before = m["manifest_bytes"] + (n + 1) * ckpt
+    # on demand: the manifest, the output and its pseudo-gradient at submission, then the
+    # revealed checkpoints once the seed is known
+    after = m["manifest_bytes"] + ckpt + m["pseudo_gradient_bytes"] + REVEALED * ckpt
+    shares = {}
+    for clock in ("wall", "cpu"):
+        sps = m["wall_seconds_per_step" if clock == "wall" else "seconds_per_step"]
+        part = {p: m[f"{p}_{clock}_s"] for p in ("encode", "sha256", "disk", "upload")}
+        local = part["encode"] + part["sha256"] + part["disk"]
+        uploads = ((REVEALED + 1) * ckpt + m["pseudo_gradient_bytes"]) * part["upload"] / ckpt
+        # check_segment on one step = its overhead + one step; a real sample runs c steps
+        sample = m[f"fetch_{clock}_s"] + m[f"check_one_step_{clock}_s"] + (C - 1) * sps
+        shares[clock] = {
+            "proof_overhead_before": (local + part["upload"]) / (C * sps),
+            "proof_overhead_after": local / (C * sps) + uploads / (H * sps),
+            "verifier_share": K * sample / (H * sps),
+        }
+    return {
         "published_before_bytes": before,
         "published_after_bytes": after,
         "published_ratio": before / after,
@@ -280,7 +296,6 @@ def measure(name: str, root: Path, quick: bool) -> dict[str, Any]:
         # checkpoint's bytes until the manifest); now only those queued for the upload thread
         "worker_held_checkpoint_bytes": (n + 1) * ckpt,
         "reexecution_share": K * C / H,
-        "bench_seconds": time.perf_counter() - began,
     }
 
 
@@ -347,9 +362,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_STEPS} timed steps each")
     parser.add_argument("--sizes", default=",".join(SIZES), help="comma-separated, e.g. 0.1M,1M")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rederive",
+        action="store_true",
+        help="recompute published bytes and shares from bench/out/scaling.json (no training)",
+    )
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child)))
+        return
+    if args.rederive:
+        doc = json.loads((OUT / "scaling.json").read_text())
+        doc["rows"] = [{**r, **derived(r)} for r in doc["rows"]]
+        print(table(doc["rows"]))
+        plot(doc["rows"], OUT / "scaling.png")
+        (OUT / "scaling.json").write_text(json.dumps(doc, indent=1) + "\n")
+        print(json.dumps(doc))
         return
     began = time.perf_counter()
     names = [s for s in args.sizes.split(",") if s]

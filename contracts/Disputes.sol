@@ -88,7 +88,8 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
     /// @param admin receives DEFAULT_ADMIN_ROLE
     /// @param committeeSize_ m, odd, 1..9
     /// @param voteWindow_ seconds, 1..2^32-1. The registry's unbonding delay (seconds) must
-    /// exceed the longest a verdict can stay open: (1 + MAX_TAKEOVERS) * attestWindow +
+    /// exceed the longest a verdict can stay open: (2 + MAX_TAKEOVERS) * attestWindow (the
+    /// reveal window, capped at one attest window, then every assignment) +
     /// challengeWindow + (1 + 2 + ... + (MAX_ESCALATIONS + 1)) * voteWindow, so nobody can unbond
     /// ahead of a slash (the draws' one-block seed delays come on top).
     /// @param quorum_ votes needed for a ruling, 1..committeeSize_
@@ -111,7 +112,7 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
         if (voteWindow_ == 0 || voteWindow_ > type(uint32).max) revert DisputesInvalidParams("voteWindow");
         if (quorum_ == 0 || quorum_ > committeeSize_) revert DisputesInvalidParams("quorum");
         uint256 rounds = Limits.MAX_ESCALATIONS + 1;
-        uint256 longest = (1 + Limits.MAX_TAKEOVERS) * settlement_.attestWindow() + settlement_.challengeWindow()
+        uint256 longest = (2 + Limits.MAX_TAKEOVERS) * settlement_.attestWindow() + settlement_.challengeWindow()
             + (rounds * (rounds + 1) / 2) * voteWindow_;
         if (stakes_.unbondingDelay() <= longest) revert DisputesInvalidParams("unbondingDelay");
         stakes = stakes_;

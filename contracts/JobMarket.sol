@@ -464,6 +464,11 @@ contract JobMarket is IJobMarket, AccessControl, Pausable, ReentrancyGuardTransi
     }
 
     /// @inheritdoc IJobMarket
+    function revealWindowOf(uint256 contributionId) external view returns (uint256) {
+        return _jobs[_contributions[contributionId].jobId].params.revealWindow;
+    }
+
+    /// @inheritdoc IJobMarket
     function jobParams(uint256 jobId) external view returns (JobParams memory) {
         return _jobs[jobId].params;
     }

@@ -22,6 +22,14 @@ import {TraceCommitment} from "./libraries/TraceCommitment.sol";
 /// payments in the StakeRegistry) or, on a fail, slashes the node: the verifier gets exactly its
 /// normal fee out of the slashed lock, the rest is burned. Disputed verdicts are settled here as
 /// the Disputes committee rules.
+///
+/// Availability on demand: a job with a reveal window has its node publish, at submission,
+/// only the manifest (every checkpoint's CID and digest), the output and its update. Once the
+/// seed fixes the sample, the node publishes the start and end checkpoints of each sampled
+/// segment and calls `reveal` within the window; only then can the verifier attest (its window
+/// runs from the later of assignment and reveal). A node that does not reveal in time fails as
+/// a failed check would (`failUnrevealed`); revealed content that cannot be fetched is failed by
+/// the verifier as unavailable, which the node can contest (the committee fetches it).
 contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
     /// @notice The largest sample count (JobMarket.MAX_SAMPLES): bounds the sampling view's loop.
     uint256 public constant MAX_SAMPLES = 32;
@@ -73,6 +81,15 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
     mapping(uint256 contributionId => bytes32) private _drawSeeds;
     mapping(uint256 contributionId => bytes32) private _recomputed;
 
+    /// @dev The reveal of the sampled checkpoints (availability on demand): a zero deadline
+    /// means the job reveals nothing (everything was published at submission).
+    struct Reveal {
+        uint40 deadline;
+        uint40 revealedAt;
+    }
+
+    mapping(uint256 contributionId => Reveal) private _reveals;
+
     /// @param stakes_ the StakeRegistry (this contract needs LOCKER, SLASHER and TREASURER roles)
     /// @param market_ the JobMarket (this contract needs its SETTLEMENT_ROLE)
     /// @param admin receives DEFAULT_ADMIN_ROLE (grants DISPUTES_ROLE at deployment)
@@ -117,6 +134,14 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         _seeds[contributionId] = seed;
         DrawState storage d = _draws[contributionId];
         d.snapshotBlock = uint40(c.submitBlock);
+        uint256 revealWindow = market.revealWindowOf(contributionId);
+        if (revealWindow != 0) {
+            // capped at the attest window, so the longest open verdict stays bounded (the
+            // unbonding delay is checked against it at deployment)
+            if (revealWindow > attestWindow) revealWindow = attestWindow;
+            // block.timestamp + a uint32 window fits uint40 until the year 36812
+            _reveals[contributionId].deadline = uint40(block.timestamp + revealWindow);
+        }
         address verifier = _draw(contributionId, r, d, seed, c.node);
         emit SeedRecorded(contributionId, seed, seedBlock, verifier);
     }
@@ -148,8 +173,53 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         _draw(contributionId, r, d, drawSeed, market.getContribution(contributionId).node);
     }
 
+    /// @notice The node says it has published the start and end checkpoints of every sampled
+    /// segment (their CIDs and digests are in the manifest it submitted), up to and including
+    /// the reveal deadline (seed recording + the job's reveal window). O(1): nothing is stored
+    /// but the time; the attest window of an already assigned verifier runs from now.
+    /// @param contributionId a contribution of the caller whose seed is recorded
+    function reveal(uint256 contributionId) external {
+        Reveal storage rv = _reveals[contributionId];
+        address node = market.getContribution(contributionId).node;
+        if (msg.sender != node) revert SettlementNotNode(msg.sender, node);
+        Phase phase = _records[contributionId].phase;
+        if (phase != Phase.Assigned && phase != Phase.Queued) revert SettlementSeedNotRecorded(contributionId);
+        if (rv.deadline == 0) revert SettlementInvalidParams("nothing to reveal");
+        if (rv.revealedAt != 0) revert SettlementAlreadyRevealed(contributionId);
+        if (block.timestamp > rv.deadline) revert SettlementRevealWindowClosed(contributionId, rv.deadline);
+        rv.revealedAt = uint40(block.timestamp);
+        emit CheckpointsRevealed(contributionId, node, block.timestamp);
+    }
+
+    /// @notice Fail a contribution whose node did not reveal its sampled checkpoints by the
+    /// reveal deadline, as a failed check: the node's lock is slashed, an assigned verifier is
+    /// credited exactly the job's fee out of it (its lock released), the rest is burned, the
+    /// slot reopens. Nothing to judge (the missing reveal is on chain), so no challenge window.
+    /// Anyone may call.
+    /// @param contributionId an unrevealed contribution past its reveal deadline
+    function failUnrevealed(uint256 contributionId) external nonReentrant {
+        Reveal storage rv = _reveals[contributionId];
+        Record storage r = _records[contributionId];
+        if (r.phase != Phase.Assigned && r.phase != Phase.Queued) revert SettlementSeedNotRecorded(contributionId);
+        if (rv.deadline == 0) revert SettlementInvalidParams("nothing to reveal");
+        if (rv.revealedAt != 0) revert SettlementAlreadyRevealed(contributionId);
+        if (block.timestamp <= rv.deadline) revert SettlementRevealWindowOpen(contributionId, rv.deadline);
+        address verifier = r.verifier;
+        r.phase = Phase.Rejected;
+        uint256 fee = verifier == address(0) ? 0 : market.verifierFeeOf(contributionId);
+        if (fee > nodeLock) fee = nodeLock;
+        // a rejection pays nothing from escrow: the reward and fee it returns are zero
+        // slither-disable-next-line unused-return
+        (address node,,) = market.settleContribution(contributionId, false, false);
+        emit RevealMissed(contributionId, node, rv.deadline);
+        emit ContributionFinalized(contributionId, false, 0, fee, nodeLock);
+        stakes.slashWithPayment(node, nodeLock, verifier, fee);
+        if (verifier != address(0)) stakes.unlock(verifier, verifierLock);
+    }
+
     /// @notice The assigned verifier's verdict on the sampled segments, up to and including
-    /// `assignedAt + attestWindow` (unix seconds).
+    /// the later of `assignedAt` and the reveal, plus `attestWindow` (unix seconds). Needs the
+    /// reveal where the job has one.
     /// @param contributionId the contribution
     /// @param pass true when every sampled segment re-executed to its committed checkpoint
     /// @param reportCid CID of the JSON report of what the verifier recomputed
@@ -163,7 +233,9 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         if (r.phase != Phase.Assigned) revert SettlementSeedNotRecorded(contributionId);
         if (msg.sender != r.verifier) revert SettlementNotAssignedVerifier(msg.sender, r.verifier);
         if (r.verdict != Verdict.None) revert SettlementAlreadyAttested(contributionId);
-        uint256 deadline = uint256(r.assignedAt) + attestWindow;
+        Reveal memory rv = _reveals[contributionId];
+        if (rv.deadline != 0 && rv.revealedAt == 0) revert SettlementNotRevealed(contributionId);
+        uint256 deadline = _attestDeadline(r, rv);
         if (block.timestamp > deadline) revert SettlementAttestWindowClosed(contributionId, deadline);
         r.verdict = pass ? Verdict.Pass : Verdict.Fail;
         r.attestedAt = uint40(block.timestamp);
@@ -186,7 +258,10 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         bool queued = r.phase == Phase.Queued && _drawSeeds[contributionId] != bytes32(0);
         if (r.phase != Phase.Assigned && !queued) revert SettlementSeedNotRecorded(contributionId);
         if (r.verdict != Verdict.None) revert SettlementAlreadyAttested(contributionId);
-        uint256 deadline = uint256(r.assignedAt) + attestWindow;
+        Reveal memory rv = _reveals[contributionId];
+        // a verifier cannot be blamed for checkpoints the node has not revealed
+        if (!queued && rv.deadline != 0 && rv.revealedAt == 0) revert SettlementNotRevealed(contributionId);
+        uint256 deadline = queued ? uint256(r.assignedAt) + attestWindow : _attestDeadline(r, rv);
         if (block.timestamp <= deadline) revert SettlementAttestWindowOpen(contributionId, deadline);
         address previous = r.verifier;
         DrawState storage d = _draws[contributionId];
@@ -367,8 +442,9 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         v.attestedAt = r.attestedAt;
         v.finalized = r.phase == Phase.Accepted || r.phase == Phase.Rejected;
         v.phase = r.phase;
+        Reveal memory rv = _reveals[contributionId];
         if (r.phase != Phase.None && r.verifier != address(0)) {
-            v.attestDeadline = uint64(uint256(r.assignedAt) + attestWindow);
+            v.attestDeadline = uint64(_attestDeadline(r, rv));
         }
         if (r.verdict != Verdict.None) v.challengeDeadline = uint64(uint256(r.attestedAt) + challengeWindow);
         v.snapshotBlock = d.snapshotBlock;
@@ -377,6 +453,8 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         v.previousVerifier = d.previous;
         v.drawSeed = r.phase == Phase.Queued ? _drawSeeds[contributionId] : bytes32(0);
         v.recomputedDigestsHash = _recomputed[contributionId];
+        v.revealDeadline = rv.deadline;
+        v.revealedAt = rv.revealedAt;
     }
 
     /// @notice Unclaimed credits of `account` (kept in the StakeRegistry vault; withdraw there).
@@ -416,6 +494,14 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
     {
         bytes32 root = market.getContribution(contributionId).traceRoot;
         return TraceCommitment.verify(proof, root, index, digest);
+    }
+
+    /// @dev The attest deadline of the current assignment: its window runs from the assignment
+    /// or, when that came first, from the node's reveal.
+    function _attestDeadline(Record storage r, Reveal memory rv) private view returns (uint256) {
+        uint256 start = r.assignedAt;
+        if (rv.revealedAt > start) start = rv.revealedAt;
+        return start + attestWindow;
     }
 
     /// @dev Draw one verifier from `drawSeed` at the draw's snapshot, continuing at its counter:

@@ -143,7 +143,7 @@ class SlotOut(Schema):
     slot: int
     status: SlotStatus
     node: Address | None
-    deadline: int | None = Field(description="block by which the claim must be submitted")
+    deadline: int | None = Field(description="unix time by which the claim must be submitted")
     claims: int
     expired_claims: int
     contribution_id: int | None = Field(description="latest contribution for this slot")

@@ -107,6 +107,7 @@ class NodeDaemon:
             store,
             workdir / "aftercare.json",
             checkpoints=None if keep_checkpoints else workdir,
+            workdir=workdir,
         )
         self.memory_limit = memory_limit or available_memory()
         self.segment_fn = segment_fn

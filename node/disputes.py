@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from node.retention import contribution_settled, prune_slot, slot_folder
+from node.reveal import reveal_if_due
 from opentrain.chain.account import ChainAccount
 from opentrain.chain.types import ChainError, ContributionStatus, Phase, SlotStatus, Verdict
 from opentrain.chain.views import contribution_info, verification_info
@@ -46,13 +47,17 @@ class Aftercare:
         store: ContentStore,
         state_file: Path,
         checkpoints: Path | None = None,
+        workdir: Path | None = None,
     ) -> None:
         """``checkpoints``: the workdir holding this node's slot folders, pruned once their
-        contribution is settled; None keeps them (``node run --keep-checkpoints``)."""
+        contribution is settled; None keeps them (``node run --keep-checkpoints``).
+        ``workdir``: where the slot folders are, for revealing sampled checkpoints (default
+        ``checkpoints``)."""
         self.account = account
         self.store = store
         self.state_file = state_file
         self.checkpoints = checkpoints
+        self.workdir = workdir or checkpoints
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
         self.next_block = int(state.get("next_block", account.chain.deployment.block))
         self.submitted: set[int] = set(state.get("submitted", []))
@@ -134,6 +139,8 @@ class Aftercare:
             chain.wait_for_block(submit_block + (1 if chain.in_process else 2))
             try:
                 advance_assignment(self.account, contribution_id)
+                if self.workdir is not None:  # availability on demand: reveal at once
+                    reveal_if_due(self.account, self.store, self.workdir, contribution_id)
             except ChainError as exc:
                 log.warning("contribution %s: seed not recorded yet: %s", contribution_id, exc)
                 return False
@@ -180,6 +187,8 @@ class Aftercare:
             self.submitted.discard(contribution_id)
             return 0
         sent = advance_assignment(self.account, contribution_id)
+        if self.workdir is not None:
+            sent += reveal_if_due(self.account, self.store, self.workdir, contribution_id)
         info = verification_info(chain, contribution_id)
         if (
             info.verdict is not Verdict.FAIL

@@ -1,6 +1,11 @@
 """The node's work on one slot: train H steps in segments of c from G_r, write every segment's
-checkpoint atomically to local disk, publish it to the content store, commit to all of them in a
-Merkle trace, publish the manifest and submit the contribution on-chain.
+checkpoint atomically to local disk, commit to all of them in a Merkle trace, publish the
+manifest and submit the contribution on-chain.
+
+What is published at submission depends on the job. With a reveal window (availability on
+demand) only the output checkpoint, its update and the manifest (every checkpoint's CID and
+digest, computed locally) go to the content store; the sampled checkpoints follow once the seed
+is known (``node.reveal``). Without one, every checkpoint is published as it is written.
 
 A restart finds the checkpoints already on disk and continues from the last one, so a killed
 node loses at most one segment and ends with the same output digest.
@@ -25,6 +30,7 @@ import torch
 from node.ddp import DDPError, export_job_data, train_slot_ddp
 from node.retention import slot_folder
 from opentrain.chain.account import ChainAccount
+from opentrain.content.builder import compute_cid
 from opentrain.content.store import ContentStore, write_atomically
 from opentrain.protocol.binding import Binding, binding_for
 from opentrain.protocol.codecs import has_residual, slot_update
@@ -113,7 +119,8 @@ class SlotTrainer:
         *,
         claimant: str,
     ) -> SlotResult:
-        """Train (or resume) the slot as ``claimant``'s work and publish every checkpoint and
+        """Train (or resume) the slot as ``claimant``'s work, commit to every checkpoint (each
+        published as it is written, or only its CID when the job reveals on demand) and publish
         the manifest.
 
         Under a codec with error feedback, ``residual`` is the one the slot starts from
@@ -147,10 +154,12 @@ class SlotTrainer:
 
         def persist(index: int, data: bytes) -> tuple[str, bytes]:
             write_atomically(_ckpt(folder, index), [data], durable=True)
-            return self.store.put_bytes(data), digest(data)
+            return self._commit(spec, index, data)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="persist") as background:
-            done = [background.submit(self._publish_file, _ckpt(folder, i)) for i in range(count)]
+            done = [
+                background.submit(self._commit_file, spec, _ckpt(folder, i)) for i in range(count)
+            ]
             while count <= total:
                 state = segment_fn(spec, state, round_, slot)
                 done.append(
@@ -183,11 +192,15 @@ class SlotTrainer:
             "residual": ContentRef(self.store.put_bytes(new_residual), digest(new_residual)),
         }
 
-    def _publish_file(self, path: Path) -> tuple[str, bytes]:
-        return self._publish_bytes(path.read_bytes())
+    def _commit(self, spec: JobSpec, index: int, data: bytes) -> tuple[str, bytes]:
+        """(CID, sha256) of checkpoint ``index``: published now when the job reveals nothing
+        or it is the output, else only its CID is computed (published if sampled)."""
+        if spec.verification.reveal_window == 0 or index == spec.training.num_segments:
+            return self.store.put_bytes(data), digest(data)
+        return compute_cid(data), digest(data)
 
-    def _publish_bytes(self, data: bytes) -> tuple[str, bytes]:
-        return self.store.put_bytes(data), digest(data)
+    def _commit_file(self, spec: JobSpec, path: Path) -> tuple[str, bytes]:
+        return self._commit(spec, _index_of(path), path.read_bytes())
 
     def _train_ddp(
         self,
@@ -206,10 +219,10 @@ class SlotTrainer:
         total = spec.training.num_segments
         data_dir = export_job_data(spec, self.store, self.workdir / f"job-{job.job_id}" / "data")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as uploads:
-            done = [uploads.submit(self._publish_file, _ckpt(folder, i)) for i in range(count)]
+            done = [uploads.submit(self._commit_file, spec, _ckpt(folder, i)) for i in range(count)]
 
             def publish(data: bytes) -> None:
-                done.append(uploads.submit(self._publish_bytes, data))
+                done.append(uploads.submit(self._commit, spec, len(done), data))
                 self.timings.segments += 1
                 if progress:
                     progress(len(done) - 1, total)
@@ -283,6 +296,10 @@ class SlotTrainer:
 
 def _ckpt(folder: Path, index: int) -> Path:
     return folder / f"ckpt-{index}.safetensors"
+
+
+def _index_of(path: Path) -> int:
+    return int(path.stem.removeprefix("ckpt-"))
 
 
 class NodeWorker:

@@ -233,6 +233,11 @@ class VerificationSpec(_Frozen):
     tolerance: float | None = Field(default=None, gt=0.0, le=1.0)
     tolerances: GroupTolerances = GroupTolerances()
     samples: int = Field(default=2, gt=0, le=1024)
+    # Availability on demand: seconds after the seed is recorded within which the node publishes
+    # the start and end checkpoints of each sampled segment and reveals them on chain (capped
+    # at the chain's attest window); at submission it publishes only the manifest, the output
+    # and its update. 0: every checkpoint is published at submission, nothing is revealed.
+    reveal_window: int = Field(default=0, ge=0, le=86_400)
 
     @model_validator(mode="after")
     def _one_kind_of_bound(self) -> Self:
@@ -303,6 +308,7 @@ class JobSpec(_Frozen):
 _OMITTED_AT_DEFAULT: dict[tuple[str, ...], object] = {
     ("diloco",): DilocoSpec().model_dump(mode="json"),
     ("training", "precision"): "fp32",
+    ("verification", "reveal_window"): 0,
 }
 
 
@@ -311,7 +317,8 @@ def canonical_json(spec: JobSpec) -> bytes:
 
     Parsing these bytes gives back an equal spec, and equal specs give equal bytes, so
     ``spec_digest`` identifies a job. Parts and fields in ``_OMITTED_AT_DEFAULT`` are left out
-    while they hold their default (the ``diloco`` part, ``training.precision`` "fp32"), so
+    while they hold their default (the ``diloco`` part, ``training.precision`` "fp32",
+    ``verification.reveal_window`` 0), so
     adding them changed no existing digest."""
     doc = spec.model_dump(mode="json")
     for path, default in _OMITTED_AT_DEFAULT.items():

@@ -193,7 +193,7 @@ def test_a_node_submitting_another_nodes_published_trace_is_failed_and_slashed(
     for slot in (0, 1):
         node_a.claim_slot(job_id, 0, slot)
         published[slot] = trainer_a.train(job, g0, 0, slot, claimant=node_a.address)
-    market.chain.mine(21)
+    market.chain.advance(21)  # seconds: past both claims' deadlines
     for slot in (0, 1):
         node_b.expire_claim(job_id, 0, slot)
         node_b.claim_slot(job_id, 0, slot)

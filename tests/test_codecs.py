@@ -326,9 +326,9 @@ def test_node_uploading_another_update_than_its_checkpoint_is_caught(
     chain.mine(2)
     vd.step()
     assert [verification_info(chain, c).verdict for c in (1, 2)] == [1, 1]  # both pass
-    chain.wait_for_block(max(verification_info(chain, c).challenge_deadline for c in (1, 2)))
+    chain.advance_to(max(verification_info(chain, c).challenge_deadline for c in (1, 2)) + 1)
     vd.step()  # finalize both, post the aggregate (from the committed updates)
-    chain.wait_for_block(aggregate_info(chain, job_id, 0).challenge_deadline)
+    chain.advance_to(aggregate_info(chain, job_id, 0).challenge_deadline + 1)
     vd.step()
     job = load_job(chain, market.store, job_id)
     # round 1 slot 0 starts from what round 0 slot 0 left unsent

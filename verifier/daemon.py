@@ -126,6 +126,7 @@ class VerifierDaemon:
         if info.verdict == VERDICT_NONE:
             if (
                 info.phase is not Phase.ASSIGNED
+                or info.awaits_reveal  # availability on demand: the checkpoints come first
                 or not self.worker.is_assigned(contribution_id)
                 or chain.now() > info.attest_deadline
             ):

@@ -101,6 +101,9 @@ interface IJobMarket is IJobMarketErrors, IJobMarketEvents {
 
     /// @notice The verifier fee of the job a contribution belongs to (token units).
     function verifierFeeOf(uint256 contributionId) external view returns (uint256);
+    /// @notice The reveal window of the job a contribution belongs to (seconds; 0: nothing to
+    /// reveal, every checkpoint is published at submission).
+    function revealWindowOf(uint256 contributionId) external view returns (uint256);
     /// @notice Settle a contribution (Settlement only). Accepted: the slot is done and
     /// `reward` (+ `fee` when `payFee`) leave the job's escrow; rejected: the slot reopens.
     /// @return node the contribution's node

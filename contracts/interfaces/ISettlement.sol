@@ -27,6 +27,10 @@ interface ISettlementErrors {
     error SettlementSeedExpired(uint256 contributionId, uint256 seedBlock);
     error SettlementSeedReadable(uint256 contributionId, uint256 seedBlock);
     error SettlementNotQueued(uint256 contributionId);
+    error SettlementNotRevealed(uint256 contributionId);
+    error SettlementAlreadyRevealed(uint256 contributionId);
+    error SettlementRevealWindowClosed(uint256 contributionId, uint256 deadline);
+    error SettlementRevealWindowOpen(uint256 contributionId, uint256 deadline);
 }
 
 /// @notice Events of the Settlement contract, read by verifiers, nodes, the indexer, auditors.
@@ -35,7 +39,8 @@ interface ISettlementEvents {
     /// locked); `verifier` is zero when the draw was queued (see VerifierQueued)
     event SeedRecorded(uint256 indexed contributionId, bytes32 seed, uint256 seedBlock, address indexed verifier);
     /// a verifier was assigned (by recordSeed or assignVerifier) with ticket `counter`; it must
-    /// attest by `deadline` (unix seconds, inclusive)
+    /// attest by `deadline` (unix seconds, inclusive; later when the node reveals after this:
+    /// the window then runs from the reveal)
     event VerifierAssigned(uint256 indexed contributionId, address indexed verifier, uint256 counter, uint256 deadline);
     /// no eligible verifier was drawn: the draw continues at ticket `nextCounter` (assignVerifier)
     event VerifierQueued(uint256 indexed contributionId, uint256 nextCounter);
@@ -58,6 +63,11 @@ interface ISettlementEvents {
         uint256 takeover,
         uint256 drawBlock
     );
+    /// the node published the sampled checkpoints (their CIDs are in the manifest; availability
+    /// on demand): the verifier may now fetch them and attest
+    event CheckpointsRevealed(uint256 indexed contributionId, address indexed node, uint256 revealedAt);
+    /// the node did not reveal by `deadline`: the contribution failed as a failed check would
+    event RevealMissed(uint256 indexed contributionId, address indexed node, uint256 deadline);
     /// a verdict went to a dispute committee (Disputes)
     event VerdictDisputed(uint256 indexed contributionId, uint256 indexed disputeId, address indexed disputer);
     /// money moved for a contribution: reward to the node, payment (fee or slash share) to the
@@ -96,6 +106,11 @@ interface ISettlement is ISettlementErrors, ISettlementEvents {
         bytes32 drawSeed;
         /// what the verdict committed to (see `attest`)
         bytes32 recomputedDigestsHash;
+        /// when the node must have revealed the sampled checkpoints (0: nothing to reveal, the
+        /// job publishes every checkpoint at submission, or no seed yet)
+        uint64 revealDeadline;
+        /// when it did (0: not yet)
+        uint64 revealedAt;
     }
 
     /// @notice Seconds after an assignment within which its verifier must attest.

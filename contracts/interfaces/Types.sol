@@ -25,6 +25,10 @@ struct JobParams {
     /// the fraction f of segments a cheat is assumed to fake, in basis points, 1..10000;
     /// createJob refuses the job unless detection p = 1-(1-f)^k makes cheating a loss
     uint16 cheatFractionBps;
+    /// seconds after the seed is recorded within which the node must publish the sampled
+    /// checkpoints and call `Settlement.reveal` (capped at the attest window); 0: every
+    /// checkpoint is published at submission and nothing needs revealing
+    uint32 revealWindow;
 }
 
 /// @notice Lifecycle of a job: Open -> Completed (last round aggregated) or Cancelled (by the

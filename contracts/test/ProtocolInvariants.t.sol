@@ -256,7 +256,8 @@ contract ProtocolHandler is WithVm {
             rewardPerSlot: uint128(reward % 10e18),
             verifierFee: uint128((reward >> 128) % 1e18),
             claimTimeout: 30,
-            cheatFractionBps: 1_000
+            cheatFractionBps: 1_000,
+            revealWindow: 0
         });
         vm.prank(_actor(who));
         try market.createJob(p, "spec", "g0") {

@@ -62,7 +62,7 @@ class ProtocolParams:
     The defaults fit a 2 s-block L2 (``ISSUE13_ABI.md``): a 10 min attest window, a 30 min
     challenge window, 20 min per dispute vote round, a one-day unbonding delay and a draw lag of
     900 blocks (30 min). ``Disputes`` refuses to deploy unless ``unbonding_delay`` exceeds
-    ``(1 + MAX_TAKEOVERS) * attest_window + challenge_window + 6 * vote_window`` (the longest a
+    ``(2 + MAX_TAKEOVERS) * attest_window + challenge_window + 6 * vote_window`` (the longest a
     verdict can stay open). Tests and the demo deploy :data:`DEV_PARAMS`.
     """
 
@@ -83,7 +83,8 @@ class ProtocolParams:
 
     def longest_open_verdict(self) -> int:
         """Seconds a verdict can stay open at most; ``unbonding_delay`` must exceed it."""
-        windows = (1 + MAX_TAKEOVERS) * self.attest_window + self.challenge_window
+        # a reveal window (capped at one attest window), then every assignment
+        windows = (2 + MAX_TAKEOVERS) * self.attest_window + self.challenge_window
         return windows + 6 * self.vote_window
 
 
@@ -95,7 +96,7 @@ MAX_TAKEOVERS = 3  # libraries/Limits.sol
 # before it verifies the first): an hour each, passed explicitly with ``Chain.advance``; a draw
 # lag of 2 blocks so a verifier registered a few transactions earlier is drawn.
 DEV_PARAMS = ProtocolParams(
-    unbonding_delay=40_000,
+    unbonding_delay=50_000,
     attest_window=3_600,
     challenge_window=3_600,
     vote_window=3_600,

@@ -37,6 +37,7 @@ LEDGER_EVENTS: tuple[tuple[str, str], ...] = (
     ("Settlement", "Attested"),
     ("Settlement", "AttestationMissed"),
     ("Settlement", "SeedExpired"),
+    ("Settlement", "RevealMissed"),
     ("Disputes", "DisputeOpened"),
     ("Disputes", "DisputeResolved"),
     ("Disputes", "Voted"),
@@ -240,7 +241,7 @@ def _slash_context(
             c = _int(opened["contributionId"]) if opened else 0
             job = _int(opened["jobId"]) if opened else None
             return str(submitted.get(c, {}).get("outputCid", "")), job, c or None
-        if t.name in ("AttestationMissed", "SeedExpired"):
+        if t.name in ("AttestationMissed", "SeedExpired", "RevealMissed"):
             c = _int(t.args["contributionId"])
             return "", _job_of(c, submitted), c
     return "", None, None
@@ -257,6 +258,8 @@ def _explain_slash(
     names = {s.name for s in siblings}
     if "AttestationMissed" in names:
         why = f"absent verifier: missed the attestation window of contribution {contribution}"
+    elif "RevealMissed" in names:
+        why = f"sampled checkpoints of contribution {contribution} not revealed in time"
     elif "SeedExpired" in names:
         why = f"seed of contribution {contribution} never recorded (failUnrecorded)"
     elif "DisputeResolved" in names:

@@ -39,6 +39,17 @@ class SettlementCalls(ContractCalls):
         fn = self.chain.settlement.functions.requestTakeover(contribution_id)
         return self.send(fn, f"requestTakeover({contribution_id})")
 
+    def reveal(self, contribution_id: int) -> TxReceipt:
+        """The node: the sampled checkpoints are published (availability on demand)."""
+        fn = self.chain.settlement.functions.reveal(contribution_id)
+        return self.send(fn, f"reveal({contribution_id})")
+
+    def fail_unrevealed(self, contribution_id: int) -> TxReceipt:
+        """Fail a contribution whose node did not reveal by the deadline (the node is slashed,
+        the assigned verifier paid its fee)."""
+        fn = self.chain.settlement.functions.failUnrevealed(contribution_id)
+        return self.send(fn, f"failUnrevealed({contribution_id})")
+
     def fail_unrecorded(self, contribution_id: int) -> TxReceipt:
         """Fail a contribution whose seed block can no longer be read (the node is slashed)."""
         fn = self.chain.settlement.functions.failUnrecorded(contribution_id)

@@ -106,6 +106,9 @@ class JobParams:
     verifier_fee: int
     claim_timeout: int = 3_600  # seconds (a claim deadline is a unix time)
     cheat_fraction_bps: int = 1_000
+    # seconds after the seed within which the node reveals the sampled checkpoints (0: all
+    # checkpoints are published at submission; nothing to reveal)
+    reveal_window: int = 0
 
     @property
     def escrow(self) -> int:
@@ -123,4 +126,5 @@ class JobParams:
             self.verifier_fee,
             self.claim_timeout,
             self.cheat_fraction_bps,
+            self.reveal_window,
         )

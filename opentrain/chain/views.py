@@ -88,10 +88,17 @@ class VerificationInfo:
     previous_verifier: str = ZERO_ADDRESS
     draw_seed: bytes = bytes(32)
     recomputed_digests_hash: bytes = bytes(32)
+    reveal_deadline: int = 0  # 0: the job reveals nothing (or no seed yet)
+    revealed_at: int = 0
 
     @property
     def queued(self) -> bool:
         return self.phase is Phase.QUEUED
+
+    @property
+    def awaits_reveal(self) -> bool:
+        """The job reveals on demand and the node has not revealed yet."""
+        return self.reveal_deadline != 0 and self.revealed_at == 0
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,7 @@ def job_info(chain: Chain, job_id: int) -> JobInfo:
         verifier_fee=p["verifierFee"],
         claim_timeout=p["claimTimeout"],
         cheat_fraction_bps=p["cheatFractionBps"],
+        reveal_window=p["revealWindow"],
     )
     return JobInfo(
         job_id=job_id,
@@ -245,6 +253,8 @@ def verification_info(chain: Chain, contribution_id: int) -> VerificationInfo:
         previous_verifier=str(v[13]),
         draw_seed=bytes(v[14]),
         recomputed_digests_hash=bytes(v[15]),
+        reveal_deadline=int(v[16]),
+        revealed_at=int(v[17]),
     )
 
 

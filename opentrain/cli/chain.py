@@ -50,7 +50,7 @@ def chain_deploy(
     development windows (an hour each, draw lag 2 blocks); any other chain the defaults for a
     2 s-block L2 (attest 600 s, challenge 1800 s, vote 1200 s per round, unbonding 86400 s,
     draw lag 900 blocks, committee 3, quorum 2). Each option overrides one of them; the
-    unbonding delay must exceed 4 x attest + challenge + 6 x vote.
+    unbonding delay must exceed 5 x attest + challenge + 6 x vote.
 
     Example: OPENTRAIN_RPC_URL=http://127.0.0.1:8545 opentrain chain deploy --attest-window 900
     """
@@ -87,7 +87,7 @@ def chain_deploy(
     if params.unbonding_delay <= params.longest_open_verdict():
         raise typer.BadParameter(
             f"--unbonding-delay {params.unbonding_delay} must exceed "
-            f"{params.longest_open_verdict()} s (4 x attest + challenge + 6 x vote)"
+            f"{params.longest_open_verdict()} s (5 x attest + challenge + 6 x vote)"
         )
     chain = deploy(w3, deployer, params)
     chain.deployment.save(settings.resolved_deployment_file)

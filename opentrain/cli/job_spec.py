@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opentrain.chain.types import TOKEN
+from opentrain.chain.types import TOKEN, JobParams
 from opentrain.cli.errors import fail
 
 if TYPE_CHECKING:
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 DEFAULT_CHEAT_FRACTION_BPS = 1_000  # JobParams' default: a cheat fakes 10 % of the segments
 DEFAULT_MIN_NODE_STAKE = 100 * TOKEN  # ProtocolParams' default, used when no chain is at hand
+DEFAULT_ATTEST_WINDOW = 600  # seconds: ProtocolParams' default (a 2 s-block L2)
+DEFAULT_CHALLENGE_WINDOW = 1_800
+DEFAULT_CLAIM_TIMEOUT: int = JobParams.claim_timeout  # seconds
 
 
 # -- init ----------------------------------------------------------------------------------------
@@ -31,6 +34,7 @@ def build_spec(
 ) -> JobSpec:
     """A spec with sensible defaults for ``model`` at ``size`` (tiny: seconds per slot on a
     CPU, small: the demo's job, base: a larger gpt for GPUs)."""
+    from opentrain.protocol.presets import DEFAULT_REVEAL_WINDOW
     from opentrain.spec import (
         GPTSpec,
         JobSpec,
@@ -62,7 +66,7 @@ def build_spec(
             model=mlp,
             data=SyntheticDataSpec(),
             training=training,
-            verification=VerificationSpec(samples=2),
+            verification=VerificationSpec(samples=2, reveal_window=DEFAULT_REVEAL_WINDOW),
             **common,
         )
     from opentrain.protocol.presets import DEMO_TOLERANCE
@@ -101,7 +105,12 @@ def build_spec(
         model=gpt,
         data=_data_part(data),
         training=gpt_training,
-        verification=VerificationSpec(mode="tolerance", tolerance=DEMO_TOLERANCE, samples=2),
+        verification=VerificationSpec(
+            mode="tolerance",
+            tolerance=DEMO_TOLERANCE,
+            samples=2,
+            reveal_window=DEFAULT_REVEAL_WINDOW,
+        ),
         **common,
     )
 
@@ -223,7 +232,45 @@ def spec_summary(spec: JobSpec, seconds_per_step: float | None) -> list[tuple[st
                 "checkpoint encode + digest + disk per segment, estimated",
             )
         )
+        rows += _window_rows(spec, seconds_per_step)
+    else:
+        rows.append(
+            (
+                "windows",
+                f"attest {DEFAULT_ATTEST_WINDOW} s, challenge {DEFAULT_CHALLENGE_WINDOW} s",
+                f"claim timeout {DEFAULT_CLAIM_TIMEOUT} s; run without --no-probe to check fit",
+            )
+        )
     return rows
+
+
+def _window_rows(spec: JobSpec, seconds_per_step: float) -> list[tuple[str, str, str]]:
+    """The windows the job runs under and whether the work fits them on this machine: a slot
+    must be submitted within the claim timeout, a verifier must re-execute its k segments within
+    the attest window (3x margin for slower verifiers)."""
+    t, v = spec.training, spec.verification
+    slot = seconds_per_step * t.inner_steps
+    verify = seconds_per_step * t.segment_steps * v.samples
+    attest = max(DEFAULT_ATTEST_WINDOW, round(3 * verify))
+    fits = "fits" if 3 * slot <= DEFAULT_CLAIM_TIMEOUT else "TOO SHORT: slow nodes will expire"
+    return [
+        (
+            "claim timeout",
+            f"{DEFAULT_CLAIM_TIMEOUT} s",
+            f"{fits} (a slot takes {slot:.1f} s here, 3x margin)",
+        ),
+        (
+            "attest window",
+            f"{attest} s",
+            f"max(chain default {DEFAULT_ATTEST_WINDOW} s, 3 x re-execution {verify:.1f} s); "
+            f"deploy with chain deploy --attest-window if the chain's is shorter",
+        ),
+        (
+            "challenge window",
+            f"{DEFAULT_CHALLENGE_WINDOW} s",
+            "after each verdict and aggregate (the chain's own setting)",
+        ),
+    ]
 
 
 # -- validate ------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """What any party may do to get a contribution verified: record its seed, serve a queued draw,
-run a takeover's draw, and request a takeover when the assigned verifier missed its window.
+run a takeover's draw, request a takeover when the assigned verifier missed its window, and fail
+a contribution whose node did not reveal its sampled checkpoints in time (availability on
+demand; a verifier is never taken over while it waits for the reveal).
 
 All of these are open to anyone (the contracts check timing); the node calls
 :func:`advance_assignment` for its own contributions (it is the party that wants them settled:
@@ -47,6 +49,9 @@ def _due(account: ChainAccount, contribution_id: int) -> str:
     if info.verdict is not Verdict.NONE:
         return ""
     now = chain.now()
+    if info.awaits_reveal and info.phase in (Phase.ASSIGNED, Phase.QUEUED):
+        # nothing to verify until the node reveals; past the deadline it fails
+        return "unrevealed" if now > info.reveal_deadline else ""
     window = int(chain.settlement.functions.attestWindow().call())
     if info.phase is Phase.ASSIGNED:
         return "takeover" if now > info.attest_deadline else ""
@@ -69,10 +74,11 @@ def advance_assignment(
     how many transactions were sent (0 when nothing is due or another party was faster).
 
     With ``fail_expired`` an unrecorded contribution whose seed block can no longer be read is
-    failed (``failUnrecorded``: anyone may; the node never does it to itself)."""
+    failed (``failUnrecorded``), and so is one whose node let its reveal deadline pass
+    (``failUnrevealed``): anyone may; the node never does either to itself."""
     chain = account.chain
     action = _due(account, contribution_id)
-    if not action:
+    if not action or (action == "unrevealed" and not fail_expired):
         return 0
     before = verification_info(chain, contribution_id)
     try:
@@ -80,6 +86,12 @@ def advance_assignment(
             account.record_seed(contribution_id)
         elif action == "assign":
             account.assign_verifier(contribution_id)
+        elif action == "unrevealed":
+            account.fail_unrevealed(contribution_id)
+            log.warning(
+                "contribution %s: sampled checkpoints never revealed, failed", contribution_id
+            )
+            return 1
         else:
             account.request_takeover(contribution_id)
     except ChainError as exc:

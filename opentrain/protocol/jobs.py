@@ -34,6 +34,7 @@ def job_params(spec: JobSpec, initial_model_digest: bytes) -> JobParams:
         sample_count=spec.verification.samples,
         reward_per_slot=spec.reward.reward_per_slot,
         verifier_fee=spec.reward.verifier_fee,
+        reveal_window=spec.verification.reveal_window,
     )
 
 

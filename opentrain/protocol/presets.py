@@ -24,6 +24,11 @@ DEMO_TOLERANCE = 1e-4
 BF16_TOLERANCE = 5e-2
 
 
+# Seconds a node has, once its seed is recorded, to publish the sampled checkpoints and reveal
+# them (availability on demand); new specs use it, older ones (0) published everything.
+DEFAULT_REVEAL_WINDOW = 600
+
+
 def default_demo_spec(**overrides: Any) -> JobSpec:
     """The CPU job of ``opentrain demo``: the demo gpt on CPython's docs, 2 rounds x 2 slots.
 
@@ -55,12 +60,20 @@ def default_demo_spec(**overrides: Any) -> JobSpec:
             outer_lr=0.7,
             outer_momentum=0.5,
         ),
-        "verification": VerificationSpec(mode="tolerance", tolerances=DEMO_TOLERANCES, samples=2),
+        "verification": VerificationSpec(
+            mode="tolerance",
+            tolerances=DEMO_TOLERANCES,
+            samples=2,
+            reveal_window=DEFAULT_REVEAL_WINDOW,
+        ),
     }
     fields.update(overrides)
     if "verification" not in overrides and fields["training"].precision == "bf16":
         fields["verification"] = VerificationSpec(
-            mode="tolerance", tolerance=BF16_TOLERANCE, samples=2
+            mode="tolerance",
+            tolerance=BF16_TOLERANCE,
+            samples=2,
+            reveal_window=DEFAULT_REVEAL_WINDOW,
         )
     return JobSpec(**fields)
 

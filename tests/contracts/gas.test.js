@@ -187,6 +187,19 @@ async function measureTheRest() {
   await (await market.connect(sponsor).createJob(jobParams(), "s", "g")).wait();
   g.cancelJob = await gasOf(market.connect(sponsor).cancelJob(2n));
   g["refund (cancelled job)"] = await gasOf(market.connect(sponsor).refund(2n));
+  // availability on demand (issue 16): job 3 has a reveal window; slot 0 reveals, slot 1 never does
+  await (await market.connect(sponsor).createJob(jobParams({ revealWindow: 300 }), "s", "g")).wait();
+  await (await market.connect(node1).claimSlot(3n, 0n, 0n)).wait();
+  const id3 = await sub(node1, 3n, 0n);
+  await networkHelpers.mine();
+  g["recordSeed (job with a reveal window)"] = await gasOf(settlement.recordSeed(id3));
+  g.reveal = await gasOf(settlement.connect(node1).reveal(id3));
+  await (await market.connect(node2).claimSlot(3n, 0n, 1n)).wait();
+  const id4 = await sub(node2, 3n, 1n);
+  await networkHelpers.mine();
+  await (await settlement.recordSeed(id4)).wait();
+  await networkHelpers.time.increase(301n);
+  g["failUnrevealed (slashed, fee to the verifier)"] = await gasOf(settlement.connect(outsider).failUnrevealed(id4));
   g.pause = await gasOf(market.connect(admin).pause());
   g.unpause = await gasOf(market.connect(admin).unpause());
   return g;
@@ -299,6 +312,9 @@ describe("gas report", function () {
       "  the snapshot block, so its cost grows with the list (see `recordSeed, N verifiers` below), never with",
       "  the job. attest stores the hash of the recomputed digests (one more word). A fail pays the verifier",
       "  exactly its fee out of the slashed node lock (`slashWithPayment`) and burns the rest.",
+      "- Issue 16 (availability on demand): `reveal` stores one timestamp and emits one event, O(1) whatever",
+      "  k and H/c (the CIDs of every checkpoint are already in the manifest, bound by their digests); see",
+      "  `reveal` and `failUnrevealed` below. A job with a reveal window adds one storage word to recordSeed.",
       "- Where the savings came from (the first cut spent 152k on submitContribution and 171k on finalize):",
       "  the contribution's metadata is one packed word (node, job, round, slot, submit block) plus the two",
       "  digests, its stake lock and status are not stored (the lock is always `minNodeStake`, the status follows",

@@ -68,6 +68,8 @@ export function jobParams(overrides = {}) {
     verifierFee: FEE,
     claimTimeout: 50,
     cheatFractionBps: 1_000,
+    // 0: every checkpoint published at submission (reveal.test.js covers availability on demand)
+    revealWindow: 0,
     ...overrides,
   };
 }
@@ -90,6 +92,7 @@ export function paramsTuple(p) {
     BigInt(p.verifierFee),
     BigInt(p.claimTimeout),
     BigInt(p.cheatFractionBps),
+    BigInt(p.revealWindow),
   ];
 }
 

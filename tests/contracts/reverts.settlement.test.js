@@ -196,8 +196,9 @@ describe("Disputes: constructor", function () {
     ]) {
       await expect(factory.deploy(...args)).to.be.revertedWithCustomError(factory, "DisputesInvalidParams").withArgs(reason);
     }
-    // unbondingDelay must exceed (1 + MAX_TAKEOVERS) attest + challenge + (1 + 2 + 3) vote windows
-    const fixed = (1n + MAX_TAKEOVERS) * PROTOCOL.attestWindow + PROTOCOL.challengeWindow;
+    // unbondingDelay must exceed (2 + MAX_TAKEOVERS) attest (reveal + assignments) + challenge +
+    // (1 + 2 + 3) vote windows
+    const fixed = (2n + MAX_TAKEOVERS) * PROTOCOL.attestWindow + PROTOCOL.challengeWindow;
     const lastOk = (PROTOCOL.unbondingDelay - fixed - 1n) / 6n;
     const ok = await factory.deploy(s, m, st, admin.address, 9n, lastOk, 9n);
     expect(await ok.voteWindow()).to.equal(lastOk);
