@@ -35,6 +35,8 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
     uint256 public constant MAX_SAMPLES = 32;
     /// @notice The Disputes contract: opens and settles disputes of verdicts.
     bytes32 public constant DISPUTES_ROLE = keccak256("DISPUTES_ROLE");
+    /// @notice The Canaries contract: settles revealed canaries.
+    bytes32 public constant CANARIES_ROLE = keccak256("CANARIES_ROLE");
 
     /// @dev Word 0 of a contribution: everything attest and finalize touch.
     struct Record {
@@ -370,6 +372,26 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         }
         r.phase = Phase.Disputed;
         emit VerdictDisputed(contributionId, disputeId, disputer);
+    }
+
+    /// @inheritdoc ISettlement
+    function settleCanary(uint256 contributionId)
+        external
+        onlyRole(CANARIES_ROLE)
+        nonReentrant
+        returns (address verifier, Verdict verdict)
+    {
+        Record storage r = _records[contributionId];
+        verdict = r.verdict;
+        if (verdict == Verdict.None) revert SettlementNotAttested(contributionId);
+        if (r.phase == Phase.Disputed) revert SettlementUnderDispute(contributionId);
+        if (r.phase != Phase.Assigned) revert SettlementAlreadyFinalized(contributionId);
+        r.phase = Phase.Rejected;
+        verifier = r.verifier;
+        // a canary is never accepted: the reward and fee it returns are zero
+        // slither-disable-next-line unused-return
+        market.settleContribution(contributionId, false, false);
+        emit ContributionFinalized(contributionId, false, 0, 0, 0);
     }
 
     /// @inheritdoc ISettlement

@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "artifacts" / "contracts"
 TARGET = ROOT / "opentrain" / "chain" / "artifacts"
-CONTRACTS = ["TrainToken", "StakeRegistry", "JobMarket", "Settlement", "Disputes"]
+CONTRACTS = ["TrainToken", "StakeRegistry", "JobMarket", "Settlement", "Disputes", "Canaries"]
 
 
 def exported(name: str) -> str:

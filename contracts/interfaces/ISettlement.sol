@@ -115,6 +115,19 @@ interface ISettlement is ISettlementErrors, ISettlementEvents {
 
     /// @notice Seconds after an assignment within which its verifier must attest.
     function attestWindow() external view returns (uint256);
+    /// @notice Node stake locked per claim (the registry's `minNodeStake`).
+    function nodeLock() external view returns (uint256);
+    /// @notice Verifier stake locked per assignment (the registry's `verifierLock`).
+    function verifierLock() external view returns (uint256);
+    /// @notice The segment indices the verifier must re-execute (needs the seed).
+    function sampledSegments(uint256 contributionId) external view returns (uint256[] memory);
+
+    /// @notice Settle an attested, undisputed, unfinalized contribution as a revealed canary
+    /// (Canaries only): rejected, no escrow moves, the slot reopens; the locks are left to the
+    /// caller, which pays or slashes the verifier and releases the node.
+    /// @return verifier the assigned verifier
+    /// @return verdict its verdict
+    function settleCanary(uint256 contributionId) external returns (address verifier, Verdict verdict);
     /// @notice Seconds after a verdict during which it can be disputed (JobMarket's window).
     function challengeWindow() external view returns (uint256);
 

@@ -37,6 +37,7 @@ class Deployment:
     JobMarket: str
     Settlement: str
     Disputes: str
+    Canaries: str
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +146,7 @@ class Chain:
         self.market = self._contract("JobMarket")
         self.settlement = self._contract("Settlement")
         self.disputes = self._contract("Disputes")
+        self.canaries = self._contract("Canaries")
         self._lock = threading.Lock()
 
     def _contract(self, name: str) -> Contract:

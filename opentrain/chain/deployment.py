@@ -1,4 +1,4 @@
-"""Deploying and wiring the five contracts."""
+"""Deploying and wiring the six contracts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from opentrain.chain.client import Chain, Deployment, ProtocolParams
 
 
 def deploy(w3: Web3, deployer: LocalAccount, params: ProtocolParams = ProtocolParams()) -> Chain:
-    """Deploy and wire the five contracts; the deployer holds the whole token supply."""
+    """Deploy and wire the six contracts; the deployer holds the whole token supply and the
+    canary authority (``Canaries.CANARY_ROLE``; grant it to an operator and renounce it)."""
     bootstrap = ChainAccount(_BootstrapChain(w3), deployer)  # type: ignore[arg-type]
     start = int(w3.eth.block_number)
     token = bootstrap.deploy("TrainToken", deployer.address, params.token_supply)
@@ -45,6 +46,9 @@ def deploy(w3: Web3, deployer: LocalAccount, params: ProtocolParams = ProtocolPa
         params.vote_window,
         params.quorum,
     )
+    canaries_addr = bootstrap.deploy(
+        "Canaries", stakes_addr, market_addr, settlement_addr, deployer.address
+    )
     deployment = Deployment(
         chain_id=int(w3.eth.chain_id),
         block=start,
@@ -53,6 +57,7 @@ def deploy(w3: Web3, deployer: LocalAccount, params: ProtocolParams = ProtocolPa
         JobMarket=market_addr,
         Settlement=settlement_addr,
         Disputes=disputes_addr,
+        Canaries=canaries_addr,
     )
     chain = Chain(w3, deployment)
     _wire_roles(chain.account(deployer), chain)
@@ -82,6 +87,15 @@ def _wire_roles(admin: ChainAccount, chain: Chain) -> None:
         (market, market.SETTLEMENT_ROLE().call(), chain.settlement.address, "SETTLEMENT_ROLE"),
         (market, market.DISPUTES_ROLE().call(), chain.disputes.address, "market DISPUTES_ROLE"),
         (settlement, settlement.DISPUTES_ROLE().call(), chain.disputes.address, "DISPUTES_ROLE"),
+        (stakes, slasher, chain.canaries.address, "SLASHER_ROLE to Canaries"),
+        (stakes, treasurer, chain.canaries.address, "TREASURER_ROLE to Canaries"),
+        (settlement, settlement.CANARIES_ROLE().call(), chain.canaries.address, "CANARIES_ROLE"),
+        (
+            chain.canaries.functions,
+            chain.canaries.functions.CANARY_ROLE().call(),
+            admin.address,
+            "CANARY_ROLE to the deployer",
+        ),
     ]
     for functions, role, grantee, what in grants:
         admin.send(functions.grantRole(role, grantee), f"grant {what}")

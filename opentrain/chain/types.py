@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-CONTRACT_NAMES = ("TrainToken", "StakeRegistry", "JobMarket", "Settlement", "Disputes")
+CONTRACT_NAMES = (
+    "TrainToken",
+    "StakeRegistry",
+    "JobMarket",
+    "Settlement",
+    "Disputes",
+    "Canaries",
+)
 TOKEN = 10**18
 IN_PROCESS_GAS = 6_000_000
 LOSS_SCALE = 1_000_000  # validation losses travel on-chain as loss * 1e6

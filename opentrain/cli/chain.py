@@ -59,6 +59,7 @@ def chain_deploy(
     from opentrain.chain.client import DEV_PARAMS, ProtocolParams, connect
     from opentrain.chain.deployment import deploy
     from opentrain.chain.keys import load_signer
+    from opentrain.chain.types import CONTRACT_NAMES
     from opentrain.settings import Settings
 
     settings = Settings()
@@ -93,7 +94,7 @@ def chain_deploy(
     chain.deployment.save(settings.resolved_deployment_file)
     d = chain.deployment
     out.print(f"deployed on chain {d.chain_id} at block {d.block} by {deployer.address}:")
-    for name in ("TrainToken", "StakeRegistry", "JobMarket", "Settlement", "Disputes"):
+    for name in CONTRACT_NAMES:
         out.print(f"  {name:<14} {getattr(d, name)}")
     out.print(f"addresses saved in {settings.resolved_deployment_file}")
     out.print(

@@ -138,6 +138,12 @@ export async function deployProtocol(ethers, admin, { token, params = {} } = {})
     p.voteWindow,
     p.quorum,
   ]);
+  const canaries = await ethers.deployContract("Canaries", [
+    await stakes.getAddress(),
+    await market.getAddress(),
+    await settlement.getAddress(),
+    admin.address,
+  ]);
   const roles = {
     LOCKER_ROLE: await stakes.LOCKER_ROLE(),
     SLASHER_ROLE: await stakes.SLASHER_ROLE(),
@@ -146,8 +152,11 @@ export async function deployProtocol(ethers, admin, { token, params = {} } = {})
     MARKET_DISPUTES_ROLE: await market.DISPUTES_ROLE(),
     GUARDIAN_ROLE: await market.GUARDIAN_ROLE(),
     DISPUTES_ROLE: await settlement.DISPUTES_ROLE(),
+    CANARIES_ROLE: await settlement.CANARIES_ROLE(),
+    CANARY_ROLE: await canaries.CANARY_ROLE(),
   };
   const [m, s, d] = [await market.getAddress(), await settlement.getAddress(), await disputes.getAddress()];
+  const k = await canaries.getAddress();
   const grants = [
     [stakes, roles.LOCKER_ROLE, m],
     [stakes, roles.TREASURER_ROLE, m],
@@ -159,9 +168,13 @@ export async function deployProtocol(ethers, admin, { token, params = {} } = {})
     [market, roles.SETTLEMENT_ROLE, s],
     [market, roles.MARKET_DISPUTES_ROLE, d],
     [settlement, roles.DISPUTES_ROLE, d],
+    [stakes, roles.SLASHER_ROLE, k],
+    [stakes, roles.TREASURER_ROLE, k],
+    [settlement, roles.CANARIES_ROLE, k],
+    [canaries, roles.CANARY_ROLE, admin.address],
   ];
   for (const [c, role, who] of grants) await (await c.connect(admin).grantRole(role, who)).wait();
-  return { stakes, market, settlement, disputes, roles, protocol: p };
+  return { stakes, market, settlement, disputes, canaries, roles, protocol: p };
 }
 
 /**
@@ -248,14 +261,16 @@ export async function courtFixture(connection) {
  * tokens; nobody's locks exceed their stake.
  */
 export async function expectConservation(f, extraAccounts = []) {
-  const { token, stakes, market, settlement, disputes, accounts } = f;
+  const { token, stakes, market, settlement, disputes, canaries, accounts } = f;
   const vault = await token.balanceOf(await stakes.getAddress());
-  for (const c of [market, settlement, disputes]) expect(await token.balanceOf(await c.getAddress())).to.equal(0n);
+  for (const c of [market, settlement, disputes, canaries]) {
+    expect(await token.balanceOf(await c.getAddress())).to.equal(0n);
+  }
   const escrowed = await stakes.escrowed();
   let jobsEscrow = 0n;
   const jobCount = await market.jobCount();
   for (let id = 1n; id <= jobCount; id++) jobsEscrow += (await market.jobState(id)).escrow;
-  expect(escrowed, "vault escrow == sum of job escrows").to.equal(jobsEscrow);
+  expect(escrowed, "vault escrow == sum of job escrows + canary pool").to.equal(jobsEscrow + (await canaries.pool()));
   let owed = escrowed;
   for (const a of [...accounts, ...extraAccounts]) {
     const staked = await stakes.stakeOf(a);

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+/// @notice Errors of the Canaries contract.
+interface ICanariesErrors {
+    error CanariesInvalidParams(string reason);
+    error CanariesUnknownCommitment(bytes32 commitment);
+    error CanariesCommittedTooLate(bytes32 commitment, uint256 committedBlock, uint256 submitBlock);
+    error CanariesPoolTooSmall(uint256 pool, uint256 needed);
+}
+
+/// @notice Events of the Canaries contract.
+interface ICanariesEvents {
+    /// `count` canary commitments (and decoys: they look the same) were posted
+    event CanariesCommitted(address indexed authority, uint256 count);
+    /// the canary pool grew by `amount` (now `pool`)
+    event CanaryPoolFunded(address indexed from, uint256 amount, uint256 pool);
+    /// contribution `contributionId` was a canary: its verdict should have been a fail iff
+    /// `expectedFail`; the verifier was right or not, was paid `paid` from the pool, lost `slashed`
+    event CanaryRevealed(
+        uint256 indexed contributionId,
+        address indexed verifier,
+        bool expectedFail,
+        bool verdictRight,
+        uint256 paid,
+        uint256 slashed
+    );
+}
+
+/// @notice Forced errors that make lazy verification lose money (contracts/CANARIES.md).
+interface ICanaries is ICanariesErrors, ICanariesEvents {
+    /// @notice The commitment a canary contribution opens: binds the job, the canary's node
+    /// account, a secret and the bitmap of segments whose end checkpoint was made wrong.
+    function canaryCommitment(uint256 jobId, address node, bytes32 secret, uint256[] calldata faults)
+        external
+        view
+        returns (bytes32);
+}

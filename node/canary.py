@@ -1,0 +1,137 @@
+"""A canary run (contracts/CANARIES.md): the canary authority's node account trains an ordinary
+slot for real but perturbs the end checkpoint of each faulty segment, so only re-execution of
+that segment tells it from honest work. Before submitting, the authority posts the commitment
+(with decoys); once the verifier has attested it opens it (``Canaries.reveal``): a lazy pass of
+a faulty sample is slashed, a right verdict is paid from the canary pool.
+
+The node account and the authority account are different keys: the commitment comes from the
+authority, the claim and the submission from a node account nobody links to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from node.daemon import NodeDaemon
+from node.worker import SegmentFn, honest_segment
+from opentrain.chain.account import ChainAccount
+from opentrain.chain.types import Phase, Verdict
+from opentrain.chain.views import verification_info
+from opentrain.content.store import ContentStore
+from opentrain.protocol.canaries import (
+    canary_commitment,
+    draw_faults,
+    expected_fail,
+    fault_words,
+)
+from opentrain.protocol.jobs import load_job
+from opentrain.protocol.sampling import sample_indices
+from opentrain.spec import JobSpec
+from opentrain.training.checkpoint import TrainState
+
+__all__ = ["CanaryRun", "PlannedCanary", "faulty_segment"]
+
+log = logging.getLogger("opentrain.canary")
+
+# relative size of a fault: far past any tolerance (1e-4 .. 5e-2), far below a segment's update
+FAULT_SCALE = 0.05
+
+
+def faulty_segment(faults: set[int]) -> SegmentFn:
+    """A segment function that trains honestly and then, for a faulty segment, moves every
+    parameter by ``FAULT_SCALE`` of its RMS in a direction seeded by the segment index."""
+
+    def segment(spec: JobSpec, state: TrainState, round_: int, slot: int) -> TrainState:
+        index = state.step // spec.training.segment_steps
+        state = honest_segment(spec, state, round_, slot)
+        if index in faults:
+            generator = torch.Generator().manual_seed(1_000_003 * (index + 1))
+            with torch.no_grad():
+                for p in state.model.parameters():
+                    noise = torch.randn(p.shape, generator=generator, dtype=p.dtype)
+                    rms = p.detach().pow(2).mean().sqrt().clamp_min(1e-3)
+                    p.add_(noise * (FAULT_SCALE * rms))
+        return state
+
+    return segment
+
+
+@dataclass(frozen=True)
+class PlannedCanary:
+    """What the authority keeps secret until the reveal."""
+
+    job_id: int
+    node: str
+    secret: bytes
+    faults: frozenset[int]
+    words: tuple[int, ...]
+    commitment: bytes
+
+
+class CanaryRun:
+    """The authority's side (commit, reveal) and its node account's (train, submit)."""
+
+    def __init__(
+        self,
+        authority: ChainAccount,
+        node: ChainAccount,
+        store: ContentStore,
+        workdir: Path,
+    ) -> None:
+        self.authority = authority
+        self.node = node
+        self.store = store
+        self.workdir = workdir
+
+    def plan(self, job_id: int, decoys: int = 3, faults: set[int] | None = None) -> PlannedCanary:
+        """Draw the secret and faults and post the commitment among ``decoys`` random ones."""
+        chain = self.authority.chain
+        spec = load_job(chain, self.store, job_id).spec
+        n, k = spec.training.num_segments, spec.verification.samples
+        secret = os.urandom(32)
+        chosen = draw_faults(secret, n, k) if faults is None else set(faults)
+        words = fault_words(chosen, n)
+        commitment = canary_commitment(
+            chain.w3.eth.chain_id, chain.market.address, job_id, self.node.address, secret, words
+        )
+        batch = [commitment, *(os.urandom(32) for _ in range(decoys))]
+        batch.sort()  # the position says nothing either
+        self.authority.commit_canaries(batch)
+        return PlannedCanary(
+            job_id, self.node.address, secret, frozenset(chosen), tuple(words), commitment
+        )
+
+    def train(self, planned: PlannedCanary) -> int | None:
+        """Claim an open slot and submit the faulted trace (its daemon records the seed and
+        reveals the sampled checkpoints like any node); returns the contribution id."""
+        daemon = NodeDaemon(
+            self.node, self.store, self.workdir, segment_fn=faulty_segment(set(planned.faults))
+        )
+        return daemon.run_once()
+
+    def reveal_if_attested(self, planned: PlannedCanary, contribution_id: int) -> bool | None:
+        """Open the canary once its verdict is in; returns whether the verifier was right (None:
+        no verdict yet, or it is disputed or settled already)."""
+        chain = self.authority.chain
+        info = verification_info(chain, contribution_id)
+        if info.verdict is Verdict.NONE or info.phase is not Phase.ASSIGNED:
+            return None
+        spec = load_job(chain, self.store, planned.job_id).spec
+        sampled = sample_indices(info.seed, spec.training.num_segments, spec.verification.samples)
+        should_fail = expected_fail(sampled, set(planned.faults))
+        self.authority.reveal_canary(contribution_id, planned.secret, list(planned.words))
+        right = (info.verdict is Verdict.FAIL) == should_fail
+        log.info(
+            "canary %s revealed: sample %s %s a fault, verdict %s: %s",
+            contribution_id,
+            sampled,
+            "hits" if should_fail else "misses",
+            info.verdict.name,
+            "right" if right else "WRONG (verifier slashed)",
+        )
+        return right
