@@ -113,7 +113,7 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
         if (quorum_ == 0 || quorum_ > committeeSize_) revert DisputesInvalidParams("quorum");
         uint256 rounds = Limits.MAX_ESCALATIONS + 1;
         uint256 longest = (2 + Limits.MAX_TAKEOVERS) * settlement_.attestWindow() + settlement_.challengeWindow()
-            + (rounds * (rounds + 1) / 2) * voteWindow_;
+            + (rounds * (rounds + 1) * voteWindow_) / 2;
         if (stakes_.unbondingDelay() <= longest) revert DisputesInvalidParams("unbondingDelay");
         stakes = stakes_;
         market = market_;
@@ -342,12 +342,9 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
     /// next round with a new seed block and a snapshot of this block.
     function _escalate(uint256 disputeId, Dispute storage d) private {
         (, address[] memory absent) = _split(d, Ruling.Undecided);
-        address[] memory members = new address[](d.memberCount);
-        for (uint256 i = 0; i < members.length; ++i) {
-            members[i] = d.members[i];
-        }
-        _releaseSeats(d, absent);
-        for (uint256 i = 0; i < members.length; ++i) {
+        address[] memory voters = _voters(d);
+        // every write before the registry calls (checks-effects-interactions)
+        for (uint256 i = 0; i < voters.length; ++i) {
             delete d.members[i];
         }
         uint256 round = uint256(d.escalation) + 1;
@@ -364,6 +361,7 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
         d.seedBlock = uint40(block.number + 1);
         d.snapshotBlock = uint40(block.number);
         emit DisputeEscalated(disputeId, round, absent.length, block.number + 1);
+        _releaseSeatsOf(voters, absent);
     }
 
     /// @dev The registry is an immutable protocol contract whose drawAndLock makes no external
@@ -418,11 +416,21 @@ contract Disputes is IDisputes, AccessControl, ReentrancyGuardTransient {
 
     /// @dev Voters get their seat lock back; absent members lose it (burned).
     function _releaseSeats(Dispute storage d, address[] memory absent) private {
-        uint256 n = d.memberCount;
+        _releaseSeatsOf(_voters(d), absent);
+    }
+
+    /// @dev The committee's seats, in order, with the zero address for members that did not vote.
+    function _voters(Dispute storage d) private view returns (address[] memory voters) {
+        voters = new address[](d.memberCount);
+        for (uint256 i = 0; i < voters.length; ++i) {
+            if (d.votedMask & uint16(1 << i) != 0) voters[i] = d.members[i];
+        }
+    }
+
+    function _releaseSeatsOf(address[] memory voters, address[] memory absent) private {
         address[] memory none = new address[](0);
-        for (uint256 i = 0; i < n; ++i) {
-            address m = d.members[i];
-            if (d.votedMask & uint16(1 << i) != 0) stakes.unlock(m, seatLock);
+        for (uint256 i = 0; i < voters.length; ++i) {
+            if (voters[i] != address(0)) stakes.unlock(voters[i], seatLock);
         }
         for (uint256 i = 0; i < absent.length; ++i) {
             stakes.slash(absent[i], seatLock, address(0), none);

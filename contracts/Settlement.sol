@@ -236,6 +236,7 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
         if (msg.sender != r.verifier) revert SettlementNotAssignedVerifier(msg.sender, r.verifier);
         if (r.verdict != Verdict.None) revert SettlementAlreadyAttested(contributionId);
         Reveal memory rv = _reveals[contributionId];
+        // slither-disable-next-line incorrect-equality (an unset time, not a balance)
         if (rv.deadline != 0 && rv.revealedAt == 0) revert SettlementNotRevealed(contributionId);
         uint256 deadline = _attestDeadline(r, rv);
         if (block.timestamp > deadline) revert SettlementAttestWindowClosed(contributionId, deadline);

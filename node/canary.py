@@ -110,7 +110,11 @@ class CanaryRun:
         """Claim an open slot and submit the faulted trace (its daemon records the seed and
         reveals the sampled checkpoints like any node); returns the contribution id."""
         daemon = NodeDaemon(
-            self.node, self.store, self.workdir, segment_fn=faulty_segment(set(planned.faults))
+            self.node,
+            self.store,
+            self.workdir,
+            segment_fn=faulty_segment(set(planned.faults)),
+            only_jobs={planned.job_id},  # the commitment binds this job
         )
         return daemon.run_once()
 

@@ -96,6 +96,7 @@ class NodeDaemon:
         segment_fn: SegmentFn = honest_segment,
         nproc: int = 1,
         keep_checkpoints: bool = False,
+        only_jobs: set[int] | None = None,
     ) -> None:
         """``keep_checkpoints``: never prune a slot's local checkpoints (by default they go
         once the contribution is final and its dispute window has closed)."""
@@ -110,6 +111,7 @@ class NodeDaemon:
             workdir=workdir,
         )
         self.memory_limit = memory_limit or available_memory()
+        self.only_jobs = only_jobs  # None: every open job
         self.segment_fn = segment_fn
         # torch imports its optimizer machinery lazily (seconds): pay it before any claim
         torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
@@ -119,7 +121,8 @@ class NodeDaemon:
     def open_jobs(self) -> list[JobInfo]:
         chain = self.account.chain
         count = int(chain.market.functions.jobCount().call())
-        jobs = [job_info(chain, job_id) for job_id in range(1, count + 1)]
+        ids = range(1, count + 1)
+        jobs = [job_info(chain, i) for i in ids if self.only_jobs is None or i in self.only_jobs]
         return [j for j in jobs if j.status == JOB_OPEN]
 
     def check(self, job_id: int) -> tuple[LoadedJob | None, str]:

@@ -27,7 +27,7 @@ def test_honest_job_has_no_findings_and_a_tampered_checkpoint_is_found(tmp_path:
     assert honest.findings == []
     assert len(honest.checks) > 20
     names = {c.name for c in honest.checks}
-    assert "vault escrow equals the sum of every job's open escrow" in names
+    assert "vault escrow equals the sum of every job's open escrow plus the canary pool" in names
     assert "verifier report holds what re-execution computes (not lazy)" in names
     assert len(honest.losses) == spec.rounds + 1 and honest.losses[-1] < honest.losses[0]
     json_path, html_path = write_report(honest, tmp_path / "audit")

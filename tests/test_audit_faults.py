@@ -42,7 +42,7 @@ from verifier.worker import RoundAggregator, VerifierWorker
 PROOFS = "Merkle proofs in the verifier report verify"
 LAZY = "verifier report holds what re-execution computes (not lazy)"
 DIGESTS = "attested digests hash matches the report"
-VAULT_BOOKS = "vault escrow equals the sum of every job's open escrow"
+VAULT_BOOKS = "vault escrow equals the sum of every job's open escrow plus the canary pool"
 STRAY_RELEASE = "every escrow release is a JobMarket refund in the same transaction"
 ROLES = "only protocol contracts hold the vault's treasurer, locker and slasher roles"
 DRAINED = 3 * TOKEN // 10

@@ -25,8 +25,14 @@ NODE_LOCK = 100 * TOKEN  # minNodeStake: what a claim locks and a fail slashes
 
 
 def _spec() -> JobSpec:
-    return mlp_demo_spec(
-        rounds=1, slots_per_round=1, verification=VerificationSpec(samples=2, reveal_window=REVEAL)
+    base = mlp_demo_spec(rounds=1, slots_per_round=1)
+    # 8 segments: a sample of 2 reveals at most 5 of the 9 checkpoints (with the output)
+    training = base.training.model_copy(update={"segment_steps": 5})
+    return base.model_copy(
+        update={
+            "training": training,
+            "verification": VerificationSpec(samples=2, reveal_window=REVEAL),
+        }
     )
 
 

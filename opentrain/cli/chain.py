@@ -135,3 +135,32 @@ def chain_fund(
         chain.fund_eth(address, int(eth * 10**18))
         deployer.transfer(address, int(tokens * TOKEN))
         out.print(f"funded {address} with {eth:g} ETH and {tokens:g} TRAIN")
+
+
+@chain_app.command("grant-canary")
+def chain_grant_canary(
+    address: Annotated[str, typer.Argument(help="the new canary authority")],
+) -> None:
+    """Grant Canaries.CANARY_ROLE (commit and reveal canaries) to ADDRESS, as the deployer
+    (the dev deployer key on a development chain, OPENTRAIN_KEYSTORE elsewhere).
+
+    Example: opentrain chain grant-canary 0xAbC...
+    """
+    from web3 import Web3
+
+    from opentrain.chain.keys import load_signer
+    from opentrain.context import connect_chain
+    from opentrain.settings import Settings
+
+    settings = Settings()
+    chain = connect_chain(settings)
+    if not Web3.is_address(address):
+        raise typer.BadParameter(f"not an address: {address}")
+    signer = _dev_deployer(settings) if chain.is_dev_chain else load_signer(settings)
+    admin = chain.account(signer)
+    canaries = chain.canaries.functions
+    admin.send(
+        canaries.grantRole(canaries.CANARY_ROLE().call(), Web3.to_checksum_address(address)),
+        "grant CANARY_ROLE",
+    )
+    out.print(f"{address} may now commit and reveal canaries (opentrain canary --help)")

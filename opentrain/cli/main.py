@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from node.canary_cli import canary_app
 from node.cli import node_app
 from opentrain.cli.api import api_app
 from opentrain.cli.chain import chain_app
@@ -64,6 +65,7 @@ app.add_typer(verifier_app, name="verifier")
 app.add_typer(audit_app, name="audit")
 app.add_typer(store_app, name="store")
 app.add_typer(data_app, name="data")
+app.add_typer(canary_app, name="canary")
 err = Console(stderr=True)
 out = Console()
 

@@ -115,7 +115,8 @@ class AccountingAudit(AuditorBase):
     def _check_vault(self, report: AuditReport) -> None:
         """The StakeRegistry vault against JobMarket's books, for all jobs together.
 
-        - ``escrowed()`` equals the sum of every job's open escrow (``jobState(j)[3]``): escrow
+        - ``escrowed()`` equals the sum of every job's open escrow (``jobState(j)[3]``) plus the
+          canary pool (``Canaries.pool``): escrow
           moved by anyone but JobMarket and Settlement breaks it (a rogue ``releaseEscrow`` or
           ``payout`` lowers the vault, not the books);
         - every EscrowReleased is a JobMarket refund (EscrowRefunded, same transaction, same
@@ -129,11 +130,12 @@ class AccountingAudit(AuditorBase):
         held = int(self.chain.stakes.functions.escrowed().call())
         jobs = int(market.jobCount().call())
         booked = sum(int(market.jobState(j).call()[3]) for j in range(1, jobs + 1))
+        pool = int(self.chain.canaries.functions.pool().call())
         report.add(
             subject,
-            "vault escrow equals the sum of every job's open escrow",
-            held == booked,
-            f"vault {held}, {jobs} jobs book {booked}",
+            "vault escrow equals the sum of every job's open escrow plus the canary pool",
+            held == booked + pool,
+            f"vault {held}, {jobs} jobs book {booked}, canary pool {pool}",
         )
         refunds = Counter(
             (e.tx, e.args["sponsor"], int(e.args["amount"]))
@@ -150,10 +152,15 @@ class AccountingAudit(AuditorBase):
             (e.tx, e.args["sponsor"], int(e.args["escrow"]))
             for e in self.events.named("JobMarket", "JobCreated")
         )
+        creations.update(
+            (e.tx, e.args["from"], int(e.args["amount"]))
+            for e in self.events.named("Canaries", "CanaryPoolFunded")
+        )
         stray = _unmatched(self.events.named("StakeRegistry", "EscrowDeposited"), creations, "from")
         report.add(
             subject,
-            "every escrow deposit is a JobMarket job creation in the same transaction",
+            "every escrow deposit is a JobMarket job creation or a canary pool funding in the "
+            "same transaction",
             not stray,
             "; ".join(stray),
         )
@@ -163,6 +170,7 @@ class AccountingAudit(AuditorBase):
                 self.chain.market.address,
                 self.chain.settlement.address,
                 self.chain.disputes.address,
+                self.chain.canaries.address,
             )
         }
         outsiders = [

@@ -41,6 +41,7 @@ class EventLog:
             "JobMarket": chain.market,
             "Settlement": chain.settlement,
             "Disputes": chain.disputes,
+            "Canaries": chain.canaries,
         }
         self._addresses = [c.address for c in contracts.values()]
         self._decoders: dict[tuple[str, bytes], tuple[str, Any]] = {}
