@@ -181,13 +181,9 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
     /// but the time; the attest window of an already assigned verifier runs from now.
     /// @param contributionId a contribution of the caller whose seed is recorded
     function reveal(uint256 contributionId) external {
-        Reveal storage rv = _reveals[contributionId];
         address node = market.getContribution(contributionId).node;
         if (msg.sender != node) revert SettlementNotNode(msg.sender, node);
-        Phase phase = _records[contributionId].phase;
-        if (phase != Phase.Assigned && phase != Phase.Queued) revert SettlementSeedNotRecorded(contributionId);
-        if (rv.deadline == 0) revert SettlementInvalidParams("nothing to reveal");
-        if (rv.revealedAt != 0) revert SettlementAlreadyRevealed(contributionId);
+        Reveal storage rv = _pendingReveal(contributionId, _records[contributionId].phase);
         if (block.timestamp > rv.deadline) revert SettlementRevealWindowClosed(contributionId, rv.deadline);
         rv.revealedAt = uint40(block.timestamp);
         emit CheckpointsRevealed(contributionId, node, block.timestamp);
@@ -200,11 +196,8 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
     /// Anyone may call.
     /// @param contributionId an unrevealed contribution past its reveal deadline
     function failUnrevealed(uint256 contributionId) external nonReentrant {
-        Reveal storage rv = _reveals[contributionId];
         Record storage r = _records[contributionId];
-        if (r.phase != Phase.Assigned && r.phase != Phase.Queued) revert SettlementSeedNotRecorded(contributionId);
-        if (rv.deadline == 0) revert SettlementInvalidParams("nothing to reveal");
-        if (rv.revealedAt != 0) revert SettlementAlreadyRevealed(contributionId);
+        Reveal storage rv = _pendingReveal(contributionId, r.phase);
         if (block.timestamp <= rv.deadline) revert SettlementRevealWindowOpen(contributionId, rv.deadline);
         address verifier = r.verifier;
         r.phase = Phase.Rejected;
@@ -517,6 +510,15 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
     {
         bytes32 root = market.getContribution(contributionId).traceRoot;
         return TraceCommitment.verify(proof, root, index, digest);
+    }
+
+    /// @dev The reveal a contribution still owes: its seed is recorded (phase Assigned or
+    /// Queued), its job reveals on demand, and the node has not revealed yet.
+    function _pendingReveal(uint256 contributionId, Phase phase) private view returns (Reveal storage rv) {
+        if (phase != Phase.Assigned && phase != Phase.Queued) revert SettlementSeedNotRecorded(contributionId);
+        rv = _reveals[contributionId];
+        if (rv.deadline == 0) revert SettlementInvalidParams("nothing to reveal");
+        if (rv.revealedAt != 0) revert SettlementAlreadyRevealed(contributionId);
     }
 
     /// @dev The attest deadline of the current assignment: its window runs from the assignment

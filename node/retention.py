@@ -47,6 +47,11 @@ def slot_folder(workdir: Path, job_id: int, round_: int, slot: int) -> Path:
     return workdir / f"job-{job_id}" / f"round-{round_}" / f"slot-{slot}"
 
 
+def checkpoint_path(folder: Path, index: int) -> Path:
+    """Checkpoint ``index`` of a slot folder (written by the trainer, read by the reveal)."""
+    return folder / f"ckpt-{index}.safetensors"
+
+
 def slot_usage(workdir: Path) -> list[SlotDisk]:
     """Every slot folder under ``workdir`` with its checkpoint count and bytes, sorted."""
     found = []

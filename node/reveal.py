@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from node.retention import slot_folder
+from node.retention import checkpoint_path, slot_folder
 from opentrain.chain.account import ChainAccount
 from opentrain.chain.types import ChainError, Phase
 from opentrain.chain.views import contribution_info, verification_info
@@ -20,6 +20,7 @@ from opentrain.content.store import ContentStore
 from opentrain.protocol.jobs import load_job
 from opentrain.protocol.manifest import ManifestError, TraceManifest
 from opentrain.protocol.sampling import sample_indices
+from opentrain.protocol.sampling import sampled_checkpoints as revealed_indices
 from opentrain.training.checkpoint import digest
 
 __all__ = ["RevealError", "publish_sampled", "reveal_if_due", "revealed_indices"]
@@ -31,12 +32,6 @@ class RevealError(ValueError):
     """The local slot folder cannot back the manifest the node committed to."""
 
 
-def revealed_indices(sampled: list[int]) -> list[int]:
-    """The checkpoints a verifier fetches: checkpoint 0 (checked to be G_r with fresh optimizer
-    state and the node's binding) and each sampled segment's start and end, ascending."""
-    return sorted({0} | {i for s in sampled for i in (s, s + 1)})
-
-
 def publish_sampled(
     store: ContentStore, folder: Path, manifest: TraceManifest, sampled: list[int]
 ) -> int:
@@ -45,7 +40,7 @@ def publish_sampled(
     published = 0
     for index in revealed_indices(sampled):
         ref = manifest.checkpoints[index]
-        path = folder / f"ckpt-{index}.safetensors"
+        path = checkpoint_path(folder, index)
         try:
             data = path.read_bytes()
         except OSError as exc:

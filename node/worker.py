@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from node.ddp import DDPError, export_job_data, train_slot_ddp
+from node.retention import checkpoint_path as _ckpt
 from node.retention import slot_folder
 from opentrain.chain.account import ChainAccount
 from opentrain.content.builder import compute_cid
@@ -157,9 +158,7 @@ class SlotTrainer:
             return self._commit(spec, index, data)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="persist") as background:
-            done = [
-                background.submit(self._commit_file, spec, _ckpt(folder, i)) for i in range(count)
-            ]
+            done = [background.submit(self._commit_saved, spec, folder, i) for i in range(count)]
             while count <= total:
                 state = segment_fn(spec, state, round_, slot)
                 done.append(
@@ -199,8 +198,9 @@ class SlotTrainer:
             return self.store.put_bytes(data), digest(data)
         return compute_cid(data), digest(data)
 
-    def _commit_file(self, spec: JobSpec, path: Path) -> tuple[str, bytes]:
-        return self._commit(spec, _index_of(path), path.read_bytes())
+    def _commit_saved(self, spec: JobSpec, folder: Path, index: int) -> tuple[str, bytes]:
+        """``_commit`` of a checkpoint already on disk, read in the background thread."""
+        return self._commit(spec, index, _ckpt(folder, index).read_bytes())
 
     def _train_ddp(
         self,
@@ -219,7 +219,7 @@ class SlotTrainer:
         total = spec.training.num_segments
         data_dir = export_job_data(spec, self.store, self.workdir / f"job-{job.job_id}" / "data")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish") as uploads:
-            done = [uploads.submit(self._commit_file, spec, _ckpt(folder, i)) for i in range(count)]
+            done = [uploads.submit(self._commit_saved, spec, folder, i) for i in range(count)]
 
             def publish(data: bytes) -> None:
                 done.append(uploads.submit(self._commit, spec, len(done), data))
@@ -292,14 +292,6 @@ class SlotTrainer:
             manifest_cid=manifest_cid,
             manifest=manifest,
         )
-
-
-def _ckpt(folder: Path, index: int) -> Path:
-    return folder / f"ckpt-{index}.safetensors"
-
-
-def _index_of(path: Path) -> int:
-    return int(path.stem.removeprefix("ckpt-"))
 
 
 class NodeWorker:

@@ -14,13 +14,12 @@ from opentrain.chain.types import TOKEN, JobParams
 from opentrain.cli.errors import fail
 
 if TYPE_CHECKING:
+    from opentrain.chain.client import ProtocolParams
     from opentrain.spec import JobSpec
 
 
 DEFAULT_CHEAT_FRACTION_BPS = 1_000  # JobParams' default: a cheat fakes 10 % of the segments
 DEFAULT_MIN_NODE_STAKE = 100 * TOKEN  # ProtocolParams' default, used when no chain is at hand
-DEFAULT_ATTEST_WINDOW = 600  # seconds: ProtocolParams' default (a 2 s-block L2)
-DEFAULT_CHALLENGE_WINDOW = 1_800
 DEFAULT_CLAIM_TIMEOUT: int = JobParams.claim_timeout  # seconds
 
 
@@ -234,14 +233,22 @@ def spec_summary(spec: JobSpec, seconds_per_step: float | None) -> list[tuple[st
         )
         rows += _window_rows(spec, seconds_per_step)
     else:
+        defaults = _default_windows()
         rows.append(
             (
                 "windows",
-                f"attest {DEFAULT_ATTEST_WINDOW} s, challenge {DEFAULT_CHALLENGE_WINDOW} s",
+                f"attest {defaults.attest_window} s, challenge {defaults.challenge_window} s",
                 f"claim timeout {DEFAULT_CLAIM_TIMEOUT} s; run without --no-probe to check fit",
             )
         )
     return rows
+
+
+def _default_windows() -> ProtocolParams:
+    """The windows ``chain deploy`` gives a public chain (web3 imported only when run)."""
+    from opentrain.chain.client import ProtocolParams
+
+    return ProtocolParams()
 
 
 def _window_rows(spec: JobSpec, seconds_per_step: float) -> list[tuple[str, str, str]]:
@@ -251,7 +258,8 @@ def _window_rows(spec: JobSpec, seconds_per_step: float) -> list[tuple[str, str,
     t, v = spec.training, spec.verification
     slot = seconds_per_step * t.inner_steps
     verify = seconds_per_step * t.segment_steps * v.samples
-    attest = max(DEFAULT_ATTEST_WINDOW, round(3 * verify))
+    defaults = _default_windows()
+    attest = max(defaults.attest_window, round(3 * verify))
     fits = "fits" if 3 * slot <= DEFAULT_CLAIM_TIMEOUT else "TOO SHORT: slow nodes will expire"
     return [
         (
@@ -262,12 +270,12 @@ def _window_rows(spec: JobSpec, seconds_per_step: float) -> list[tuple[str, str,
         (
             "attest window",
             f"{attest} s",
-            f"max(chain default {DEFAULT_ATTEST_WINDOW} s, 3 x re-execution {verify:.1f} s); "
+            f"max(chain default {defaults.attest_window} s, 3 x re-execution {verify:.1f} s); "
             f"deploy with chain deploy --attest-window if the chain's is shorter",
         ),
         (
             "challenge window",
-            f"{DEFAULT_CHALLENGE_WINDOW} s",
+            f"{defaults.challenge_window} s",
             "after each verdict and aggregate (the chain's own setting)",
         ),
     ]

@@ -136,7 +136,12 @@ def up(
         "--vote-window", str(vote_window),
     ]  # fmt: skip
     # the unbonding delay must outlast the longest open verdict (chain deploy checks it)
-    unbonding = max(3_600, 5 * attest_window + challenge_window + 6 * vote_window + 1)
+    from opentrain.chain.client import ProtocolParams
+
+    local = ProtocolParams(
+        attest_window=attest_window, challenge_window=challenge_window, vote_window=vote_window
+    )
+    unbonding = max(3_600, local.longest_open_verdict() + 1)
     deploy_options = [*windows, "--unbonding-delay", str(unbonding)]
     market = Market(
         home, rpc_url, port, gateway_port, nodes, verifiers, deploy_options=deploy_options

@@ -36,6 +36,13 @@ def contribution_seed(block_hash: bytes, contribution_id: int) -> bytes:
     return keccak(abi_encode(["bytes32", "uint256"], [block_hash, contribution_id]))
 
 
+def sampled_checkpoints(sampled: Sequence[int]) -> list[int]:
+    """The checkpoints a verifier fetches for a sample, ascending: checkpoint 0 (checked to be
+    G_r with fresh optimizer state and the node's binding) and each sampled segment's start and
+    end. On-demand availability publishes exactly these (``node.reveal``)."""
+    return sorted({0} | {i for s in sampled for i in (s, s + 1)})
+
+
 def recomputed_digests_hash(digests: Sequence[bytes]) -> bytes:
     """What ``attest`` commits to: keccak256(abi.encode(bytes32[] digests)) of the sha256
     digests of the checkpoints the verifier recomputed, in sample order (for each sampled
