@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 from opentrain.content.embedded import EmbeddedStore
-from opentrain.protocol.commitments import build_trace_tree
 from opentrain.protocol.manifest import CheckpointRef, TraceManifest
 from opentrain.protocol.presets import default_demo_spec
 from opentrain.spec import JobSpec, spec_digest
@@ -81,8 +80,8 @@ def proof_run(
         for name, dt in zip(PARTS, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=False):
             parts[name] += dt
     t0 = time.perf_counter()
-    root = build_trace_tree([r.sha256 for r in refs]).root
-    manifest = TraceManifest(0, ROUND, SLOT, spec_digest(spec), tuple(refs))
+    manifest = TraceManifest(0, ROUND, SLOT, spec_digest(spec), tuple(refs), os.urandom(32))
+    root = manifest.trace_root
     store.put_bytes(manifest.to_json())
     parts["merkle+manifest"] += time.perf_counter() - t0
     _ = state_params(state)

@@ -170,6 +170,7 @@ def node_child(name: str, tmp: Path, steps: int) -> dict[str, Any]:
         SLOT,
         spec_digest(spec),
         tuple(CheckpointRef(i, cid, sha256) for i in range(n + 1)),
+        os.urandom(32),
     )
     delta = encode_pseudo_gradient(spec, pseudo_gradient(g0, state_params(state)))
     return {

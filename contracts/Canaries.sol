@@ -10,14 +10,18 @@ import {IJobMarket} from "./interfaces/IJobMarket.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
 import {IStakeRegistry} from "./interfaces/IStakeRegistry.sol";
 import {Contribution, Verdict} from "./interfaces/Types.sol";
+import {TraceCommitment} from "./libraries/TraceCommitment.sol";
 
 /// @title Canaries
 /// @notice Forced errors, as Truebit has them: the canary authority (CANARY_ROLE) runs node
 /// accounts that claim ordinary slots and submit real training traces in which a random subset
-/// of segments (each with probability 1/k) ends on a perturbed checkpoint. Before the
-/// submission it posts `canaryCommitment(jobId, node, secret, faults)` among decoys, so nobody
-/// can tell a canary from honest work without re-executing it. Once the verifier has attested,
-/// the authority opens the commitment (`reveal`): the contribution is settled as a canary (never
+/// of segments (each with probability 1/k) ends on a perturbed checkpoint. The trace root it
+/// submits is sealed (`TraceCommitment.sealedRoot`) with `canarySeal(jobId, round, slot, node,
+/// secret, faults)` where an honest node's seal is 32 random bytes, so nobody can tell a canary
+/// from honest work without re-executing it, and a trace root opens to one seal only: the
+/// faults are fixed before the sampling seed exists and cannot be chosen after the verdict.
+/// Once the verifier has attested, the authority opens the seal (`reveal`): the contribution is
+/// settled as a canary (never
 /// accepted, never aggregated, the slot reopens, no escrow moves, the canary node's lock comes
 /// back) and the verifier is judged against the verdict the faults imply for its sample. Right:
 /// the fee from the canary pool, twice the fee for a caught fault (the bonus). Wrong (a lazy
@@ -26,12 +30,10 @@ import {Contribution, Verdict} from "./interfaces/Types.sol";
 contract Canaries is ICanaries, AccessControl, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
-    /// @notice The canary authority: commits and reveals canaries.
+    /// @notice The canary authority: reveals canaries.
     bytes32 public constant CANARY_ROLE = keccak256("CANARY_ROLE");
-    /// @notice Domain of canary commitments (with the chain id and the market's address).
+    /// @notice Domain of canary seals (with the chain id and the market's address).
     bytes32 public constant CANARY_DOMAIN = keccak256("opentrain.canary");
-    /// @notice Commitments posted per call, at most (bounds the loop).
-    uint256 public constant MAX_COMMITMENTS = 64;
 
     /// @notice The vault (its escrow holds the pool's tokens).
     IStakeRegistry public immutable stakes;
@@ -43,8 +45,6 @@ contract Canaries is ICanaries, AccessControl, ReentrancyGuardTransient {
     IERC20 public immutable token;
     /// @notice Tokens in the vault's escrow that belong to the canary pool.
     uint256 public pool;
-
-    mapping(bytes32 commitment => uint256 blockNumber) private _committedAt;
 
     /// @param stakes_ the StakeRegistry (this contract needs its TREASURER and SLASHER roles)
     /// @param market_ the JobMarket
@@ -62,18 +62,6 @@ contract Canaries is ICanaries, AccessControl, ReentrancyGuardTransient {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
     }
 
-    /// @notice Post canary commitments (mixed with decoys, which are never opened) ahead of the
-    /// submissions they belong to.
-    /// @param commitments at most MAX_COMMITMENTS hashes; one already posted keeps its block
-    function commit(bytes32[] calldata commitments) external onlyRole(CANARY_ROLE) {
-        uint256 n = commitments.length;
-        if (n == 0 || n > MAX_COMMITMENTS) revert CanariesInvalidParams("commitments");
-        for (uint256 i = 0; i < n; ++i) {
-            if (_committedAt[commitments[i]] == 0) _committedAt[commitments[i]] = block.number;
-        }
-        emit CanariesCommitted(msg.sender, n);
-    }
-
     /// @notice Add `amount` tokens to the canary pool (pulled from the caller into the vault).
     /// @param amount token units, approved to this contract
     function fund(uint256 amount) external nonReentrant {
@@ -84,33 +72,33 @@ contract Canaries is ICanaries, AccessControl, ReentrancyGuardTransient {
         stakes.depositEscrow(msg.sender, amount);
     }
 
-    /// @notice Open the commitment of an attested, undisputed, unfinalized canary contribution
-    /// and settle it (see the contract's notice). The commitment must have been posted before
-    /// the contribution's submission block; it is used up.
+    /// @notice Open the seal of an attested, undisputed, unfinalized canary contribution and
+    /// settle it (see the contract's notice).
     /// @param contributionId the canary contribution
-    /// @param secret the commitment's secret
+    /// @param checkpointsRoot the root of its checkpoint tree (the trace root unsealed)
+    /// @param secret the seal's secret
     /// @param faults bitmap of the faulty segments (bit j of word j / 256)
-    function reveal(uint256 contributionId, bytes32 secret, uint256[] calldata faults)
+    function reveal(uint256 contributionId, bytes32 checkpointsRoot, bytes32 secret, uint256[] calldata faults)
         external
         onlyRole(CANARY_ROLE)
         nonReentrant
     {
-        (address node, bool expectedFail) = _open(contributionId, secret, faults);
+        (address node, bool expectedFail) = _open(contributionId, checkpointsRoot, secret, faults);
         (address verifier, Verdict verdict) = settlement.settleCanary(contributionId);
         _judge(contributionId, node, verifier, (verdict == Verdict.Fail) == expectedFail, expectedFail);
     }
 
-    /// @dev Check and use up the commitment; whether the contribution's sample hits a fault.
-    function _open(uint256 contributionId, bytes32 secret, uint256[] calldata faults)
+    /// @dev Check the seal against the trace root; whether the contribution's sample hits a fault.
+    function _open(uint256 contributionId, bytes32 checkpointsRoot, bytes32 secret, uint256[] calldata faults)
         private
+        view
         returns (address node, bool expectedFail)
     {
         Contribution memory c = market.getContribution(contributionId);
-        bytes32 commitment = _commitment(c.jobId, c.node, secret, faults);
-        uint256 committed = _committedAt[commitment];
-        if (committed == 0) revert CanariesUnknownCommitment(commitment);
-        if (committed >= c.submitBlock) revert CanariesCommittedTooLate(commitment, committed, c.submitBlock);
-        delete _committedAt[commitment];
+        bytes32 seal = _seal(c.jobId, c.round, c.slot, c.node, secret, faults);
+        if (TraceCommitment.sealedRoot(checkpointsRoot, seal) != c.traceRoot) {
+            revert CanariesSealMismatch(contributionId, seal);
+        }
         return (c.node, _sampleHitsFault(settlement.sampledSegments(contributionId), faults));
     }
 
@@ -133,27 +121,29 @@ contract Canaries is ICanaries, AccessControl, ReentrancyGuardTransient {
     }
 
     /// @inheritdoc ICanaries
-    function canaryCommitment(uint256 jobId, address node, bytes32 secret, uint256[] calldata faults)
-        external
-        view
-        returns (bytes32)
-    {
-        return _commitment(jobId, node, secret, faults);
+    function canarySeal(
+        uint256 jobId,
+        uint256 round,
+        uint256 slot,
+        address node,
+        bytes32 secret,
+        uint256[] calldata faults
+    ) external view returns (bytes32) {
+        return _seal(jobId, round, slot, node, secret, faults);
     }
 
-    /// @notice The block a commitment was posted in (0: never, or used up).
-    /// @param commitment the hash
-    function committedAt(bytes32 commitment) external view returns (uint256) {
-        return _committedAt[commitment];
-    }
-
-    function _commitment(uint256 jobId, address node, bytes32 secret, uint256[] calldata faults)
-        private
-        view
-        returns (bytes32)
-    {
+    function _seal(
+        uint256 jobId,
+        uint256 round,
+        uint256 slot,
+        address node,
+        bytes32 secret,
+        uint256[] calldata faults
+    ) private view returns (bytes32) {
         bytes32 faultsHash = keccak256(abi.encodePacked(faults));
-        return keccak256(abi.encode(CANARY_DOMAIN, block.chainid, address(market), jobId, node, secret, faultsHash));
+        return keccak256(
+            abi.encode(CANARY_DOMAIN, block.chainid, address(market), jobId, round, slot, node, secret, faultsHash)
+        );
     }
 
     /// @dev Whether a sampled segment's bit is set (a missing word counts as no fault).

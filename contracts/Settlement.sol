@@ -502,14 +502,17 @@ contract Settlement is ISettlement, AccessControl, ReentrancyGuardTransient {
     /// @param contributionId the contribution
     /// @param index the checkpoint's index in the trace
     /// @param digest the checkpoint file's sha256
-    /// @param proof the Merkle proof (OpenZeppelin standard tree)
-    function verifyCheckpoint(uint256 contributionId, uint256 index, bytes32 digest, bytes32[] calldata proof)
-        external
-        view
-        returns (bool)
-    {
+    /// @param proof the Merkle proof in the checkpoint tree (OpenZeppelin standard tree)
+    /// @param seal the trace's seal (in its manifest), which the trace root binds
+    function verifyCheckpoint(
+        uint256 contributionId,
+        uint256 index,
+        bytes32 digest,
+        bytes32[] calldata proof,
+        bytes32 seal
+    ) external view returns (bool) {
         bytes32 root = market.getContribution(contributionId).traceRoot;
-        return TraceCommitment.verify(proof, root, index, digest);
+        return TraceCommitment.verify(proof, root, seal, index, digest);
     }
 
     /// @dev The reveal a contribution still owes: its seed is recorded (phase Assigned or

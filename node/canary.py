@@ -1,10 +1,12 @@
 """A canary run (contracts/CANARIES.md): the canary authority's node account trains an ordinary
 slot for real but perturbs the end checkpoint of each faulty segment, so only re-execution of
-that segment tells it from honest work. Before submitting, the authority posts the commitment
-(with decoys); once the verifier has attested it opens it (``Canaries.reveal``): a lazy pass of
-a faulty sample is slashed, a right verdict is paid from the canary pool.
+that segment tells it from honest work. Its trace root is sealed with the canary's fault
+commitment where an honest node's is sealed with random bytes, so the faults are fixed before
+the sampling seed exists and open one way only; once the verifier has attested, the authority
+opens the seal (``Canaries.reveal``): a lazy pass of a faulty sample is slashed, a right verdict
+is paid from the canary pool.
 
-The node account and the authority account are different keys: the commitment comes from the
+The node account and the authority account are different keys: the reveal comes from the
 authority, the claim and the submission from a node account nobody links to it.
 """
 
@@ -21,15 +23,11 @@ from node.daemon import NodeDaemon
 from node.worker import SegmentFn, honest_segment
 from opentrain.chain.account import ChainAccount
 from opentrain.chain.types import Phase, Verdict
-from opentrain.chain.views import verification_info
+from opentrain.chain.views import contribution_info, verification_info
 from opentrain.content.store import ContentStore
-from opentrain.protocol.canaries import (
-    canary_commitment,
-    draw_faults,
-    expected_fail,
-    fault_words,
-)
-from opentrain.protocol.jobs import load_job
+from opentrain.protocol.canaries import canary_seal, draw_faults, expected_fail, fault_words
+from opentrain.protocol.jobs import LoadedJob, load_job
+from opentrain.protocol.manifest import TraceManifest
 from opentrain.protocol.sampling import sample_indices
 from opentrain.spec import JobSpec
 from opentrain.training.checkpoint import TrainState
@@ -70,11 +68,10 @@ class PlannedCanary:
     secret: bytes
     faults: frozenset[int]
     words: tuple[int, ...]
-    commitment: bytes
 
 
 class CanaryRun:
-    """The authority's side (commit, reveal) and its node account's (train, submit)."""
+    """The authority's side (plan, reveal) and its node account's (train, submit)."""
 
     def __init__(
         self,
@@ -88,33 +85,39 @@ class CanaryRun:
         self.store = store
         self.workdir = workdir
 
-    def plan(self, job_id: int, decoys: int = 3, faults: set[int] | None = None) -> PlannedCanary:
-        """Draw the secret and faults and post the commitment among ``decoys`` random ones."""
-        chain = self.authority.chain
-        spec = load_job(chain, self.store, job_id).spec
+    def plan(self, job_id: int, faults: set[int] | None = None) -> PlannedCanary:
+        """Draw the secret and the faults (each segment with probability 1/k unless given)."""
+        spec = load_job(self.authority.chain, self.store, job_id).spec
         n, k = spec.training.num_segments, spec.verification.samples
         secret = os.urandom(32)
         chosen = draw_faults(secret, n, k) if faults is None else set(faults)
         words = fault_words(chosen, n)
-        commitment = canary_commitment(
-            chain.w3.eth.chain_id, chain.market.address, job_id, self.node.address, secret, words
-        )
-        batch = [commitment, *(os.urandom(32) for _ in range(decoys))]
-        batch.sort()  # the position says nothing either
-        self.authority.commit_canaries(batch)
-        return PlannedCanary(
-            job_id, self.node.address, secret, frozenset(chosen), tuple(words), commitment
+        return PlannedCanary(job_id, self.node.address, secret, frozenset(chosen), tuple(words))
+
+    def seal(self, planned: PlannedCanary, job: LoadedJob, round_: int, slot: int) -> bytes:
+        """The seal of the canary's trace root once its slot is known (``Canaries.canarySeal``)."""
+        chain = self.authority.chain
+        return canary_seal(
+            chain.w3.eth.chain_id,
+            chain.market.address,
+            job.job_id,
+            round_,
+            slot,
+            planned.node,
+            planned.secret,
+            list(planned.words),
         )
 
     def train(self, planned: PlannedCanary) -> int | None:
-        """Claim an open slot and submit the faulted trace (its daemon records the seed and
-        reveals the sampled checkpoints like any node); returns the contribution id."""
+        """Claim an open slot and submit the faulted, sealed trace (its daemon records the seed
+        and reveals the sampled checkpoints like any node); returns the contribution id."""
         daemon = NodeDaemon(
             self.node,
             self.store,
             self.workdir,
             segment_fn=faulty_segment(set(planned.faults)),
-            only_jobs={planned.job_id},  # the commitment binds this job
+            only_jobs={planned.job_id},
+            seal_fn=lambda job, round_, slot: self.seal(planned, job, round_, slot),
         )
         return daemon.run_once()
 
@@ -128,7 +131,12 @@ class CanaryRun:
         spec = load_job(chain, self.store, planned.job_id).spec
         sampled = sample_indices(info.seed, spec.training.num_segments, spec.verification.samples)
         should_fail = expected_fail(sampled, set(planned.faults))
-        self.authority.reveal_canary(contribution_id, planned.secret, list(planned.words))
+        manifest_cid = contribution_info(chain, contribution_id).manifest_cid
+        manifest = TraceManifest.from_json(self.store.get_bytes(manifest_cid))
+        checkpoints_root = manifest.trace_tree().checkpoints_root
+        self.authority.reveal_canary(
+            contribution_id, checkpoints_root, planned.secret, list(planned.words)
+        )
         right = (info.verdict is Verdict.FAIL) == should_fail
         log.info(
             "canary %s revealed: sample %s %s a fault, verdict %s: %s",

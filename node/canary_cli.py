@@ -1,8 +1,9 @@
 """``opentrain canary``: the canary authority's commands (contracts/CANARIES.md).
 
 The authority's own keystore (OPENTRAIN_KEYSTORE, holding ``Canaries.CANARY_ROLE``) funds the
-pool, commits and reveals; a separate, staked node keystore (``--node-keystore``) claims,
-trains and submits the canary, so nothing links the submission to the authority. The planned
+pool and reveals; a separate, staked node keystore (``--node-keystore``) claims, trains and
+submits the canary (its trace root sealed with the fault commitment), so nothing links the
+submission to the authority. The planned
 canary (its secret and faults) is kept in ``<home>/canaries/`` until it is revealed, so a
 restarted ``canary run --contribution N`` still reveals it.
 """
@@ -60,7 +61,6 @@ def _save(path: Path, planned: PlannedCanary, contribution: int | None) -> None:
         "secret": planned.secret.hex(),
         "faults": sorted(planned.faults),
         "words": [str(w) for w in planned.words],
-        "commitment": planned.commitment.hex(),
         "contribution": contribution,
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the secret stays private
@@ -78,7 +78,6 @@ def _load(path: Path) -> tuple[PlannedCanary, int | None]:
         bytes.fromhex(doc["secret"]),
         frozenset(int(j) for j in doc["faults"]),
         tuple(int(w) for w in doc["words"]),
-        bytes.fromhex(doc["commitment"]),
     )
     return planned, doc.get("contribution")
 
@@ -98,8 +97,9 @@ def run(
     poll: Annotated[float, typer.Option(help="seconds between verdict checks")] = 5.0,
     timeout: Annotated[float, typer.Option(help="seconds to wait for the verdict")] = 3600.0,
 ) -> None:
-    """Commit to a canary, train it on an open slot of JOB_ID with the canary node account,
-    wait for the verifier's verdict and reveal it: a wrong verdict slashes the verifier's lock.
+    """Train a canary on an open slot of JOB_ID with the canary node account (faulty segments
+    drawn, its trace root sealed with them), wait for the verifier's verdict and reveal it: a
+    wrong verdict slashes the verifier's lock.
 
     Example: OPENTRAIN_CANARY_NODE_PASSWORD=... opentrain canary run 1 --node-keystore n.json
     """
@@ -123,9 +123,7 @@ def run(
         planned = runner.plan(job_id, faults=set(range(n)) if every_segment else None)
         contribution = None
         _save(path, planned, None)
-        out.print(
-            f"committed to a canary on job {job_id} (faulty segments {sorted(planned.faults)})"
-        )
+        out.print(f"planned a canary on job {job_id} (faulty segments {sorted(planned.faults)})")
     if contribution is None:
         contribution = runner.train(planned)
         if contribution is None:

@@ -19,7 +19,7 @@ import torch
 from node import metrics
 from node.ddp import DDPError
 from node.disputes import Aftercare, VerdictWatcher
-from node.worker import NodeWorker, ProgressFn, SegmentFn, honest_segment
+from node.worker import NodeWorker, ProgressFn, SealFn, SegmentFn, honest_segment, random_seal
 from opentrain.chain.account import ChainAccount
 from opentrain.chain.tx import TRANSIENT, RpcUnavailable
 from opentrain.chain.types import ChainError
@@ -97,9 +97,11 @@ class NodeDaemon:
         nproc: int = 1,
         keep_checkpoints: bool = False,
         only_jobs: set[int] | None = None,
+        seal_fn: SealFn = random_seal,
     ) -> None:
         """``keep_checkpoints``: never prune a slot's local checkpoints (by default they go
-        once the contribution is final and its dispute window has closed)."""
+        once the contribution is final and its dispute window has closed). ``segment_fn`` and
+        ``seal_fn`` are an honest node's unless a canary run replaces them (``node.canary``)."""
         self.account = account
         self.store = store
         self.worker = NodeWorker(account, store, workdir, nproc)
@@ -113,6 +115,7 @@ class NodeDaemon:
         self.memory_limit = memory_limit or available_memory()
         self.only_jobs = only_jobs  # None: every open job
         self.segment_fn = segment_fn
+        self.seal_fn = seal_fn
         # torch imports its optimizer machinery lazily (seconds): pay it before any claim
         torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
 
@@ -212,6 +215,7 @@ class NodeDaemon:
             progress=progress,
             residual=self.worker.starting_residual(job, a.round, a.slot),
             claimant=self.account.address,
+            seal_fn=self.seal_fn,
         )
         trained = self.worker.trainer.timings.segments - segments_before
         metrics.SEGMENTS.inc(trained)

@@ -16,10 +16,15 @@ later one inherits it from the state it was trained from, in this process or the
 
 With ``nproc > 1`` the segments are trained by that many torchrun workers (``node.ddp``) from
 the same folder; this process still publishes, commits and submits.
+
+The trace root is sealed (``protocol.commitments``) with 32 random bytes kept in the slot
+folder, so a resumed slot submits the same root; a canary's seal commits to its faults instead
+(``node.canary``), and the two look alike.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,7 +58,15 @@ from opentrain.training.train import split_error, train_segment
 
 Tensors = dict[str, torch.Tensor]
 SegmentFn = Callable[[JobSpec, TrainState, int, int], TrainState]
+SealFn = Callable[[LoadedJob, int, int], bytes]
 ProgressFn = Callable[[int, int], None]
+
+SEAL_FILE = "seal"
+
+
+def random_seal(job: LoadedJob, round_: int, slot: int) -> bytes:
+    """An honest node's seal: 32 random bytes, which nobody can tell from a canary's."""
+    return os.urandom(32)
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,7 @@ class SlotTrainer:
         residual: Tensors | None = None,
         *,
         claimant: str,
+        seal_fn: SealFn = random_seal,
     ) -> SlotResult:
         """Train (or resume) the slot as ``claimant``'s work, commit to every checkpoint (each
         published as it is written, or only its CID when the job reveals on demand) and publish
@@ -144,9 +158,10 @@ class SlotTrainer:
         folder = self._slot_dir(job.job_id, round_, slot)
         binding = binding_for(job, claimant)
         count = self._resume(spec, folder, global_model, round_, slot, binding)
+        seal = self._seal(folder, lambda: seal_fn(job, round_, slot))
         if self.nproc > 1:
             return self._train_ddp(
-                job, folder, count, round_, slot, progress, global_model, residual
+                job, folder, count, round_, slot, progress, global_model, residual, seal
             )
         last = _ckpt(folder, count - 1).read_bytes()
         state = decode_checkpoint(spec, last, round=round_, slot=slot, binding=binding)
@@ -170,7 +185,20 @@ class SlotTrainer:
                     progress(count - 1, total)
             published = [d.result() for d in done]
         extra = self._publish_update(job, global_model, _ckpt(folder, total), residual)
-        return self._publish(job, published, round_, slot, extra)
+        return self._publish(job, published, round_, slot, seal, extra)
+
+    @staticmethod
+    def _seal(folder: Path, make: Callable[[], bytes]) -> bytes:
+        """The slot's seal: the one kept in its folder (a resume submits the same root), else
+        a new one from ``make``, kept before any of it is used."""
+        path = folder / SEAL_FILE
+        if path.exists() and len(kept := path.read_bytes()) == 32:
+            return kept
+        seal = make()
+        if len(seal) != 32:
+            raise ValueError("a trace seal is 32 bytes")
+        write_atomically(path, [seal], durable=True)
+        return seal
 
     def _publish_update(
         self, job: LoadedJob, global_model: bytes, output: Path, residual: Tensors | None
@@ -212,6 +240,7 @@ class SlotTrainer:
         progress: ProgressFn | None,
         global_model: bytes,
         residual: Tensors | None,
+        seal: bytes,
     ) -> SlotResult:
         """The remaining segments in ``nproc`` worker processes; each checkpoint they write is
         published here while they train the next."""
@@ -234,7 +263,7 @@ class SlotTrainer:
         if len(published) != total + 1:
             raise DDPError(f"{folder} holds {len(published)} checkpoints, expected {total + 1}")
         extra = self._publish_update(job, global_model, _ckpt(folder, total), residual)
-        return self._publish(job, published, round_, slot, extra)
+        return self._publish(job, published, round_, slot, seal, extra)
 
     def _resume(
         self,
@@ -247,7 +276,8 @@ class SlotTrainer:
     ) -> int:
         """How many checkpoints are already on disk, in order; checkpoint 0 created from G_r
         (bound to ``binding``) if absent. Checkpoints on disk bound to anyone else (an older
-        claim of this slot by another account sharing the folder) are discarded, not resumed."""
+        claim of this slot by another account sharing the folder) are discarded, not resumed,
+        and so is that claim's seal."""
         first = _ckpt(folder, 0)
         if first.exists():
             try:
@@ -255,6 +285,7 @@ class SlotTrainer:
             except CheckpointError:
                 for stale in folder.glob("ckpt-*.safetensors"):
                     stale.unlink()
+                (folder / SEAL_FILE).unlink(missing_ok=True)
         if not first.exists():
             state = fresh_state(spec, decode_params(spec, global_model), binding)
             write_atomically(first, [encode_checkpoint(state, round_, slot)], durable=True)
@@ -269,9 +300,11 @@ class SlotTrainer:
         published: list[tuple[str, bytes]],
         round_: int,
         slot: int,
+        seal: bytes,
         extra: dict[str, ContentRef] | None = None,
     ) -> SlotResult:
-        """Manifest of (CID, sha256) per checkpoint, in order, published; the slot's result."""
+        """Manifest of (CID, sha256) per checkpoint, in order, and the seal, published; the
+        slot's result."""
         refs = tuple(
             CheckpointRef(index=i, cid=cid, sha256=sha) for i, (cid, sha) in enumerate(published)
         )
@@ -281,6 +314,7 @@ class SlotTrainer:
             slot=slot,
             spec_digest=job.info.params.spec_digest,
             checkpoints=refs,
+            seal=seal,
             update=(extra or {}).get("update"),
             residual=(extra or {}).get("residual"),
         )
@@ -317,6 +351,7 @@ class NodeWorker:
         slot: int,
         segment_fn: SegmentFn = honest_segment,
         progress: ProgressFn | None = None,
+        seal_fn: SealFn = random_seal,
     ) -> int:
         """Claim, train, publish and submit one slot; returns the contribution id."""
         chain = self.account.chain
@@ -335,6 +370,7 @@ class NodeWorker:
             progress,
             residual=residual,
             claimant=self.account.address,
+            seal_fn=seal_fn,
         )
         return self.account.submit_contribution(
             job_id,

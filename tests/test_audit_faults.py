@@ -30,7 +30,6 @@ from opentrain.chain.account import ChainAccount
 from opentrain.chain.types import TOKEN, JobParams
 from opentrain.chain.views import contribution_info
 from opentrain.cli.demo import post_bounty
-from opentrain.protocol.commitments import build_trace_tree
 from opentrain.protocol.manifest import TraceManifest
 from opentrain.protocol.presets import mlp_demo_spec
 from opentrain.protocol.sampling import recomputed_digests_hash
@@ -83,7 +82,7 @@ def _lazy_report(
     info = contribution_info(chain, contribution_id)
     manifest = TraceManifest.from_json(market.store.get_bytes(info.manifest_cid))
     sampled = [int(i) for i in chain.settlement.functions.sampledSegments(contribution_id).call()]
-    tree = build_trace_tree(manifest.digests)
+    tree = manifest.trace_tree()
     used = sorted({0, *sampled, *(j + 1 for j in sampled)})
     checks: list[dict[str, Any]] = []
     if echo:

@@ -267,6 +267,7 @@ def _manifest(spec: JobSpec, update: bytes, residual: bytes) -> TraceManifest:
         slot=0,
         spec_digest=b"\0" * 32,
         checkpoints=(),
+        seal=bytes(32),
         update=ContentRef("cid-u", digest(update)),
         residual=ContentRef("cid-r", digest(residual)),
     )

@@ -90,9 +90,12 @@ def test_kill_9_mid_slot_then_rerun_resumes_to_the_same_output(
     reference = SlotTrainer(market.store, tmp_path / "reference")
     job = load_job(market.chain, market.store, job_id)
     g0, _ = load_global_model(market.chain, market.store, job, 0)
-    uninterrupted = reference.train(job, g0, 0, 0, claimant=node.address)
+    kept_seal = (folder / "seal").read_bytes()  # written before the first segment
+    uninterrupted = reference.train(
+        job, g0, 0, 0, claimant=node.address, seal_fn=lambda *_: kept_seal
+    )
     assert info.output_digest == uninterrupted.output_digest
-    assert info.trace_root == uninterrupted.trace_root
+    assert info.trace_root == uninterrupted.trace_root  # the resume kept its seal
 
     claims = market.chain.market.events.SlotClaimed.get_logs(from_block=0)
     submissions = market.chain.market.events.ContributionSubmitted.get_logs(from_block=0)

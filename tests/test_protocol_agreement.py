@@ -35,7 +35,8 @@ def test_python_and_solidity_choose_the_same_samples_for_100_seeds(shared_market
 
 def test_python_merkle_proofs_verify_in_the_contract(market: Market) -> None:
     digests = [hashlib.sha256(f"checkpoint {i}".encode()).digest() for i in range(9)]
-    tree = build_trace_tree(digests)
+    seal = hashlib.sha256(b"a seal").digest()
+    tree = build_trace_tree(digests, seal)
     sponsor, node = market.new_account(), market.new_account()
     node.stake(200 * TOKEN)
     params = JobParams(b"\x01" * 32, b"\x02" * 32, 1, 1, 8, 2, TOKEN, TOKEN // 10)
@@ -45,10 +46,12 @@ def test_python_merkle_proofs_verify_in_the_contract(market: Market) -> None:
     verify = market.chain.settlement.functions.verifyCheckpoint
     for i, d in enumerate(digests):
         proof = tree.proof(i)
-        assert verify_proof(tree.root, i, d, proof)
-        assert verify(cid, i, d, proof).call() is True
-        assert verify(cid, (i + 1) % 9, d, proof).call() is False
-        assert verify(cid, i, hashlib.sha256(d).digest(), proof).call() is False
+        assert verify_proof(tree.root, i, d, proof, seal)
+        assert verify(cid, i, d, proof, seal).call() is True
+        assert verify(cid, (i + 1) % 9, d, proof, seal).call() is False
+        assert verify(cid, i, hashlib.sha256(d).digest(), proof, seal).call() is False
+        assert verify(cid, i, d, proof, hashlib.sha256(seal).digest()).call() is False
+        assert not verify_proof(tree.checkpoints_root, i, d, proof, seal)
 
 
 # -- the verifier draw (issue 13): opentrain.protocol.draws against StakeRegistry ---------------

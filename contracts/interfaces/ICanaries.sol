@@ -4,15 +4,12 @@ pragma solidity ^0.8.28;
 /// @notice Errors of the Canaries contract.
 interface ICanariesErrors {
     error CanariesInvalidParams(string reason);
-    error CanariesUnknownCommitment(bytes32 commitment);
-    error CanariesCommittedTooLate(bytes32 commitment, uint256 committedBlock, uint256 submitBlock);
+    error CanariesSealMismatch(uint256 contributionId, bytes32 seal);
     error CanariesPoolTooSmall(uint256 pool, uint256 needed);
 }
 
 /// @notice Events of the Canaries contract.
 interface ICanariesEvents {
-    /// `count` canary commitments (and decoys: they look the same) were posted
-    event CanariesCommitted(address indexed authority, uint256 count);
     /// the canary pool grew by `amount` (now `pool`)
     event CanaryPoolFunded(address indexed from, uint256 amount, uint256 pool);
     /// contribution `contributionId` was a canary: its verdict should have been a fail iff
@@ -29,10 +26,15 @@ interface ICanariesEvents {
 
 /// @notice Forced errors that make lazy verification lose money (contracts/CANARIES.md).
 interface ICanaries is ICanariesErrors, ICanariesEvents {
-    /// @notice The commitment a canary contribution opens: binds the job, the canary's node
-    /// account, a secret and the bitmap of segments whose end checkpoint was made wrong.
-    function canaryCommitment(uint256 jobId, address node, bytes32 secret, uint256[] calldata faults)
-        external
-        view
-        returns (bytes32);
+    /// @notice The seal a canary's trace root carries (`TraceCommitment.sealedRoot`): binds the
+    /// job, round and slot, the canary's node account, a secret and the bitmap of segments
+    /// whose end checkpoint was made wrong.
+    function canarySeal(
+        uint256 jobId,
+        uint256 round,
+        uint256 slot,
+        address node,
+        bytes32 secret,
+        uint256[] calldata faults
+    ) external view returns (bytes32);
 }

@@ -66,26 +66,31 @@ contract SamplingTest {
         require(cumulative[idx] > previous, "never a zero weight");
     }
 
-    /// A one-leaf tree: the root is the leaf and the empty proof verifies only that leaf.
-    function testFuzz_singleLeafTrace(uint256 index, bytes32 digest, bytes32 other) public pure {
-        bytes32 root = keccak256(bytes.concat(keccak256(abi.encode(index, digest))));
-        require(TraceCommitment.leaf(index, digest) == root, "leaf encoding");
+    /// A one-leaf tree: its root is the leaf; the sealed root verifies only that leaf and seal.
+    function testFuzz_singleLeafTrace(uint256 index, bytes32 digest, bytes32 other, bytes32 seal) public pure {
+        bytes32 leafHash = keccak256(bytes.concat(keccak256(abi.encode(index, digest))));
+        require(TraceCommitment.leaf(index, digest) == leafHash, "leaf encoding");
+        bytes32 root = keccak256(abi.encode(keccak256("opentrain.trace"), leafHash, seal));
+        require(TraceCommitment.sealedRoot(leafHash, seal) == root, "sealed root encoding");
         bytes32[] memory proof = new bytes32[](0);
-        require(TraceCommitment.verify(proof, root, index, digest), "verifies");
-        if (other != digest) require(!TraceCommitment.verify(proof, root, index, other), "other digest");
+        require(TraceCommitment.verify(proof, root, seal, index, digest), "verifies");
+        if (other != digest) require(!TraceCommitment.verify(proof, root, seal, index, other), "other digest");
+        if (other != seal) require(!TraceCommitment.verify(proof, root, other, index, digest), "other seal");
     }
 
     /// Two leaves: each verifies with the other as its proof (sorted-pair hashing).
-    function testFuzz_twoLeafTrace(bytes32 d0, bytes32 d1) public pure {
+    function testFuzz_twoLeafTrace(bytes32 d0, bytes32 d1, bytes32 seal) public pure {
         bytes32 l0 = TraceCommitment.leaf(0, d0);
         bytes32 l1 = TraceCommitment.leaf(1, d1);
-        bytes32 root = l0 < l1 ? keccak256(abi.encode(l0, l1)) : keccak256(abi.encode(l1, l0));
+        bytes32 tree = l0 < l1 ? keccak256(abi.encode(l0, l1)) : keccak256(abi.encode(l1, l0));
+        bytes32 root = TraceCommitment.sealedRoot(tree, seal);
         bytes32[] memory p0 = new bytes32[](1);
         p0[0] = l1;
         bytes32[] memory p1 = new bytes32[](1);
         p1[0] = l0;
-        require(TraceCommitment.verify(p0, root, 0, d0), "leaf 0");
-        require(TraceCommitment.verify(p1, root, 1, d1), "leaf 1");
-        require(!TraceCommitment.verify(p0, root, 1, d0), "index swapped");
+        require(TraceCommitment.verify(p0, root, seal, 0, d0), "leaf 0");
+        require(TraceCommitment.verify(p1, root, seal, 1, d1), "leaf 1");
+        require(!TraceCommitment.verify(p0, root, seal, 1, d0), "index swapped");
+        require(!TraceCommitment.verify(p0, tree, seal, 0, d0), "the unsealed root is not a trace root");
     }
 }

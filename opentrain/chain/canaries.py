@@ -1,4 +1,4 @@
-"""Canary calls (contracts/CANARIES.md): the authority's commitments and reveals, and the pool."""
+"""Canary calls (contracts/CANARIES.md): the authority's reveals, and the pool."""
 
 from __future__ import annotations
 
@@ -8,16 +8,13 @@ from opentrain.chain.calls import ContractCalls
 
 
 class CanaryCalls(ContractCalls):
-    """Canaries calls of one signer (``commit`` and ``reveal`` need its CANARY_ROLE)."""
+    """Canaries calls of one signer (``reveal`` needs its CANARY_ROLE)."""
 
-    def commit_canaries(self, commitments: list[bytes]) -> TxReceipt:
-        """Post canary commitments (and decoys) ahead of the submissions they belong to."""
-        fn = self.chain.canaries.functions.commit(commitments)
-        return self.send(fn, f"commit({len(commitments)} canary commitments)")
-
-    def reveal_canary(self, contribution_id: int, secret: bytes, faults: list[int]) -> TxReceipt:
-        """Open an attested canary: settle it and pay or slash its verifier."""
-        fn = self.chain.canaries.functions.reveal(contribution_id, secret, faults)
+    def reveal_canary(
+        self, contribution_id: int, checkpoints_root: bytes, secret: bytes, faults: list[int]
+    ) -> TxReceipt:
+        """Open an attested canary's seal: settle it and pay or slash its verifier."""
+        fn = self.chain.canaries.functions.reveal(contribution_id, checkpoints_root, secret, faults)
         return self.send(fn, f"revealCanary({contribution_id})")
 
     def fund_canary_pool(self, amount: int) -> TxReceipt:

@@ -1,7 +1,8 @@
 """Canaries, the shared rules (contracts/CANARIES.md, ``Canaries.sol``): which segments a canary
-faults, the bitmap the contract reads, the commitment the authority posts before submitting, and
-the verdict a canary's sample calls for. The authority computes them; the contract recomputes
-the commitment and the expected verdict; tests check the two agree.
+faults, the bitmap the contract reads, the seal its trace root carries (which commits to the
+faults before the sampling seed exists, and opens one way only), and the verdict a canary's
+sample calls for. The authority computes them; the contract recomputes the seal and the
+expected verdict; tests check the two agree.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from eth_utils import keccak, to_checksum_address
 
 __all__ = [
     "CANARY_DOMAIN",
-    "canary_commitment",
+    "canary_seal",
     "draw_faults",
     "expected_fail",
     "fault_words",
@@ -43,20 +44,40 @@ def fault_words(faults: Iterable[int], num_segments: int) -> list[int]:
     return words
 
 
-def canary_commitment(
-    chain_id: int, market: str, job_id: int, node: str, secret: bytes, words: list[int]
+def canary_seal(
+    chain_id: int,
+    market: str,
+    job_id: int,
+    round_: int,
+    slot: int,
+    node: str,
+    secret: bytes,
+    words: list[int],
 ) -> bytes:
-    """``Canaries.canaryCommitment``: keccak256(abi.encode(CANARY_DOMAIN, chainid, market,
-    jobId, node, secret, keccak256(abi.encodePacked(faults))))."""
+    """``Canaries.canarySeal``: keccak256(abi.encode(CANARY_DOMAIN, chainid, market, jobId,
+    round, slot, node, secret, keccak256(abi.encodePacked(faults)))). The secret makes it
+    look as random as an honest node's seal."""
     faults_hash = keccak(b"".join(w.to_bytes(32, "big") for w in words))
     return keccak(
         encode(
-            ["bytes32", "uint256", "address", "uint256", "address", "bytes32", "bytes32"],
+            [
+                "bytes32",
+                "uint256",
+                "address",
+                "uint256",
+                "uint256",
+                "uint256",
+                "address",
+                "bytes32",
+                "bytes32",
+            ],
             [
                 CANARY_DOMAIN,
                 chain_id,
                 to_checksum_address(market),
                 job_id,
+                round_,
+                slot,
                 to_checksum_address(node),
                 secret,
                 faults_hash,

@@ -24,7 +24,6 @@ from opentrain.content.errors import ContentError
 from opentrain.content.store import ContentStore
 from opentrain.protocol.binding import contribution_binding
 from opentrain.protocol.codecs import has_residual
-from opentrain.protocol.commitments import build_trace_tree
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import ManifestError, TraceManifest
 from opentrain.protocol.sampling import recomputed_digests_hash, sample_indices
@@ -143,7 +142,7 @@ def _checked_manifest(store: ContentStore, job: LoadedJob, info: ContributionInf
     if manifest.spec_digest != job.info.params.spec_digest:
         raise ManifestError("manifest is for another spec")
     if manifest.trace_root != info.trace_root:
-        raise ManifestError("manifest digests do not match the on-chain trace root")
+        raise ManifestError("manifest digests and seal do not match the on-chain trace root")
     if manifest.digests[-1] != info.output_digest:
         raise ManifestError("manifest output digest does not match the on-chain output digest")
     return manifest
@@ -158,7 +157,7 @@ def _check_samples(
     report: VerificationReport,
     progress: ProgressFn | None,
 ) -> None:
-    tree = build_trace_tree(manifest.digests)
+    tree = manifest.trace_tree()
     binding = contribution_binding(job, info)  # the submitter's: a lifted trace fails
     fetched: dict[int, bytes] = {}
     round_, slot = report.round, report.slot

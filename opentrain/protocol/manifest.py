@@ -1,6 +1,7 @@
 """The trace manifest: a JSON document on IPFS listing every checkpoint of a slot by CID and
-sha256. Its CID goes on-chain with the contribution; the trace root commits to the digests.
-Node writes it, verifier and auditor read it: one format, here.
+sha256, and the trace's seal. Its CID goes on-chain with the contribution; the trace root
+commits to the digests and the seal (``opentrain.protocol.commitments``). Node writes it,
+verifier and auditor read it: one format, here.
 """
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from opentrain.protocol.commitments import build_trace_tree
+from opentrain.protocol.commitments import TraceTree, build_trace_tree
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the trace root is sealed (the manifest lists the seal)
 
 
 class ManifestError(ValueError):
@@ -46,13 +47,17 @@ class ContentRef:
 class TraceManifest:
     """``update`` and ``residual`` are there only under a codec with error feedback
     (``opentrain.protocol.codecs``): the encoded pseudo-gradient the aggregator uses and the
-    residual the slot's next round starts from, both recomputable from the output."""
+    residual the slot's next round starts from, both recomputable from the output.
+
+    ``seal`` is the 32 bytes the trace root is sealed with: random for an honest node, a
+    canary's fault commitment for a canary (nobody can tell which before the reveal)."""
 
     job_id: int
     round: int
     slot: int
     spec_digest: bytes
     checkpoints: tuple[CheckpointRef, ...]
+    seal: bytes
     update: ContentRef | None = None
     residual: ContentRef | None = None
 
@@ -60,9 +65,12 @@ class TraceManifest:
     def digests(self) -> list[bytes]:
         return [c.sha256 for c in self.checkpoints]
 
+    def trace_tree(self) -> TraceTree:
+        return build_trace_tree(self.digests, self.seal)
+
     @property
     def trace_root(self) -> bytes:
-        return build_trace_tree(self.digests).root
+        return self.trace_tree().root
 
     def to_json(self) -> bytes:
         """Canonical bytes: sorted keys, no whitespace, so the CID is reproducible."""
@@ -73,6 +81,7 @@ class TraceManifest:
             "slot": self.slot,
             "spec_digest": self.spec_digest.hex(),
             "trace_root": self.trace_root.hex(),
+            "seal": self.seal.hex(),
             "checkpoints": [
                 {"index": c.index, "cid": c.cid, "sha256": c.sha256.hex()} for c in self.checkpoints
             ],
@@ -99,6 +108,7 @@ class TraceManifest:
                 slot=int(doc["slot"]),
                 spec_digest=bytes.fromhex(doc["spec_digest"]),
                 checkpoints=refs,
+                seal=bytes.fromhex(doc["seal"]),
                 update=ContentRef.from_doc(doc["update"]) if "update" in doc else None,
                 residual=ContentRef.from_doc(doc["residual"]) if "residual" in doc else None,
             )
@@ -110,6 +120,8 @@ class TraceManifest:
             raise ManifestError("manifest checkpoints are not numbered 0..n in order")
         if any(len(c.sha256) != 32 for c in refs):
             raise ManifestError("manifest digest is not 32 bytes")
+        if len(manifest.seal) != 32:
+            raise ManifestError("manifest seal is not 32 bytes")
         if bytes.fromhex(doc["trace_root"]) != manifest.trace_root:
             raise ManifestError("manifest trace_root does not match its checkpoint digests")
         return manifest

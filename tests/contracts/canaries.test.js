@@ -1,7 +1,9 @@
-// Canaries (issue 18): the authority commits to a canary (job, node, secret, fault bitmap) before
-// its submission; once the verifier has attested, the reveal settles the contribution as a canary
-// and judges the verdict: a lazy pass of a faulty sample is slashed, a right fail earns twice the
-// fee from the pool, a right pass the fee; no escrow moves and the slot reopens.
+// Canaries (issue 18): a canary's trace root is sealed with its fault commitment (job, round,
+// slot, node, secret, fault bitmap) where an honest node's is sealed with random bytes; once the
+// verifier has attested, the reveal opens the seal, settles the contribution as a canary and
+// judges the verdict: a lazy pass of a faulty sample is slashed, a right fail earns twice the fee
+// from the pool, a right pass the fee; no escrow moves and the slot reopens. A trace root opens
+// one way only, so the authority cannot pick the faults after the verdict.
 import { expect } from "chai";
 import { network } from "hardhat";
 import {
@@ -14,6 +16,8 @@ import {
   courtFixture,
   expectConservation,
   claimAndSubmit,
+  digest,
+  sealedRoot,
 } from "./helpers.js";
 
 const connection = await network.create();
@@ -22,6 +26,7 @@ const { loadFixture } = networkHelpers;
 
 const SECRET = ethers.id("canary secret");
 const ALL_FAULTY = [(1n << 8n) - 1n]; // the fixture job has 8 segments
+const CHECKPOINTS_ROOT = digest("the canary's checkpoint tree");
 
 async function pooled(conn) {
   const f = await courtFixture(conn);
@@ -30,21 +35,26 @@ async function pooled(conn) {
   return f;
 }
 
-async function committedCanary(f, conn, faults) {
-  const commitment = await f.canaries.canaryCommitment(1n, f.node3.address, SECRET, faults);
-  await (await f.canaries.connect(f.admin).commit([commitment, ethers.id("a decoy")])).wait();
-  const out = await claimSubmitSeed(f, conn, { node: f.node3 });
-  return { ...out, commitment };
+/** Submit a canary by `node` on `slot` whose trace root is sealed with `faults`. */
+async function sealedCanary(f, conn, faults, { node = f.node3, slot = 0n, secret = SECRET } = {}) {
+  const seal = await f.canaries.canarySeal(1n, 0n, slot, node.address, secret, faults);
+  const traceRoot = sealedRoot(CHECKPOINTS_ROOT, seal);
+  const out = await claimSubmitSeed(f, conn, { node, slot, traceRoot });
+  return { ...out, seal };
 }
+
+/** The reveal of `id` by the authority with this opening. */
+const reveal = (f, id, faults, { root = CHECKPOINTS_ROOT, secret = SECRET } = {}) =>
+  f.canaries.connect(f.admin).reveal(id, root, secret, faults);
 
 describe("canaries", function () {
   it("a lazy pass of a faulty canary is slashed; the slot reopens and no escrow moves", async function () {
     const f = await loadFixture(pooled);
-    const { id, verifier } = await committedCanary(f, connection, ALL_FAULTY);
+    const { id, verifier } = await sealedCanary(f, connection, ALL_FAULTY);
     await (await f.settlement.connect(verifier).attest(id, true, "lazy", REPORT_HASH)).wait();
     const escrowBefore = (await f.market.jobState(1n)).escrow;
     const stakeBefore = await f.stakes.stakeOf(verifier.address);
-    const rx = await (await f.canaries.connect(f.admin).reveal(id, SECRET, ALL_FAULTY)).wait();
+    const rx = await (await reveal(f, id, ALL_FAULTY)).wait();
     await expect(rx)
       .to.emit(f.canaries, "CanaryRevealed")
       .withArgs(id, verifier.address, true, false, 0n, PROTOCOL.verifierLock);
@@ -61,22 +71,20 @@ describe("canaries", function () {
 
   it("a right fail earns twice the fee from the pool; a right pass of a clean sample the fee", async function () {
     const f = await loadFixture(pooled);
-    const caught = await committedCanary(f, connection, ALL_FAULTY);
+    const caught = await sealedCanary(f, connection, ALL_FAULTY);
     await (await f.settlement.connect(caught.verifier).attest(caught.id, false, "r", REPORT_HASH)).wait();
     const credits = await f.stakes.creditsOf(caught.verifier.address);
-    await expect(f.canaries.connect(f.admin).reveal(caught.id, SECRET, ALL_FAULTY))
+    await expect(reveal(f, caught.id, ALL_FAULTY))
       .to.emit(f.canaries, "CanaryRevealed")
       .withArgs(caught.id, caught.verifier.address, true, true, 2n * f.params.verifierFee, 0n);
     expect(await f.stakes.creditsOf(caught.verifier.address)).to.equal(credits + 2n * f.params.verifierFee);
     expect(await f.stakes.lockedOf(caught.verifier.address)).to.equal(0n);
 
     // a clean canary (no faults) on slot 1: the right verdict is pass
-    const secret2 = ethers.id("second");
-    const commitment = await f.canaries.canaryCommitment(1n, f.node2.address, secret2, [0n]);
-    await (await f.canaries.connect(f.admin).commit([commitment])).wait();
-    const clean = await claimSubmitSeed(f, connection, { node: f.node2, slot: 1n });
+    const secret = ethers.id("second");
+    const clean = await sealedCanary(f, connection, [0n], { node: f.node2, slot: 1n, secret });
     await (await f.settlement.connect(clean.verifier).attest(clean.id, true, "r", REPORT_HASH)).wait();
-    await expect(f.canaries.connect(f.admin).reveal(clean.id, secret2, [0n]))
+    await expect(reveal(f, clean.id, [0n], { secret }))
       .to.emit(f.canaries, "CanaryRevealed")
       .withArgs(clean.id, clean.verifier.address, false, true, f.params.verifierFee, 0n);
     expect(await f.canaries.pool()).to.equal(10n * TOKEN - 3n * f.params.verifierFee);
@@ -85,35 +93,35 @@ describe("canaries", function () {
 
   it("a fail of a clean canary is slashed too (failing everything does not pay)", async function () {
     const f = await loadFixture(pooled);
-    const { id, verifier } = await committedCanary(f, connection, [0n]);
+    const { id, verifier } = await sealedCanary(f, connection, [0n]);
     await (await f.settlement.connect(verifier).attest(id, false, "r", REPORT_HASH)).wait();
-    await expect(f.canaries.connect(f.admin).reveal(id, SECRET, [0n]))
+    await expect(reveal(f, id, [0n]))
       .to.emit(f.canaries, "CanaryRevealed")
       .withArgs(id, verifier.address, false, false, 0n, PROTOCOL.verifierLock);
   });
 
-  it("refuses a commitment posted at or after the submission, a wrong opening, a non-authority", async function () {
+  it("a trace root opens one way only: no other faults, secret, root, slot or node; no honest trace", async function () {
+    // The attack this closes: an authority holding two openings of one canary (faulty, clean)
+    // would open whichever makes an honest verdict wrong. The seal is inside the trace root the
+    // node submitted before the seed, and keccak256(abi.encode(domain, root, seal)) has one preimage.
     const f = await loadFixture(pooled);
-    const { id, submitBlock } = await claimAndSubmit(f, { node: f.node3 });
-    const late = await f.canaries.canaryCommitment(1n, f.node3.address, SECRET, ALL_FAULTY);
-    const rx = await (await f.canaries.connect(f.admin).commit([late])).wait();
-    await networkHelpers.mine();
-    await (await f.settlement.recordSeed(id)).wait();
-    const v = await f.settlement.verification(id);
-    const verifier = f.signers.find((s) => s.address === v.verifier);
-    await (await f.settlement.connect(verifier).attest(id, true, "r", REPORT_HASH)).wait();
-    await expect(f.canaries.connect(f.admin).reveal(id, SECRET, ALL_FAULTY))
-      .to.be.revertedWithCustomError(f.canaries, "CanariesCommittedTooLate")
-      .withArgs(late, BigInt(rx.blockNumber), submitBlock);
-    await expect(f.canaries.connect(f.admin).reveal(id, ethers.id("wrong"), ALL_FAULTY)).to.be.revertedWithCustomError(
-      f.canaries,
-      "CanariesUnknownCommitment",
-    );
-    await expect(f.canaries.connect(f.outsider).reveal(id, SECRET, ALL_FAULTY)).to.be.revertedWithCustomError(
-      f.canaries,
-      "AccessControlUnauthorizedAccount",
-    );
-    await expect(f.canaries.connect(f.outsider).commit([late])).to.be.revertedWithCustomError(
+    const { id, verifier } = await sealedCanary(f, connection, ALL_FAULTY);
+    await (await f.settlement.connect(verifier).attest(id, false, "honest fail", REPORT_HASH)).wait();
+    for (const [faults, opts] of [
+      [[0n], {}], // "it was clean": would make the honest fail wrong
+      [[1n], {}], // another fault set
+      [ALL_FAULTY, { secret: ethers.id("another secret") }],
+      [ALL_FAULTY, { root: digest("another checkpoint tree") }],
+      [[], {}],
+    ]) {
+      await expect(reveal(f, id, faults, opts)).to.be.revertedWithCustomError(f.canaries, "CanariesSealMismatch");
+    }
+    // a seal made for another slot or another node does not open this contribution either
+    const otherSlot = await f.canaries.canarySeal(1n, 0n, 1n, f.node3.address, SECRET, ALL_FAULTY);
+    const otherNode = await f.canaries.canarySeal(1n, 0n, 0n, f.node2.address, SECRET, ALL_FAULTY);
+    expect(sealedRoot(CHECKPOINTS_ROOT, otherSlot)).to.not.equal((await f.market.getContribution(id)).traceRoot);
+    expect(sealedRoot(CHECKPOINTS_ROOT, otherNode)).to.not.equal((await f.market.getContribution(id)).traceRoot);
+    await expect(f.canaries.connect(f.outsider).reveal(id, CHECKPOINTS_ROOT, SECRET, ALL_FAULTY)).to.be.revertedWithCustomError(
       f.canaries,
       "AccessControlUnauthorizedAccount",
     );
@@ -121,21 +129,29 @@ describe("canaries", function () {
       f.settlement,
       "AccessControlUnauthorizedAccount",
     );
+    // the one true opening settles it, once
+    await expect(reveal(f, id, ALL_FAULTY)).to.emit(f.canaries, "CanaryRevealed");
+    await expect(reveal(f, id, ALL_FAULTY)).to.be.revert(ethers);
+
+    // an honest node's trace (random seal) cannot be revealed as a canary
+    const honest = await claimSubmitSeed(f, connection, { node: f.node2, slot: 1n, traceRoot: sealedRoot(CHECKPOINTS_ROOT, digest("random")) });
+    await (await f.settlement.connect(honest.verifier).attest(honest.id, true, "r", REPORT_HASH)).wait();
+    await expect(reveal(f, honest.id, [0n])).to.be.revertedWithCustomError(f.canaries, "CanariesSealMismatch");
   });
 
   it("refuses to reveal before the verdict and after finalize; an empty pool cannot pay", async function () {
     const f = await loadFixture(courtFixture);
-    const { id, verifier } = await committedCanary(f, connection, ALL_FAULTY);
-    await expect(f.canaries.connect(f.admin).reveal(id, SECRET, ALL_FAULTY))
+    const { id, verifier } = await sealedCanary(f, connection, ALL_FAULTY);
+    await expect(reveal(f, id, ALL_FAULTY))
       .to.be.revertedWithCustomError(f.settlement, "SettlementNotAttested")
       .withArgs(id);
     await (await f.settlement.connect(verifier).attest(id, false, "r", REPORT_HASH)).wait();
-    await expect(f.canaries.connect(f.admin).reveal(id, SECRET, ALL_FAULTY))
+    await expect(reveal(f, id, ALL_FAULTY))
       .to.be.revertedWithCustomError(f.canaries, "CanariesPoolTooSmall")
       .withArgs(0n, 2n * f.params.verifierFee);
     await networkHelpers.time.increase(PROTOCOL.challengeWindow + 1n);
     await (await f.settlement.finalize(id)).wait();
-    await expect(f.canaries.connect(f.admin).reveal(id, SECRET, ALL_FAULTY))
+    await expect(reveal(f, id, ALL_FAULTY))
       .to.be.revertedWithCustomError(f.settlement, "SettlementAlreadyFinalized")
       .withArgs(id);
   });

@@ -1,10 +1,11 @@
-// Trace commitments (OpenZeppelin StandardMerkleTree <-> Settlement.verifyCheckpoint) and the
+// Trace commitments (OpenZeppelin StandardMerkleTree sealed by TraceCommitment.sealedRoot <->
+// Settlement.verifyCheckpoint) and the
 // sampling rule (Settlement.sampleIndices <-> its JS re-implementation <-> opentrain.sampling).
 import { expect } from "chai";
 import { network } from "hardhat";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
 import { keccak256, sha256, toUtf8Bytes } from "ethers";
-import { jobFixture, contributionIdFrom, digest, sampleIndices } from "./helpers.js";
+import { jobFixture, contributionIdFrom, digest, sampleIndices, sealedRoot } from "./helpers.js";
 
 const connection = await network.create();
 const { networkHelpers } = connection;
@@ -22,6 +23,8 @@ describe("trace commitments: StandardMerkleTree roots verify on-chain", function
   const CHECKPOINTS = 9;
   const values = Array.from({ length: CHECKPOINTS }, (_, i) => [i, checkpointDigest(i)]);
   const tree = StandardMerkleTree.of(values, ["uint256", "bytes32"]);
+  const seal = digest("a random seal");
+  const root = sealedRoot(tree.root, seal);
 
   async function submittedTrace() {
     const f = await loadFixture(jobFixture);
@@ -30,38 +33,41 @@ describe("trace commitments: StandardMerkleTree roots verify on-chain", function
     const rx = await (
       await market
         .connect(node1)
-        .submitContribution(1n, 0n, 0n, checkpointDigest(CHECKPOINTS - 1), tree.root, "bafy-out", "bafy-manifest")
+        .submitContribution(1n, 0n, 0n, checkpointDigest(CHECKPOINTS - 1), root, "bafy-out", "bafy-manifest")
     ).wait();
     return { ...f, id: contributionIdFrom(market, rx) };
   }
 
-  it("the npm tree's root equals opentrain.commitments.build_trace_tree's root (Python)", function () {
-    // Computed with: build_trace_tree([sha256(f"checkpoint {i}".encode()).digest() for i in range(9)]).root
+  it("the npm tree's root and its sealed root equal opentrain.protocol.commitments' (Python)", function () {
+    // Computed with: t = build_trace_tree([sha256(f"checkpoint {i}".encode()).digest() for i in range(9)],
+    // seal=sha256(b"a random seal").digest()); t.checkpoints_root, t.root
     expect(tree.root).to.equal("0xfa30be398aa36edffca4fa61dffc93375d1a8410151917fdda724bd46d84cd6b");
+    expect(root).to.equal("0x4f96233b7c3ceb49aaadaa76e6f449804fd058c511dbc38c92abf470bd0cf389");
   });
 
   it("verifyCheckpoint is true for every checkpoint with its proof", async function () {
     const { settlement, market, id } = await submittedTrace();
-    expect((await market.getContribution(id)).traceRoot).to.equal(tree.root);
+    expect((await market.getContribution(id)).traceRoot).to.equal(root);
     for (const [i, d] of tree.entries()) {
       expect(i).to.equal(d[0]);
       const proof = tree.getProof(i);
-      expect(await settlement.verifyCheckpoint(id, d[0], d[1], proof), `checkpoint ${d[0]}`).to.equal(true);
+      expect(await settlement.verifyCheckpoint(id, d[0], d[1], proof, seal), `checkpoint ${d[0]}`).to.equal(true);
     }
   });
 
-  it("verifyCheckpoint is false for a wrong digest, a wrong index, another leaf's proof, another contribution", async function () {
+  it("verifyCheckpoint is false for a wrong digest, a wrong index, another leaf's proof, another seal, another contribution", async function () {
     const { settlement, id } = await submittedTrace();
     for (let i = 0; i < CHECKPOINTS; i++) {
       const proof = tree.getProof(i);
       const d = checkpointDigest(i);
-      expect(await settlement.verifyCheckpoint(id, i, digest(`forged ${i}`), proof)).to.equal(false);
-      expect(await settlement.verifyCheckpoint(id, i, checkpointDigest((i + 1) % CHECKPOINTS), proof)).to.equal(false);
-      expect(await settlement.verifyCheckpoint(id, (i + 1) % CHECKPOINTS, d, proof)).to.equal(false);
-      expect(await settlement.verifyCheckpoint(id, i + CHECKPOINTS, d, proof)).to.equal(false);
-      expect(await settlement.verifyCheckpoint(id, i, d, tree.getProof((i + 1) % CHECKPOINTS))).to.equal(false);
-      expect(await settlement.verifyCheckpoint(id, i, d, [])).to.equal(false);
-      expect(await settlement.verifyCheckpoint(id + 1n, i, d, proof)).to.equal(false); // unknown: root 0
+      expect(await settlement.verifyCheckpoint(id, i, digest(`forged ${i}`), proof, seal)).to.equal(false);
+      expect(await settlement.verifyCheckpoint(id, i, checkpointDigest((i + 1) % CHECKPOINTS), proof, seal)).to.equal(false);
+      expect(await settlement.verifyCheckpoint(id, (i + 1) % CHECKPOINTS, d, proof, seal)).to.equal(false);
+      expect(await settlement.verifyCheckpoint(id, i + CHECKPOINTS, d, proof, seal)).to.equal(false);
+      expect(await settlement.verifyCheckpoint(id, i, d, tree.getProof((i + 1) % CHECKPOINTS), seal)).to.equal(false);
+      expect(await settlement.verifyCheckpoint(id, i, d, [], seal)).to.equal(false);
+      expect(await settlement.verifyCheckpoint(id, i, d, proof, digest("another seal"))).to.equal(false);
+      expect(await settlement.verifyCheckpoint(id + 1n, i, d, proof, seal)).to.equal(false); // unknown: root 0
     }
   });
 });

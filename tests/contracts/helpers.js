@@ -51,6 +51,13 @@ export const FEE = 1n * TOKEN;
 const coder = AbiCoder.defaultAbiCoder();
 
 /** A digest-like value derived from a label (sha256, as the protocol's file digests are). */
+/** `TraceCommitment.sealedRoot`: the trace root of a checkpoint tree root sealed with `seal`. */
+export function sealedRoot(checkpointsRoot, seal) {
+  return keccak256(
+    AbiCoder.defaultAbiCoder().encode(["bytes32", "bytes32", "bytes32"], [keccak256(toUtf8Bytes("opentrain.trace")), checkpointsRoot, seal]),
+  );
+}
+
 export function digest(label) {
   return sha256(toUtf8Bytes(label));
 }

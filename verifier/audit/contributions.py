@@ -92,7 +92,7 @@ class ContributionAudit(AuditorBase):
         ):
             return None
         ok = manifest.trace_root == info.trace_root
-        report.add(subject, "manifest digests hash to the on-chain trace root", ok)
+        report.add(subject, "manifest digests and seal hash to the on-chain trace root", ok)
         return manifest if ok else None
 
     def _check_output(
@@ -175,6 +175,10 @@ class ContributionAudit(AuditorBase):
         ruling = self._ruling(info.contribution_id)
         if ours is not None:
             expected = Verdict.PASS if all(ours.passed.values()) else Verdict.FAIL
+            if self._check_canary(report, subject, info.contribution_id, expected, v.verdict):
+                _remedied(report.checks[first_verifier_check:], None)
+                report.segments_checked += len(sampled)
+                return
             detail = f"verdict {v.verdict.name.lower()}, re-execution {expected.name.lower()}"
             if ruling is None:
                 undecided = self._undecided(info.contribution_id)
@@ -211,6 +215,38 @@ class ContributionAudit(AuditorBase):
             if d.ruling in (Ruling.VALID, Ruling.INVALID):
                 return d.dispute_id, d.ruling is Ruling.VALID
         return None
+
+    def _check_canary(
+        self,
+        report: AuditReport,
+        subject: str,
+        contribution_id: int,
+        expected: Verdict,
+        verdict: Verdict,
+    ) -> bool:
+        """For a revealed canary (``CanaryRevealed``): whether the reveal's expected verdict is
+        what re-execution finds. A reveal that says a clean sample was faulty (or the other way)
+        slashed a verifier that was right: the authority lied, and this is where it shows.
+        Returns whether the contribution is a canary (its verdict then decides no payment)."""
+        self.events.refresh()
+        found = [
+            e.args
+            for e in self.events.named("Canaries", "CanaryRevealed")
+            if int(e.args["contributionId"]) == contribution_id
+        ]
+        if not found:
+            return False
+        revealed = found[-1]
+        said = Verdict.FAIL if revealed["expectedFail"] else Verdict.PASS
+        report.add(
+            subject,
+            "canary reveal's expected verdict matches re-execution",
+            said == expected,
+            f"reveal expects {said.name.lower()}, re-execution {expected.name.lower()}, "
+            f"verdict {verdict.name.lower()}: the verifier was "
+            + ("paid" if revealed["verdictRight"] else f"slashed {revealed['slashed']}"),
+        )
+        return True
 
     def _undecided(self, contribution_id: int) -> int | None:
         """The id of an Undecided dispute of the contribution (redo without a slash), if any."""
@@ -319,11 +355,19 @@ class ContributionAudit(AuditorBase):
         A node's bad work is a finding only where the chain took it for good: under a fail
         verdict a failing segment (or a checkpoint the node does not serve) is what the verdict
         rests on, recorded as ok with its reason; whether the verdict itself is right is the
-        separate "on-chain verdict matches re-execution" check."""
+        separate "on-chain verdict matches re-execution" check. The same holds for a
+        contribution rejected another way (a canary, a pass overturned): it never counted."""
         if not self.reexecute:
             return None
-        failed = verdict == Verdict.FAIL
-        stands = " (as the fail verdict says)" if failed else ""
+        rejected = info.status is ContributionStatus.REJECTED
+        failed = verdict == Verdict.FAIL or rejected
+        stands = (
+            " (as the fail verdict says)"
+            if verdict == Verdict.FAIL
+            else " (rejected: it never counted)"
+            if rejected
+            else ""
+        )
         ours = _Reexecution()
         binding = contribution_binding(job, info)  # the submitter's, as the verifier checks
         try:
@@ -403,9 +447,11 @@ class ContributionAudit(AuditorBase):
         )
         proofs = doc.get("proofs")
         proofs = proofs if isinstance(proofs, dict) else {}
-        digests = manifest.digests
+        digests, seal = manifest.digests, manifest.seal
         bad = [
-            str(key) for key, proof in proofs.items() if not _proof_ok(info, digests, key, proof)
+            str(key)
+            for key, proof in proofs.items()
+            if not _proof_ok(info, digests, seal, key, proof)
         ]
         missing: list[int] = []
         if verdict == Verdict.PASS:
@@ -485,7 +531,9 @@ class ContributionAudit(AuditorBase):
     # -- rounds and jobs --------------------------------------------------------------------
 
 
-def _proof_ok(info: ContributionInfo, digests: list[bytes], key: Any, proof: Any) -> bool:
+def _proof_ok(
+    info: ContributionInfo, digests: list[bytes], seal: bytes, key: Any, proof: Any
+) -> bool:
     """Whether a report's proof for checkpoint ``key`` verifies against the on-chain root."""
     index = as_int(key)
     if index is None or not 0 <= index < len(digests) or not isinstance(proof, list):
@@ -494,7 +542,7 @@ def _proof_ok(info: ContributionInfo, digests: list[bytes], key: Any, proof: Any
         siblings = [bytes.fromhex(str(p).removeprefix("0x")) for p in proof]
     except ValueError:
         return False
-    return verify_proof(info.trace_root, index, digests[index], siblings)
+    return verify_proof(info.trace_root, index, digests[index], siblings, seal)
 
 
 def _record_problem(rec: dict[str, Any], mine: SegmentCheck, exact: bool) -> str:
@@ -519,16 +567,19 @@ def _record_problem(rec: dict[str, Any], mine: SegmentCheck, exact: bool) -> str
     return ""
 
 
-def _remedied(checks: list[Check], dispute_id: int) -> None:
-    """A verifier whose verdict a committee overturned was slashed for it and its verdict no
-    longer decides any payment: what is wrong with its report is recorded, not a finding."""
+def _remedied(checks: list[Check], dispute_id: int | None) -> None:
+    """A verifier whose verdict a committee overturned (``dispute_id``) or a canary reveal
+    judged (None) answered for it and its verdict no longer decides any payment: what is wrong
+    with its report is recorded, not a finding. The canary check itself stays as it is."""
+    by = (
+        f"dispute {dispute_id} overturned this verdict and slashed the verifier"
+        if dispute_id is not None
+        else "a canary: its reveal judged this verdict, no escrow moved"
+    )
     for check in checks:
-        if not check.ok:
+        if not check.ok and not check.name.startswith("canary reveal"):
             check.ok = True
-            check.detail = (
-                f"{check.detail}; remedied: dispute {dispute_id} overturned this verdict "
-                "and slashed the verifier"
-            ).lstrip("; ")
+            check.detail = f"{check.detail}; remedied: {by}".lstrip("; ")
 
 
 def _same_losses(theirs: Any, mine: list[float], exact: bool) -> bool:
