@@ -1,7 +1,8 @@
 """A market across hosts under faults (issue 19): the chain and the indexer in one network
-namespace, each node daemon and the verifier in its own, every party a separate process talking
-JSON-RPC over its own veth link. Each scenario runs a small job end to end while a fault is
-injected, then checks the invariants from public data only (``faultkit.check_invariants``).
+namespace, each node daemon and each of two verifiers in its own, every party a separate
+process talking JSON-RPC over its own veth link. Each scenario runs a small job end to end
+while a fault is injected, then checks the invariants from public data only
+(``faultkit.check_invariants``).
 
 Short by default (``make test``: one job per scenario); ``make soak`` sets
 ``OPENTRAIN_SOAK_SECONDS`` and ``test_soak`` loops jobs with random faults for that long, then
@@ -17,7 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,10 @@ from marketplace_api.indexer import CURSOR, Indexer
 from marketplace_api.models import IndexerCursor
 from marketplace_api.testing import REPO, hardhat_executable
 from opentrain.chain.account import ChainAccount
-from opentrain.chain.client import Chain, connect
+from opentrain.chain.client import DEV_PARAMS, Chain, connect
 from opentrain.chain.deployment import deploy
 from opentrain.chain.types import TOKEN, JobStatus
-from opentrain.chain.views import job_info
+from opentrain.chain.views import job_info, stake_info, verification_info
 from opentrain.cli.demo import post_bounty
 from opentrain.content.embedded import EmbeddedStore
 from opentrain.protocol.presets import mlp_demo_spec
@@ -59,6 +60,21 @@ BLOCK_SECONDS = 1  # Hardhat interval mining: windows pass with time, in blocks 
 # a bound, not a target: a small job takes about a minute on 2 idle cores, several on a busy host
 JOB_TIMEOUT = float(os.environ.get("OPENTRAIN_FAULT_JOB_TIMEOUT", "480"))
 SEED = int(os.environ.get("OPENTRAIN_FAULT_SEED", str(int(time.time()) % 100_000)))
+# Windows in seconds of interval-mined blocks: short enough that a job settles in a minute or
+# two and a partitioned verifier's assignment expires within a scenario, long enough to outlast
+# a re-execution on a loaded host; a draw lag of 2 blocks so the verifiers staked at setup are
+# drawn at once (the default 900 would queue every contribution for 15 minutes).
+ATTEST_WINDOW = 60
+VERIFIERS = ("verifier", "verifier2")
+ROLES = ("node1", "node2", *VERIFIERS)
+FAULT_PARAMS = replace(
+    DEV_PARAMS,
+    attest_window=ATTEST_WINDOW,
+    challenge_window=20,
+    vote_window=60,
+    unbonding_delay=2_000,
+    draw_lag=2,
+)
 
 
 @dataclass
@@ -161,7 +177,7 @@ class World:
             self.store,
             job_ids,
             honest={a for r, a in self.addresses.items() if r.startswith("node")},
-            senders={self.addresses["verifier"]},
+            senders={self.addresses[v] for v in VERIFIERS},
             journals=sorted(self.root.glob("*/**/*journal*.jsonl")),
             indexer_db=indexed,
             fresh_db=fresh,
@@ -205,7 +221,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("faults")
     with topology() as net:
         local = net.add_local()
-        for role in ("node1", "node2", "verifier"):
+        for role in ROLES:
             net.add_host(role)
         env = {**os.environ, "PATH": f"{hardhat.parent}{os.pathsep}{os.environ['PATH']}"}
         chain_argv = [str(hardhat), "node", "--hostname", "0.0.0.0", "--port", str(PORT)]
@@ -219,22 +235,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             w3.eth.send_transaction(
                 {"from": w3.eth.accounts[0], "to": deployer.address, "value": 10**20}
             )
-            chain = deploy(w3, deployer)
+            chain = deploy(w3, deployer, FAULT_PARAMS)
             w3.provider.make_request("evm_setIntervalMining", [BLOCK_SECONDS * 1000])  # type: ignore[arg-type]
             admin = chain.account(deployer)
             store = EmbeddedStore(root / "store")
             sponsor, _ = _account(chain, admin, "sponsor")
             keys, addresses = {}, {}
-            for role in ("node1", "node2", "verifier"):
+            for role in ROLES:
                 account, keys[role] = _account(chain, admin, role)
                 addresses[role] = account.address
                 account.stake(200 * TOKEN)
-                if role == "verifier":
+                if role.startswith("verifier"):
                     account.register_verifier()
             world = World(net, root, chain, store, sponsor, keys, addresses)
             world.database = f"sqlite:///{root / 'index.db'}"
             migrate(world.database)
-            for role in ("indexer", "verifier", "node1"):
+            for role in ("indexer", *VERIFIERS, "node1"):
                 world.start(role)
             yield world
             print(f"faults injected: {dict(world.faults)}; jobs: {len(world.jobs)}")
@@ -346,6 +362,70 @@ def test_kill_9_of_the_indexer_at_a_random_point(world: World) -> None:
     assert world.check([job_id]) == []  # after the restarted indexer caught up
 
 
+def test_a_verifier_partitioned_across_its_attestation_window(world: World) -> None:
+    """Both verifiers are cut off while a job's contribution is drawn; the drawn one stays cut
+    off past its attestation window while the other comes back: the other requests the
+    takeover, is drawn, attests, and the job completes and pays. The missing verifier loses its
+    lock (burned), as the takeover rule says; nothing else moves."""
+    for v in VERIFIERS:
+        world.host(v).partition(True)
+    try:
+        job_id = world.post_job()
+        contribution, drawn = _assigned(world, job_id)
+        other = next(v for v in VERIFIERS if v != drawn)
+        world.host(other).partition(False)
+        world.faults["verifier partitioned across its attest window"] += 1
+        print(f"{drawn} drawn for contribution {contribution} and kept partitioned; {other} back")
+        staked = stake_info(world.chain, world.addresses[drawn]).staked
+        missed = world.chain.settlement.events.AttestationMissed
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while not [
+            e for e in missed.get_logs(from_block=0) if e["args"]["contributionId"] == contribution
+        ]:
+            assert time.monotonic() < deadline, f"no takeover: {world.tail(other)}"
+            time.sleep(1)
+    finally:
+        for v in VERIFIERS:
+            world.host(v).partition(False)
+    world.wait_completed(job_id)
+    v = verification_info(world.chain, contribution)
+    assert v.verifier.lower() == world.addresses[other].lower()
+    lock = FAULT_PARAMS.verifier_lock
+    assert stake_info(world.chain, world.addresses[drawn]).staked == staked - lock
+    assert world.check([job_id]) == []
+
+
+def test_kill_9_of_a_verifier_at_a_random_point(world: World) -> None:
+    """The verifier drawn for a job's contribution is SIGKILLed at a random moment (maybe
+    mid re-execution, maybe mid-attestation) and restarted: it attests once, the job completes
+    and pays, and no transaction is sent twice."""
+    job_id = world.post_job()
+    _, drawn = _assigned(world, job_id)
+    delay = world.rng.uniform(0.0, 6.0)
+    print(f"kill -9 {drawn} {delay:.1f} s after its draw")
+    time.sleep(delay)
+    world.kill9(drawn)
+    world.start(drawn)
+    world.wait_completed(job_id)
+    assert world.check([job_id]) == []
+
+
+def _assigned(world: World, job_id: int) -> tuple[int, str]:
+    """(contribution id, verifier role) once the job's first contribution has a verifier."""
+    deadline = time.monotonic() + JOB_TIMEOUT
+    submitted = world.chain.market.events.ContributionSubmitted
+    by_address = {world.addresses[v].lower(): v for v in VERIFIERS}
+    while True:
+        found = [e for e in submitted.get_logs(from_block=0) if e["args"]["jobId"] == job_id]
+        if found:
+            contribution = int(found[0]["args"]["contributionId"])
+            verifier = verification_info(world.chain, contribution).verifier.lower()
+            if verifier in by_address:
+                return contribution, by_address[verifier]
+        assert time.monotonic() < deadline, f"job {job_id} never drawn: {world.tail('node1')}"
+        time.sleep(0.5)
+
+
 SOAK_SECONDS = float(os.environ.get("OPENTRAIN_SOAK_SECONDS", "0"))
 
 
@@ -360,7 +440,7 @@ def test_soak(world: World) -> None:
     while time.monotonic() < deadline:
         job_id = world.post_job()
         jobs.append(job_id)
-        fault = world.rng.choice(["node1", "node2", "indexer", None])
+        fault = world.rng.choice(["node1", "node2", "indexer", *VERIFIERS, None])
         if fault is not None:
             time.sleep(world.rng.uniform(0.5, 12.0))
             world.kill9(fault)
