@@ -426,6 +426,50 @@ def _assigned(world: World, job_id: int) -> tuple[int, str]:
         time.sleep(0.5)
 
 
+REORG_WINDOW = 128  # `opentrain api index`'s default
+
+
+def test_a_chain_restart_from_an_old_snapshot_halts_the_indexer_until_a_reindex(
+    world: World,
+) -> None:
+    """The chain restarts from a snapshot older than the indexer's reorg window (Hardhat
+    ``evm_snapshot`` / ``evm_revert``) and grows a different, longer branch. The following
+    indexer halts loudly (it exits naming the too-deep reorg and marks its cursor halted rather
+    than serving blocks the chain no longer has); a re-index into a new database recovers, and
+    the invariants (that index equal to a fresh one) hold. No job is in flight across the
+    revert, so only empty blocks are lost."""
+    w3 = world.chain.w3
+    snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    forked_at = world.chain.block_number()
+    w3.provider.make_request("hardhat_mine", [hex(REORG_WINDOW + 40)])  # type: ignore[arg-type]
+    indexed = make_session_factory(make_engine(world.database))
+    deadline = time.monotonic() + 120
+    while _cursor_block(indexed) < forked_at + REORG_WINDOW + 20:
+        assert time.monotonic() < deadline, f"indexer stuck: {world.tail('indexer')}"
+        time.sleep(0.5)
+    assert w3.provider.make_request("evm_revert", [snapshot])["result"]  # type: ignore[arg-type]
+    w3.provider.make_request("hardhat_mine", [hex(2 * REORG_WINDOW + 80)])  # type: ignore[arg-type]
+    world.faults["chain restarted from a snapshot (reorg deeper than the window)"] += 1
+    indexer = world.processes["indexer"]
+    deadline = time.monotonic() + 120
+    while indexer.poll() is None:
+        assert time.monotonic() < deadline, f"indexer did not halt: {world.tail('indexer')}"
+        time.sleep(0.5)
+    world.processes.pop("indexer")
+    assert indexer.returncode != 0
+    assert "reorg deeper than" in world.tail("indexer", 4000)
+    with indexed() as session:
+        cursor = session.get(IndexerCursor, CURSOR)
+        assert cursor is not None and cursor.halted
+    # the recovery the error names: a new database, indexed from the deployment block
+    world.database = f"sqlite:///{world.root / f'index-after-reorg-{forked_at}.db'}"
+    migrate(world.database)
+    world.start("indexer")
+    job_id = world.post_job()  # the market goes on on the new branch
+    world.wait_completed(job_id)
+    assert world.check(world.jobs) == []
+
+
 SOAK_SECONDS = float(os.environ.get("OPENTRAIN_SOAK_SECONDS", "0"))
 
 
