@@ -1,5 +1,6 @@
-"""API load: requests/s and latency of the bounty list and a contribution's proof bundle with
-10,000 contributions indexed, on SQLite and PostgreSQL.
+"""API load: requests/s and latency of the bounty list, a contribution's proof bundle and a
+keyset page of the contribution list with 10,000 contributions indexed, on SQLite and
+PostgreSQL.
 
 The database is filled directly (jobs, contributions with their four events each, nodes),
 the app is served by uvicorn in its own process, and the load comes from this process over
@@ -435,6 +436,8 @@ def main() -> None:
         "bounty list": [f"/jobs?status=open&limit=20&offset={20 * k}" for k in range(3)],
         "bounty list*": [f"/jobs?status=open&limit=20&n={i}" for i in range(20_000)],
         "proof bundle": [f"/contributions/{i}" for i in ids],
+        # keyset pages from anywhere in the 10,000 (each a different page: no cache hit)
+        "contrib. page": [f"/contributions?limit=20&before={i + 1}" for i in ids],
     }
     results: list[dict[str, Any]] = []
     for backend in backends:

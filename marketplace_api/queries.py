@@ -247,8 +247,13 @@ def list_contributions(
     node: str | None = None,
     verifier: str | None = None,
     status: ContributionStatus | None = None,
+    before: int | None = None,
+    peek: bool = False,
 ) -> tuple[int, list[Contribution]]:
-    """Contributions, newest first, filtered by job, node, verifier or status."""
+    """Contributions, newest first, filtered by job, node, verifier or status. ``before``
+    pages by key (ids below it, read from the primary key's index, however deep the page);
+    ``total`` counts the filtered set without it. ``peek``: one row more than ``limit``, so
+    the caller knows whether another page follows."""
     query = select(Contribution)
     if job_id is not None:
         query = query.where(Contribution.job_id == job_id)
@@ -258,7 +263,11 @@ def list_contributions(
         query = query.where(Contribution.verifier == verifier)
     if status is not None:
         query = query.where(Contribution.status == status.value)
-    return _page(session, query.order_by(Contribution.id.desc()), limit, offset)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    if before is not None:
+        query = query.where(Contribution.id < before)
+    page = query.order_by(Contribution.id.desc()).limit(limit + peek).offset(offset)
+    return total, list(session.scalars(page).all())
 
 
 def get_contribution(session: Session, contribution_id: int) -> Contribution | None:

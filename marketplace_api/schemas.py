@@ -181,6 +181,11 @@ class ContributionSummary(Schema):
 
 class ContributionPage(Page):
     items: list[ContributionSummary]
+    next_before: int | None = Field(
+        default=None,
+        description="pass as `before` for the next page (keyset: no rows skipped or repeated "
+        "while new contributions arrive); null on the last page",
+    )
 
 
 class EventOut(Schema):

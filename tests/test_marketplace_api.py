@@ -457,6 +457,26 @@ def test_contribution_list_filters(story: Story, client: TestClient) -> None:
     assert _get(client, "/contributions", job_id=story.other_job_id)["total"] == 0
 
 
+def test_contribution_list_pages_by_key(story: Story, client: TestClient) -> None:
+    """``before`` = the previous page's ``next_before`` walks the list newest first, each row
+    once, and the last page says so (null); ``total`` stays the whole filtered set."""
+    seen: list[int] = []
+    page = _get(client, "/contributions", limit=1)
+    while True:
+        assert page["total"] == 3 and len(page["items"]) == 1
+        seen.append(page["items"][0]["id"])
+        if page["next_before"] is None:
+            break
+        assert page["next_before"] == seen[-1]
+        page = _get(client, "/contributions", limit=1, before=page["next_before"])
+    assert seen == [story.redone, story.failed, story.passed]
+    two = _get(client, "/contributions", limit=2)
+    assert [c["id"] for c in two["items"]] == seen[:2] and two["next_before"] == seen[1]
+    assert _get(client, "/contributions", limit=3)["next_before"] is None  # exactly full
+    assert _get(client, "/contributions", before=story.passed)["items"] == []
+    assert client.get("/contributions", params={"before": 0}).status_code == 422
+
+
 def test_proof_bundle_has_samples_events_and_audit_command(
     story: Story, client: TestClient
 ) -> None:
