@@ -167,6 +167,17 @@ class Topology:
         self.hosts[role] = host
         return host
 
+    def route_between_hosts(self) -> None:
+        """Let hosts reach each other through the hub (as over the internet): the hub forwards
+        and each host routes the whole subnet over its one link. A host whose link is down is
+        still cut off from everybody."""
+        subprocess.run(
+            self.hub_command(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]),
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        for host in self.hosts.values():
+            _ip("-n", host.name, "route", "add", f"{SUBNET}.0.0/16", "via", host.hub_address)
+
     def hub_command(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.hub, *argv]
 

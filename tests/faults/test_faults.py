@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 from faultkit import (
+    SUBNET,
     Host,
     ImpairedProxy,
     Topology,
@@ -67,6 +68,7 @@ SEED = int(os.environ.get("OPENTRAIN_FAULT_SEED", str(int(time.time()) % 100_000
 ATTEST_WINDOW = 60
 VERIFIERS = ("verifier", "verifier2")
 ROLES = ("node1", "node2", *VERIFIERS)
+GATEWAY_PORT = 8080
 FAULT_PARAMS = replace(
     DEV_PARAMS,
     attest_window=ATTEST_WINDOW,
@@ -92,6 +94,7 @@ class World:
     rng: random.Random = field(default_factory=lambda: random.Random(SEED))
     faults: Counter[str] = field(default_factory=Counter)
     jobs: list[int] = field(default_factory=list)
+    gateway_processes: list[Any] = field(default_factory=list)
 
     def env(self, role: str, rpc: str) -> dict[str, str]:
         home = self.root / role
@@ -101,13 +104,44 @@ class World:
             **os.environ,
             "OPENTRAIN_RPC_URL": rpc,
             "OPENTRAIN_HOME": str(home),
-            "OPENTRAIN_STORE_DIR": str(self.root / "store"),
+            # each host its own content store; what it lacks it fetches (verified by CID)
+            # from the others' gateways: the sponsor's in the hub, then each host's
+            "OPENTRAIN_STORE_DIR": str(self.store_of(role)),
+            "OPENTRAIN_GATEWAYS": ",".join(self.gateways(but=role)),
             "OMP_NUM_THREADS": "1",
             "PYTHONUNBUFFERED": "1",
         }
         if role in self.keys:
             env["OPENTRAIN_PRIVATE_KEY"] = self.keys[role]
         return env
+
+    def store_of(self, role: str) -> Path:
+        """The content store of ``role``'s host (the sponsor's, in the hub, is ``self.store``)."""
+        return self.root / "store" if role == "indexer" else self.root / role / "store"
+
+    def gateways(self, but: str = "") -> list[str]:
+        """Every host's trustless gateway but ``but``'s: the sponsor's first (specs, data,
+        models), then the nodes' (their checkpoints), then the verifiers'."""
+        urls = [f"http://{SUBNET}.0.1:{GATEWAY_PORT}"]  # the hub end of link 0, never cut
+        urls += [f"http://{self.host(r).address}:{GATEWAY_PORT}" for r in ROLES if r != but]
+        return urls
+
+    def serve_stores(self) -> None:
+        """A gateway (``opentrain store serve``) for the sponsor's store in the hub and for
+        each host's store in its namespace; they stay up through every fault."""
+        serve = [OPENTRAIN, "store", "serve", "--host", "0.0.0.0", "--port", str(GATEWAY_PORT)]
+        hub_env = {**os.environ, "OPENTRAIN_STORE_DIR": str(self.root / "store")}
+        self.gateway_processes.append(
+            spawn(self.net.hub_command(serve), hub_env, self.root / "gateway-hub.log")
+        )
+        for role in ROLES:
+            env = {**os.environ, "OPENTRAIN_STORE_DIR": str(self.store_of(role))}
+            command = self.host(role).command(serve)
+            log = self.root / f"gateway-{role}.log"
+            self.gateway_processes.append(spawn(command, env, log))
+        for process, url in zip(self.gateway_processes, self.gateways(), strict=True):
+            host, port = url.removeprefix("http://").split(":")
+            wait_port(host, int(port), 60, process)
 
     def host(self, role: str) -> Host:
         return self.net.hosts[role]
@@ -248,6 +282,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 if role.startswith("verifier"):
                     account.register_verifier()
             world = World(net, root, chain, store, sponsor, keys, addresses)
+            net.route_between_hosts()
+            world.serve_stores()
             world.database = f"sqlite:///{root / 'index.db'}"
             migrate(world.database)
             for role in ("indexer", *VERIFIERS, "node1"):
@@ -258,6 +294,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             for role in list(world.processes if world is not None else []):
                 assert world is not None
                 world.stop(role)
+            for process in world.gateway_processes if world is not None else []:
+                stop(process)
             stop(hardhat_process)
 
 
