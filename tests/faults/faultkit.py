@@ -4,8 +4,10 @@ and the invariants checked after each scenario from public data only.
 Topology (``Topology``): a hub namespace holds the chain (a Hardhat node listening on every
 address of the hub) and a veth link to each host namespace; link ``k`` is ``10.231.k.1`` on the
 hub and ``10.231.k.2`` on the host, so a host reaches the chain at ``http://10.231.k.1:PORT``
-over its own link and a fault on that link touches nobody else. Link 0 ends in the test
-process's own namespace (the test deploys, posts bounties and reads the chain through it).
+over its own link and a fault on that link touches nobody else; with
+``route_between_hosts`` the hub forwards, so hosts reach each other (their gateways) through it,
+as over the internet. Link 0 ends in the test process's own namespace (the test deploys, posts
+bounties and reads the chain through it).
 Only namespaces, links and addresses created here are touched, and all are removed on exit.
 
 Impairments: ``tc netem`` on the host end of a link where the kernel has it
