@@ -95,6 +95,7 @@ class Host:
     name: str  # namespace name
     index: int  # link number k
     device: str  # the host end of the link
+    routed: bool = False  # reaches the other hosts through the hub
 
     @property
     def address(self) -> str:
@@ -123,8 +124,17 @@ class Host:
         )
 
     def partition(self, down: bool) -> None:
-        """Cut (or restore) this host's only link: it reaches nobody, nobody reaches it."""
+        """Cut (or restore) this host's only link: it reaches nobody, nobody reaches it. The
+        kernel drops a link's routes when it goes down: restoring it restores the route to
+        the other hosts too."""
         _ip("-n", self.name, "link", "set", self.device, "down" if down else "up")
+        if not down and self.routed:
+            self.route_to_hosts()
+
+    def route_to_hosts(self) -> None:
+        """Reach every host of the subnet through the hub (which forwards)."""
+        _ip("-n", self.name, "route", "replace", f"{SUBNET}.0.0/16", "via", self.hub_address)
+        self.routed = True
 
 
 @dataclass
@@ -178,7 +188,7 @@ class Topology:
             check=True, capture_output=True, timeout=30,
         )  # fmt: skip
         for host in self.hosts.values():
-            _ip("-n", host.name, "route", "add", f"{SUBNET}.0.0/16", "via", host.hub_address)
+            host.route_to_hosts()
 
     def hub_command(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.hub, *argv]
