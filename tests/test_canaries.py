@@ -30,7 +30,9 @@ VERIFIER_LOCK = 50 * TOKEN
 class LazyWorker(VerifierWorker):
     """Attests pass without fetching or re-executing anything."""
 
-    def verify(self, contribution_id: int, progress: object = None) -> VerificationReport:
+    def verify(
+        self, contribution_id: int, progress: object = None, fail_unavailable: bool = False
+    ) -> VerificationReport:
         info = contribution_info(self.account.chain, contribution_id)
         return VerificationReport(
             contribution_id, info.job_id, info.round, info.slot, "0x", [], True, "lazy"

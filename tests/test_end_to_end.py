@@ -9,9 +9,10 @@ from conftest import Market
 from rich.console import Console
 
 from node.worker import NodeWorker
-from opentrain.chain.types import TOKEN
+from opentrain.chain.types import TOKEN, Verdict
 from opentrain.chain.views import verification_info
 from opentrain.cli.demo import post_bounty, run_demo, skip_training
+from opentrain.content.errors import ContentUnavailable
 from opentrain.protocol.manifest import TraceManifest
 from opentrain.protocol.presets import mlp_demo_spec
 from opentrain.protocol.sampling import sample_indices
@@ -90,9 +91,15 @@ def test_checkpoint_altered_after_submission_fails_and_node_is_not_paid(market: 
     data[-1] ^= 0xFF
     block.write_bytes(bytes(data))
 
-    report = verifier.verify_and_attest(contribution_id)
+    # bytes that do not hash to the committed CID are no copy of it: the checkpoint is
+    # unavailable, which the verifier retries (nothing attested) for most of its window ...
+    with pytest.raises(ContentUnavailable, match="mismatch"):
+        verifier.verify_and_attest(contribution_id)
+    assert verification_info(market.chain, contribution_id).verdict is Verdict.NONE
+    # ... then fails as withheld
+    report = verifier.verify_and_attest(contribution_id, fail_unavailable=True)
     assert not report.passed
-    assert "mismatch" in report.reason
+    assert report.reason.startswith("content unavailable") and "mismatch" in report.reason
     _settle(market, contribution_id)
     record = market.chain.market.functions.getContribution(contribution_id).call()
     assert record[6] == CONTRIBUTION_REJECTED

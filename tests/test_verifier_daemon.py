@@ -7,8 +7,8 @@ import pytest
 from conftest import Market
 
 from node.daemon import NodeDaemon
-from opentrain.chain.types import TOKEN, ChainError, JobStatus, Phase
-from opentrain.chain.views import aggregate_info, verification_info
+from opentrain.chain.types import TOKEN, ChainError, JobStatus, Phase, Verdict
+from opentrain.chain.views import aggregate_info, contribution_info, verification_info
 from opentrain.cli.demo import post_bounty
 from opentrain.protocol.presets import mlp_demo_spec
 from verifier.daemon import VerifierDaemon
@@ -94,3 +94,40 @@ def test_a_missed_window_is_taken_over_by_a_fresh_draw_and_verified(market: Mark
     assert (info.verifier, info.verdict) == (online.address, 1)
     assert info.recomputed_digests_hash != bytes(32)
     assert absent.stake_of() == 200 * TOKEN - market.chain.params().verifier_lock
+
+
+def test_content_it_cannot_obtain_is_retried_then_failed_as_withheld(
+    market: Market, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A manifest the verifier cannot fetch (the node's gateway behind a passing partition)
+    is no verdict: nothing is attested while three quarters of the attest window last, and
+    once the content is back the contribution passes. Content still missing when that share
+    has run out is failed as withheld."""
+    sponsor, node, verifier = market.new_account(), market.new_account(), market.new_account()
+    node.stake(200 * TOKEN)
+    verifier.stake(200 * TOKEN)
+    verifier.register_verifier()
+    chain = market.chain
+    daemon = VerifierDaemon(verifier, market.store, market.home / "verifier.json")
+    window = chain.params().attest_window
+    verdicts = []
+    for job in range(2):
+        post_bounty(sponsor, market.store, mlp_demo_spec(rounds=1, slots_per_round=1))
+        contribution = NodeDaemon(node, market.store, market.home / "node").run_once()
+        assert contribution is not None
+        block = market.store.block_path(contribution_info(chain, contribution).manifest_cid)
+        hidden = block.with_name(block.name + ".away")
+        block.rename(hidden)  # unreachable, as far as this verifier can tell
+        chain.mine(2)
+        with caplog.at_level("WARNING", logger="opentrain.verifier"):
+            daemon.step()
+        assert f"contribution {contribution}: content unavailable, retrying" in caplog.text
+        assert verification_info(chain, contribution).verdict is Verdict.NONE
+        if job == 0:
+            hidden.rename(block)  # the partition heals within the window
+        else:
+            deadline = verification_info(chain, contribution).attest_deadline
+            chain.advance_to(deadline - window // 4 + 1)
+        daemon.step()
+        verdicts.append(verification_info(chain, contribution).verdict)
+    assert verdicts == [Verdict.PASS, Verdict.FAIL]

@@ -23,9 +23,9 @@ from opentrain.chain.account import ChainAccount
 from opentrain.chain.tx import TRANSIENT, RpcUnavailable
 from opentrain.chain.types import AggregateStatus, ChainError, DisputeStatus, Phase
 from opentrain.chain.views import aggregate_info, verification_info
-from opentrain.content.errors import ContentError
+from opentrain.content.errors import ContentError, ContentUnavailable
 from opentrain.content.store import ContentStore, write_atomically
-from opentrain.protocol.assignment import advance_assignment
+from opentrain.protocol.assignment import advance_assignment, out_of_patience
 from opentrain.protocol.contribution import ProgressFn
 from opentrain.protocol.jobs import JobError
 from verifier.disputes import AggregateWatch, CommitteeDuty
@@ -62,6 +62,7 @@ class VerifierDaemon:
         self.open: set[int] = set(_ids(state.get("open")))
         self._next_block = int(state.get("next_block", account.chain.deployment.block))  # type: ignore[arg-type]
         self.disputes: set[int] = set(_ids(state.get("disputes")))
+        self.attest_window: int | None = None  # read from the chain when first needed
 
     def _load_state(self) -> dict[str, list[int] | int]:
         if self.state_file.exists():
@@ -131,7 +132,16 @@ class VerifierDaemon:
                 or chain.now() > info.attest_deadline
             ):
                 return actions
-            report = self.worker.verify_and_attest(contribution_id, self.progress)
+            give_up = out_of_patience(chain.now(), info.attest_deadline, self._attest_window())
+            try:
+                report = self.worker.verify_and_attest(contribution_id, self.progress, give_up)
+            except ContentUnavailable as exc:
+                log.warning(
+                    "contribution %s: content unavailable, retrying: %s",
+                    contribution_id,
+                    str(exc).splitlines()[0],
+                )
+                return actions
             log.info("contribution %s: %s (%s)", contribution_id, report.passed, report.reason)
             return actions + 1
         if info.finalized:
@@ -148,6 +158,11 @@ class VerifierDaemon:
             self.open.discard(contribution_id)
             return actions + 1
         return actions
+
+    def _attest_window(self) -> int:
+        if self.attest_window is None:
+            self.attest_window = self.account.chain.params().attest_window
+        return self.attest_window
 
     def _aggregate_ready_rounds(self) -> int:
         chain = self.account.chain

@@ -15,7 +15,9 @@ from typing import Any
 from opentrain.chain.account import ChainAccount
 from opentrain.chain.types import AggregateStatus, DisputeKind, DisputeStatus
 from opentrain.chain.views import DisputeInfo, aggregate_info
+from opentrain.content.errors import ContentUnavailable
 from opentrain.content.store import ContentStore
+from opentrain.protocol.assignment import out_of_patience
 from opentrain.protocol.disputes import advance_dispute, has_voted
 from opentrain.training.checkpoint import digest
 from verifier.worker import RoundAggregator, VerifierWorker
@@ -43,6 +45,7 @@ class CommitteeDuty:
         self.store = store
         self.worker = worker
         self.aggregator = aggregator
+        self.vote_window: int | None = None  # read from the chain when first needed
 
     def is_member(self, info: DisputeInfo) -> bool:
         me = self.account.address.lower()
@@ -59,17 +62,29 @@ class CommitteeDuty:
             and self.is_member(info)
             and not has_voted(chain, dispute_id, self.account.address)
         ):
-            valid, report_cid = self.judge(info)
+            give_up = out_of_patience(chain.now(), info.vote_deadline, self._vote_window())
+            try:
+                valid, report_cid = self.judge(info, give_up)
+            except ContentUnavailable as exc:
+                log.warning("dispute %s: content unavailable, retrying: %s", dispute_id, exc)
+                return actions, info
             self.account.vote(dispute_id, valid, report_cid)
             log.info("dispute %s: voted %s", dispute_id, "valid" if valid else "invalid")
             actions += 1
         return actions, info
 
-    def judge(self, info: DisputeInfo) -> tuple[bool, str]:
-        """Re-execute what the dispute is about; returns (valid, CID of the report)."""
+    def _vote_window(self) -> int:
+        if self.vote_window is None:
+            self.vote_window = self.account.chain.params().vote_window
+        return self.vote_window
+
+    def judge(self, info: DisputeInfo, fail_unavailable: bool = False) -> tuple[bool, str]:
+        """Re-execute what the dispute is about; returns (valid, CID of the report). A
+        contribution whose content cannot be obtained raises ``ContentUnavailable`` unless
+        ``fail_unavailable`` (then it is judged invalid, as withheld)."""
         if info.kind is DisputeKind.AGGREGATE:
             return self._judge_aggregate(info)
-        report = self.worker.verify(info.contribution_id)
+        report = self.worker.verify(info.contribution_id, fail_unavailable=fail_unavailable)
         return report.passed, _put_json(
             self.store, {**report.to_dict(), "dispute_id": info.dispute_id}
         )

@@ -44,20 +44,29 @@ class VerifierWorker:
         return info.verifier.lower() == self.account.address.lower()
 
     def verify_and_attest(
-        self, contribution_id: int, progress: ProgressFn | None = None
+        self,
+        contribution_id: int,
+        progress: ProgressFn | None = None,
+        fail_unavailable: bool = False,
     ) -> VerificationReport:
         """Verify the contribution, store the report and attest its verdict on-chain with the
-        hash of the digests it recomputed (the report lists them; auditors compare)."""
-        report = self.verify(contribution_id, progress)
+        hash of the digests it recomputed (the report lists them; auditors compare). Content
+        it cannot obtain raises ``ContentUnavailable`` (nothing attested) unless
+        ``fail_unavailable``."""
+        report = self.verify(contribution_id, progress, fail_unavailable)
         report_cid = self.store.put_bytes(report.to_json())
         self.account.attest(contribution_id, report.passed, report_cid, report.digests_hash)
         return report
 
     def verify(
-        self, contribution_id: int, progress: ProgressFn | None = None
+        self,
+        contribution_id: int,
+        progress: ProgressFn | None = None,
+        fail_unavailable: bool = False,
     ) -> VerificationReport:
         """Everything short of attesting: fetch, check commitments, re-execute samples."""
-        return check_contribution(self.account.chain, self.store, contribution_id, progress)
+        chain = self.account.chain
+        return check_contribution(chain, self.store, contribution_id, progress, fail_unavailable)
 
 
 class RoundAggregator:

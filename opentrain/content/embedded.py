@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     pass
 from opentrain.content.builder import build_dag, read_chunks, split_chunks
-from opentrain.content.errors import ContentError, check_size
+from opentrain.content.errors import ContentError, ContentUnavailable, check_size
 from opentrain.content.store import ContentStore, ReaderBase
 from opentrain.content.unixfs import (
     RAW,
@@ -204,7 +204,7 @@ class EmbeddedStore(ReaderBase):
             with open(self.block_file(cid.text), "rb") as stream:
                 block = stream.read()
         except FileNotFoundError:
-            raise ContentError(f"missing block {cid}") from None
+            raise ContentUnavailable(f"missing block {cid}") from None
         verify_block(cid, block)
         return block
 

@@ -16,7 +16,7 @@ from opentrain.content.car import (
     CarReader,
 )
 from opentrain.content.embedded import EmbeddedStore
-from opentrain.content.errors import ContentError, RemoteError
+from opentrain.content.errors import ContentError, ContentUnavailable, RemoteError
 from opentrain.content.gateway_server import RAW_MEDIA_TYPE
 from opentrain.content.store import ReaderBase
 from opentrain.content.unixfs import (
@@ -153,7 +153,7 @@ class GatewayClient(ReaderBase):
             return
         response.read()
         if response.status_code in (404, 410):
-            raise ContentError(f"missing block {cid}: not on gateway {self.url}")
+            raise ContentUnavailable(f"missing block {cid}: not on gateway {self.url}")
         raise RemoteError(
             f"gateway {self.url}: HTTP {response.status_code} for {cid}: "
             f"{_first_line(response.text)}"
@@ -181,7 +181,7 @@ class GatewayFallbackStore:
     def _fetch(self, cid: str) -> None:
         if self.local.has(cid):
             return
-        errors = []
+        errors, flawed = [], False
         for gateway in self.gateways:
             batch = self.local.batch()
             try:
@@ -190,11 +190,14 @@ class GatewayFallbackStore:
             except ContentError as exc:
                 batch.abort()
                 errors.append(f"{gateway.url}: {_first_line(str(exc))}")
+                # verified blocks that are malformed or too big: a flaw of the CID itself
+                flawed = flawed or not isinstance(exc, ContentUnavailable)
                 continue
             batch.commit(last=[parse_cid(cid).text])
             return
         tried = "; ".join(errors) or "no gateway configured"
-        raise ContentError(f"{cid} is not in the local store and no gateway served it ({tried})")
+        error = ContentError if flawed else ContentUnavailable
+        raise error(f"{cid} is not in the local store and no gateway served it ({tried})")
 
     def iter_content(self, cid: str, expected_sha256: bytes | None = None) -> Iterator[bytes]:
         self._fetch(cid)

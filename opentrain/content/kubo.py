@@ -29,7 +29,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from opentrain.content.builder import CHUNK_SIZE, DagBuilder, read_chunks, split_chunks
 from opentrain.content.car import CarFeed, CarReader, check_car, file_chunks
-from opentrain.content.errors import ContentError, RemoteError, check_size
+from opentrain.content.errors import ContentError, ContentUnavailable, RemoteError, check_size
 from opentrain.content.store import ReaderBase
 from opentrain.content.unixfs import (
     BlockCid,
@@ -327,7 +327,9 @@ class KuboStore(ReaderBase):
         finally:
             response.close()
         if builder.finish() != root.text:
-            raise ContentError(f"content mismatch: bytes kubo sent for {root} do not rebuild it")
+            raise ContentUnavailable(
+                f"content mismatch: bytes kubo sent for {root} do not rebuild it"
+            )
         if held:
             yield held
 

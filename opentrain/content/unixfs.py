@@ -13,7 +13,7 @@ from multiformats import CID
 
 if TYPE_CHECKING:
     pass
-from opentrain.content.errors import ContentError, check_size
+from opentrain.content.errors import ContentError, ContentUnavailable, check_size
 
 RAW = 0x55  # multicodec raw
 DAG_PB = 0x70  # multicodec dag-pb
@@ -81,9 +81,11 @@ def parse_cid(cid: str) -> BlockCid:
 
 
 def verify_block(cid: BlockCid, block: bytes) -> None:
-    """Re-hash a block: the CID is the only thing we trust, never the disk or the network."""
+    """Re-hash a block: the CID is the only thing we trust, never the disk or the network.
+    Bytes that do not hash to the CID are not that block: it was not obtained (unavailable),
+    whoever sent them."""
     if hashlib.sha256(block).digest() != cid.digest:
-        raise ContentError(f"content mismatch: block {cid} does not hash to its CID")
+        raise ContentUnavailable(f"content mismatch: block {cid} does not hash to its CID")
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,19 @@ from opentrain.chain.types import ChainError, Phase, Verdict
 from opentrain.chain.views import VerificationInfo, contribution_info, verification_info
 from opentrain.protocol.draws import VERIFIER_TAG, Snapshot, draw_one
 
-__all__ = ["advance_assignment", "awaited_verifier"]
+__all__ = ["UNAVAILABLE_RETRY_SHARE", "advance_assignment", "awaited_verifier", "out_of_patience"]
+
+# How much of a window a verifier (or a committee member) keeps retrying content it cannot
+# obtain before it fails the contribution as withheld: a passing partition on either side must
+# not condemn an honest node, and the last quarter is left for re-execution and the transaction.
+UNAVAILABLE_RETRY_SHARE = 0.75
+
+
+def out_of_patience(now: int, deadline: int, window: int) -> bool:
+    """Has the share of the window for retrying unavailable content run out (``now`` and
+    ``deadline`` in the chain's seconds, ``window`` its length)?"""
+    return now >= deadline - window * (1 - UNAVAILABLE_RETRY_SHARE)
+
 
 log = logging.getLogger("opentrain.assignment")
 

@@ -20,7 +20,7 @@ import torch
 from opentrain.chain.client import Chain
 from opentrain.chain.types import ChainError
 from opentrain.chain.views import ContributionInfo, contribution_info, verification_info
-from opentrain.content.errors import ContentError
+from opentrain.content.errors import ContentError, ContentUnavailable
 from opentrain.content.store import ContentStore
 from opentrain.protocol.binding import contribution_binding
 from opentrain.protocol.codecs import has_residual
@@ -102,9 +102,18 @@ def recomputed_digests(checks: list[SegmentCheck] | list[dict[str, Any]]) -> lis
 
 
 def check_contribution(
-    chain: Chain, store: ContentStore, contribution_id: int, progress: ProgressFn | None = None
+    chain: Chain,
+    store: ContentStore,
+    contribution_id: int,
+    progress: ProgressFn | None = None,
+    fail_unavailable: bool = False,
 ) -> VerificationReport:
-    """Fetch, check the commitments and re-execute the sampled segments (needs the seed)."""
+    """Fetch, check the commitments and re-execute the sampled segments (needs the seed).
+
+    Content that cannot be obtained (``ContentUnavailable``: not on any gateway that answered,
+    or none answered) is not a verdict by itself: it raises, so the caller retries while its
+    window lasts, unless ``fail_unavailable`` (the window is running out) makes it a fail.
+    Content that arrives and is wrong fails at once."""
     began = time.perf_counter()
     info = contribution_info(chain, contribution_id)
     seed = verification_info(chain, contribution_id).seed
@@ -126,6 +135,11 @@ def check_contribution(
     try:
         manifest = _checked_manifest(store, job, info)
         _check_samples(chain, store, job, info, manifest, report, progress)
+    except ContentUnavailable as exc:
+        if not fail_unavailable:
+            raise
+        report.passed = False
+        report.reason = f"content unavailable: {str(exc).splitlines()[0]}"
     except (ContentError, ManifestError) as exc:
         report.reason = str(exc).splitlines()[0]
     report.seconds = time.perf_counter() - began
@@ -204,6 +218,8 @@ def _check_update(
     try:
         residual = residual_in(chain, store, job, manifest.round, manifest.slot)
         output = fetch(job.spec.training.num_segments)
+    except ContentUnavailable:
+        raise  # not a verdict: check_contribution retries or fails it as withheld
     except (ChainError, ContentError, ManifestError, CheckpointError) as exc:
         return UpdateCheck(False, str(exc).splitlines()[0])
     return check_update(job.spec, global_params, output, residual, manifest, store)

@@ -22,7 +22,7 @@ import torch
 from opentrain.chain.client import Chain
 from opentrain.chain.types import ChainError, SlotStatus
 from opentrain.chain.views import ContributionInfo, contribution_info
-from opentrain.content.errors import ContentError
+from opentrain.content.errors import ContentError, ContentUnavailable
 from opentrain.content.store import ContentStore
 from opentrain.protocol.aggregation import aggregate, aggregate_pseudo_gradients
 from opentrain.protocol.codecs import decode_residual, has_residual, slot_update, zero_residual
@@ -152,6 +152,8 @@ def check_update(
         try:
             _fetch(store, manifest.update, "update")
             _fetch(store, manifest.residual, "residual")
+        except ContentUnavailable:
+            raise  # not a verdict by itself: the caller retries, then fails it as withheld
         except ContentError as exc:
             check.reason = f"committed update or residual not available: {exc}".splitlines()[0]
             return check

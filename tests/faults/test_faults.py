@@ -52,6 +52,7 @@ from opentrain.chain.views import job_info, stake_info, verification_info
 from opentrain.cli.demo import post_bounty
 from opentrain.content.embedded import EmbeddedStore
 from opentrain.protocol.presets import mlp_demo_spec
+from opentrain.spec import JobSpec
 
 pytestmark = pytest.mark.faults
 
@@ -170,8 +171,11 @@ class World:
         kill9(self.processes.pop(role))
         self.faults[f"kill -9 {role}"] += 1
 
-    def post_job(self) -> int:
-        job_id = post_bounty(self.sponsor, self.store, mlp_demo_spec(rounds=1, slots_per_round=1))
+    def post_job(self, inner_steps: int = 40) -> int:
+        """A one-slot job; ``inner_steps`` (10 per segment) sets how long its slot trains."""
+        base = mlp_demo_spec(rounds=1, slots_per_round=1).model_dump()
+        base["training"]["inner_steps"] = inner_steps
+        job_id = post_bounty(self.sponsor, self.store, JobSpec.model_validate(base))
         self.jobs.append(job_id)
         return job_id
 
@@ -345,8 +349,9 @@ PARTITION_SECONDS = float(os.environ.get("OPENTRAIN_FAULT_PARTITION_SECONDS", "6
 def test_a_node_partitioned_from_the_chain_mid_slot(world: World) -> None:
     """node1's only link goes down for 60 s once it has trained its first segment (it keeps
     training, offline), then comes back: its submission waits for the chain rather than being
-    lost or sent twice, and the job completes and pays."""
-    job_id = world.post_job()
+    lost or sent twice, and the job completes and pays. The slot trains 40 segments, so the
+    partition surely falls before the submission (a toy slot of 4 is done within a second)."""
+    job_id = world.post_job(inner_steps=400)
     first = (
         world.root
         / "node1"
@@ -364,6 +369,10 @@ def test_a_node_partitioned_from_the_chain_mid_slot(world: World) -> None:
         time.sleep(0.1)
     host = world.host("node1")
     host.partition(True)
+    submitted = world.chain.market.events.ContributionSubmitted.get_logs(
+        from_block=0, argument_filters={"jobId": job_id}
+    )
+    assert not submitted, "node1 submitted before the partition: the slot trains too fast"
     world.faults["node partitioned from the chain"] += 1
     print(f"node1 partitioned for {PARTITION_SECONDS:g} s mid-slot")
     try:
@@ -513,20 +522,27 @@ SOAK_SECONDS = float(os.environ.get("OPENTRAIN_SOAK_SECONDS", "0"))
 
 @pytest.mark.skipif(SOAK_SECONDS <= 0, reason="soak run only: make soak")
 def test_soak(world: World) -> None:
-    """Jobs back to back for OPENTRAIN_SOAK_SECONDS, each with a random fault (a node or the
-    indexer killed at a random moment, or none); then the invariants over every job."""
+    """Jobs back to back for OPENTRAIN_SOAK_SECONDS, each with a random fault at a random
+    moment: a node, a verifier or the indexer killed and restarted, a node or a verifier cut
+    off for 5-30 s (maybe right after a submission, maybe while drawn), or none; then the
+    invariants over every job."""
     world.start("node2")
     deadline = time.monotonic() + SOAK_SECONDS
     jobs: list[int] = []
     violations: list[str] = []
+    kills = ["node1", "node2", "indexer", *VERIFIERS]
+    cuts = [f"cut {role}" for role in ROLES]
     while time.monotonic() < deadline:
         job_id = world.post_job()
         jobs.append(job_id)
-        fault = world.rng.choice(["node1", "node2", "indexer", *VERIFIERS, None])
+        fault = world.rng.choice([*kills, *cuts, None])
         if fault is not None:
             time.sleep(world.rng.uniform(0.5, 12.0))
+        if fault in kills:
             world.kill9(fault)
             world.start(fault)
+        elif fault is not None:
+            _cut_off(world, fault.removeprefix("cut "), world.rng.uniform(5.0, 30.0))
         world.wait_completed(job_id)
         if len(jobs) % 5 == 0:
             violations += world.check(jobs[-5:])
@@ -538,3 +554,15 @@ def test_soak(world: World) -> None:
         f"violations {len(violations)}"
     )
     assert violations == []
+
+
+def _cut_off(world: World, role: str, seconds: float) -> None:
+    """Partition ``role``'s host for ``seconds``, then restore its link."""
+    host = world.host(role)
+    host.partition(True)
+    world.faults[f"{role} cut off 5-30 s"] += 1
+    print(f"{role} cut off for {seconds:.0f} s")
+    try:
+        time.sleep(seconds)
+    finally:
+        host.partition(False)
