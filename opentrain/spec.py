@@ -192,7 +192,7 @@ class DilocoSpec(_Frozen):
     compression: Literal["none", "int8", "topk"] = "none"
     density: float = Field(default=0.01, gt=0.0, le=1.0)
     bits: Literal[2, 4] = 2
-    chunk: int = Field(default=4096, gt=0, le=32768)  # within-chunk indices are int16
+    chunk: int = Field(default=4096, gt=0, le=32768)  # one (lo, step) pair per chunk
     error_decay: float = Field(default=1.0, ge=0.0, le=1.0)
 
 

@@ -152,15 +152,19 @@ def test_malformed_topk_uploads_are_refused(spec: JobSpec) -> None:
     g = _params(spec)
     raw = encode_pseudo_gradient(spec, pseudo_gradient(g, _moved(g, 3)))
     tensors = load_safetensors(raw)
-    dup = tensors["pg.idx"].clone()
-    dup[1] = dup[0]
-    out_of_range = tensors["pg.idx"].clone()
-    out_of_range[0] = 600
+    one_more = tensors["pg.gaps"].clone()
+    one_more[0] &= 0xFE  # a unary 1 turned 0: one index code too many
+    padded = torch.cat([tensors["pg.gaps"], torch.full((1,), 0xFF, dtype=torch.uint8)])
+    # every remainder bit set: the gaps of the first chunk add up past its end
+    past_end = torch.full_like(tensors["pg.rem"], 0xFF)
+    longest = torch.full((len(tensors["pg.gaps"]) * 4,), 0xFF, dtype=torch.uint8)
     negative = tensors["pg.scales"].clone()
     negative[0, 1] = -1.0
     for edit, match in (
-        ({"pg.idx": dup}, "ascending"),
-        ({"pg.idx": out_of_range}, "out of range"),
+        ({"pg.gaps": one_more}, "index stream holds"),
+        ({"pg.gaps": padded}, "index stream holds"),  # a whole byte of padding
+        ({"pg.rem": past_end}, "out of range"),
+        ({"pg.gaps": longest}, "pg.gaps"),  # longer than any gaps can be
         ({"pg.scales": negative}, "non-negative"),
         ({"pg.codes": tensors["pg.codes"][:-1].clone()}, "pg.codes"),
     ):
@@ -168,6 +172,20 @@ def test_malformed_topk_uploads_are_refused(spec: JobSpec) -> None:
             decode_pseudo_gradient(spec, _resave(raw, edit))
     with pytest.raises(CheckpointError):
         decode_pseudo_gradient(mlp_demo_spec(), raw)  # a topk upload where float32 is expected
+
+
+def test_index_gaps_cost_a_fraction_of_16_bit_indices(spec: JobSpec) -> None:
+    """The Rice-coded gaps take about log2(1 / density) + 1.5 bits per kept index (5.8 at
+    density 0.05), not the 16 of an int16 index, and decode to exactly the kept positions."""
+    g = _params(spec)
+    delta = pseudo_gradient(g, _moved(g, 4))
+    tensors = load_safetensors(encode_pseudo_gradient(spec, delta))
+    kept = sum(
+        -(-t.numel() // min(512, t.numel())) * max(1, round(0.05 * min(512, t.numel())))
+        for t in delta.values()
+    )
+    index_bits = 8 * (tensors["pg.gaps"].numel() + tensors["pg.rem"].numel()) / kept
+    assert index_bits < 8, index_bits
 
 
 def test_topk_aggregates_only_from_updates(spec: JobSpec) -> None:

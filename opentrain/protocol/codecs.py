@@ -9,12 +9,16 @@ are packed flat in the model's parameter order, so its header stays a few hundre
   per-tensor min-max as in INTELLECT-1;
 - ``topk``: each tensor is cut into chunks of ``C = min(diloco.chunk, numel)`` elements (the
   last one zero-padded); in every chunk the ``k = max(1, round(density * C))`` entries of
-  largest magnitude are kept (a stable sort: ties go to the lower index), ``pg.idx`` holds
-  their in-chunk indices (int16, ascending within the chunk), ``pg.codes`` their ``bits``-bit
-  codes packed little-end first into bytes (code = sign << (bits - 1) | level), and
-  ``pg.scales`` (n_chunks, 2) float32 the chunk's ``(lo, step)``: ``lo`` the smallest kept
-  magnitude, ``step = (max - lo) / L`` with ``L = 2 ** (bits - 1)`` levels per sign, and a kept
-  entry decodes to ``+-(lo + step * (level + 0.5))``.
+  largest magnitude are kept (a stable sort: ties go to the lower index). Their in-chunk
+  indices, ascending, are sent as gaps ``g = idx_j - idx_{j-1} - 1`` (``idx_{-1} = -1``) in a
+  Rice code with the tensor's shift ``s = floor(log2((C - k) // k))`` (0 when that is 0): the
+  low ``s`` bits of every gap in ``pg.rem`` (fixed length) and the rest, ``g >> s``, in unary
+  in ``pg.gaps`` (that many 1 bits, then a 0; padded with 1 bits to a whole byte), about
+  ``log2(1 / density) + 1.5`` bits per index instead of 16. ``pg.codes`` holds their
+  ``bits``-bit codes (code = sign << (bits - 1) | level), and ``pg.scales`` (n_chunks, 2)
+  float32 the chunk's ``(lo, step)``: ``lo`` the smallest kept magnitude,
+  ``step = (max - lo) / L`` with ``L = 2 ** (bits - 1)`` levels per sign, and a kept entry
+  decodes to ``+-(lo + step * (level + 0.5))``. Every bit stream is packed first bit lowest.
 
 ``topk`` carries error feedback (SparseLoCo): a slot compresses ``v = delta + decay * e`` where
 ``delta = G_r - output`` and ``e`` is the residual slot ``s`` committed in round ``r - 1``
@@ -146,6 +150,21 @@ class _Block:
     chunks: int  # m
     k: int
 
+    @property
+    def shift(self) -> int:
+        """The Rice shift of the index gaps: about log2 of the mean gap ``(C - k) / k``."""
+        return max(0, ((self.chunk - self.k) // self.k).bit_length() - 1)
+
+    @property
+    def kept(self) -> int:
+        return self.chunks * self.k
+
+    @property
+    def max_unary_bits(self) -> int:
+        """The most unary bits this tensor's gaps can take: the gaps of a chunk sum to at most
+        ``C - k``, so their quotients to at most ``(C - k) >> shift``, plus a 0 per index."""
+        return self.kept + self.chunks * ((self.chunk - self.k) >> self.shift)
+
 
 def _layout(spec: JobSpec) -> list[_Block]:
     d = spec.diloco
@@ -159,14 +178,63 @@ def _layout(spec: JobSpec) -> list[_Block]:
 
 
 def _topk_expected(spec: JobSpec) -> _Expected:
+    """Names, shapes and dtypes of a ``topk`` upload; ``pg.gaps`` is at most that long."""
     blocks = _layout(spec)
-    kept = sum(b.chunks * b.k for b in blocks)
+    kept = sum(b.kept for b in blocks)
     per_byte = 8 // spec.diloco.bits
     return {
-        "pg.idx": ((kept,), torch.int16),
+        "pg.gaps": ((-(-sum(b.max_unary_bits for b in blocks) // 8),), torch.uint8),
+        "pg.rem": ((-(-sum(b.kept * b.shift for b in blocks) // 8) or 1,), torch.uint8),
         "pg.codes": ((-(-kept // per_byte),), torch.uint8),
         "pg.scales": ((sum(b.chunks for b in blocks), 2), torch.float32),
     }
+
+
+def _rice_encode(blocks: list[_Block], indices: list[torch.Tensor]) -> Tensors:
+    """``pg.gaps`` and ``pg.rem`` of each block's (chunks, k) ascending in-chunk indices."""
+    quotients, remainder_bits = [], []
+    for block, idx in zip(blocks, indices, strict=True):
+        previous = torch.cat([idx.new_full((block.chunks, 1), -1), idx[:, :-1]], dim=1)
+        gaps = (idx - previous - 1).reshape(-1)
+        quotients.append(gaps >> block.shift)
+        low = torch.arange(block.shift, dtype=torch.int64)
+        remainder_bits.append(((gaps.unsqueeze(1) >> low) & 1).reshape(-1))
+    q = torch.cat(quotients)
+    zeros = torch.cumsum(q + 1, dim=0) - 1  # where each index's unary code ends
+    total = int(zeros[-1]) + 1
+    unary = torch.ones(total + (-total) % 8, dtype=torch.uint8)
+    unary[zeros] = 0
+    rem = torch.cat(remainder_bits).to(torch.uint8)
+    return {
+        "pg.gaps": _pack(unary, 1),
+        "pg.rem": _pack(rem, 1) if rem.numel() else torch.zeros(1, dtype=torch.uint8),
+    }
+
+
+def _rice_decode(blocks: list[_Block], gaps: torch.Tensor, rem: torch.Tensor) -> list[torch.Tensor]:
+    """Each block's (chunks, k) in-chunk indices from ``pg.gaps`` and ``pg.rem``, refusing a
+    stream with another number of codes, a whole byte of padding, or an index past its chunk."""
+    kept = sum(b.kept for b in blocks)
+    unary = _unpack(gaps, 1, 8 * gaps.numel())
+    zeros = torch.nonzero(unary == 0).reshape(-1)
+    if zeros.numel() != kept or unary.numel() - int(zeros[-1]) - 1 >= 8:
+        raise CheckpointError(
+            f"pseudo-gradient: index stream holds {zeros.numel()} codes, not {kept}"
+        )
+    q = torch.diff(zeros, prepend=zeros.new_full((1,), -1)) - 1
+    rem_bits = _unpack(rem, 1, 8 * rem.numel()).to(torch.int64)
+    out, at_q, at_bit = [], 0, 0
+    for block in blocks:
+        n, shift = block.kept, block.shift
+        low = rem_bits[at_bit : at_bit + n * shift].reshape(n, shift)
+        remainder = (low << torch.arange(shift, dtype=torch.int64)).sum(dim=1)
+        gap = (q[at_q : at_q + n] << shift) | remainder
+        idx = torch.cumsum(gap.reshape(block.chunks, block.k) + 1, dim=1) - 1
+        if bool((idx[:, -1] >= block.chunk).any()):
+            raise CheckpointError(f"pseudo-gradient: index out of range in {block.name}")
+        out.append(idx)
+        at_q, at_bit = at_q + n, at_bit + n * shift
+    return out
 
 
 def _pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
@@ -197,8 +265,9 @@ def _topk_encode(spec: JobSpec, flat: list[torch.Tensor]) -> tuple[bytes, list[t
     """The ``topk`` bytes of the flat tensors and what they decode to (flat, same sizes)."""
     bits = spec.diloco.bits
     levels = 1 << (bits - 1)
+    blocks = _layout(spec)
     idx_parts, code_parts, scale_parts, sent = [], [], [], []
-    for block, x in zip(_layout(spec), flat, strict=True):
+    for block, x in zip(blocks, flat, strict=True):
         rows = torch.cat([x, x.new_zeros(block.chunks * block.chunk - block.numel)])
         rows = rows.reshape(block.chunks, block.chunk)
         magnitude = rows.abs()
@@ -214,38 +283,37 @@ def _topk_encode(spec: JobSpec, flat: list[torch.Tensor]) -> tuple[bytes, list[t
         codes = ((kept < 0).to(torch.uint8) << (bits - 1)) | level
         dense = torch.zeros_like(rows).scatter_(1, idx, _decode_values(codes, lo, step, bits))
         sent.append(dense.reshape(-1)[: block.numel])
-        idx_parts.append(idx.reshape(-1).to(torch.int16))
+        idx_parts.append(idx)
         code_parts.append(codes.reshape(-1))
         scale_parts.append(torch.cat([lo, step], dim=1))
     tensors = {
-        "pg.idx": torch.cat(idx_parts).contiguous(),
-        "pg.codes": _pack(torch.cat(code_parts), bits).contiguous(),
-        "pg.scales": torch.cat(scale_parts).contiguous(),
+        **_rice_encode(blocks, idx_parts),
+        "pg.codes": _pack(torch.cat(code_parts), bits),
+        "pg.scales": torch.cat(scale_parts),
     }
+    tensors = {name: t.contiguous() for name, t in tensors.items()}
     return safetensors.torch.save(tensors, metadata=None), sent
 
 
 def _topk_decode(spec: JobSpec, data: bytes) -> list[torch.Tensor]:
     """Flat dense tensors from ``topk`` bytes, refusing anything ``_topk_encode`` cannot give:
-    indices out of range or not strictly ascending in a chunk, non-finite or negative scales."""
+    an index stream with the wrong number of codes or an index past its chunk (gaps make them
+    strictly ascending by construction), non-finite or negative scales."""
     bits = spec.diloco.bits
-    tensors = load_checked(data, _topk_expected(spec), None, "pseudo-gradient")
+    expected = _topk_expected(spec)
+    tensors = load_checked(data, expected, None, "pseudo-gradient", frozenset({"pg.gaps"}))
     blocks = _layout(spec)
-    kept = [b.chunks * b.k for b in blocks]
+    kept = [b.kept for b in blocks]
     scales = tensors["pg.scales"]
     if not bool(torch.isfinite(scales).all()) or bool((scales < 0).any()):
         raise CheckpointError("pseudo-gradient: chunk scales must be finite and non-negative")
+    indices = _rice_decode(blocks, tensors["pg.gaps"], tensors["pg.rem"])
     codes = _unpack(tensors["pg.codes"], bits, sum(kept))
     chunk_scales = scales.split([b.chunks for b in blocks])
     out = []
     for block, idx, code, scale in zip(
-        blocks, tensors["pg.idx"].split(kept), codes.split(kept), chunk_scales, strict=True
+        blocks, indices, codes.split(kept), chunk_scales, strict=True
     ):
-        idx = idx.to(torch.int64).reshape(block.chunks, block.k)
-        if bool((idx < 0).any()) or bool((idx >= block.chunk).any()):
-            raise CheckpointError(f"pseudo-gradient: index out of range in {block.name}")
-        if block.k > 1 and not bool((idx[:, 1:] > idx[:, :-1]).all()):
-            raise CheckpointError(f"pseudo-gradient: indices not ascending in {block.name}")
         values = _decode_values(
             code.reshape(block.chunks, block.k), scale[:, :1], scale[:, 1:], bits
         )

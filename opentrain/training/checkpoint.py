@@ -277,8 +277,11 @@ def load_checked(
     expected: dict[str, tuple[tuple[int, ...], torch.dtype]],
     max_bytes: int | None,
     what: str,
+    up_to: frozenset[str] = frozenset(),
 ) -> dict[str, torch.Tensor]:
-    """Parse safetensors bytes and insist on exactly the expected names, shapes and dtypes."""
+    """Parse safetensors bytes and insist on exactly the expected names, shapes and dtypes.
+    A name in ``up_to`` is a 1-D tensor of 1 up to its expected length (a variable-length
+    code); every other shape is exact."""
     limit = _size_limit(expected) if max_bytes is None else max_bytes
     if len(data) > limit:
         raise CheckpointError(f"{what}: {len(data)} bytes exceeds the limit of {limit}")
@@ -294,6 +297,8 @@ def load_checked(
         )
     for name, (shape, dtype) in expected.items():
         t = tensors[name]
+        if name in up_to and t.dim() == 1 and 1 <= t.numel() <= shape[0] and t.dtype == dtype:
+            continue
         if tuple(t.shape) != shape or t.dtype != dtype:
             raise CheckpointError(
                 f"{what}: tensor {name} is {t.dtype} {list(t.shape)}, "
