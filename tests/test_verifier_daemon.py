@@ -11,6 +11,7 @@ from opentrain.chain.types import TOKEN, ChainError, JobStatus, Phase, Verdict
 from opentrain.chain.views import aggregate_info, contribution_info, verification_info
 from opentrain.cli.demo import post_bounty
 from opentrain.protocol.presets import mlp_demo_spec
+from verifier.audit import Auditor
 from verifier.daemon import VerifierDaemon
 
 
@@ -131,3 +132,8 @@ def test_content_it_cannot_obtain_is_retried_then_failed_as_withheld(
         daemon.step()
         verdicts.append(verification_info(chain, contribution).verdict)
     assert verdicts == [Verdict.PASS, Verdict.FAIL]
+    # served again later, the work re-executes: an auditor flags the fail, and says why
+    hidden.rename(block)
+    checks = Auditor(chain, market.store).contribution(contribution).checks
+    (verdict,) = [c for c in checks if c.name == "on-chain verdict matches re-execution"]
+    assert not verdict.ok and "failed as withheld" in verdict.detail

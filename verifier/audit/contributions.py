@@ -180,6 +180,11 @@ class ContributionAudit(AuditorBase):
                 report.segments_checked += len(sampled)
                 return
             detail = f"verdict {v.verdict.name.lower()}, re-execution {expected.name.lower()}"
+            if doc is not None and str(doc.get("reason", "")).startswith("content unavailable"):
+                detail += (
+                    "; failed as withheld (content unavailable to the verifier then; "
+                    "whether it was served then, public data cannot tell)"
+                )
             if ruling is None:
                 undecided = self._undecided(info.contribution_id)
                 if undecided is not None:
