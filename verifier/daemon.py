@@ -161,7 +161,8 @@ class VerifierDaemon:
 
     def _attest_window(self) -> int:
         if self.attest_window is None:
-            self.attest_window = self.account.chain.params().attest_window
+            # immutable in Settlement: one call for the daemon's life
+            self.attest_window = int(self.account.chain.settlement.functions.attestWindow().call())
         return self.attest_window
 
     def _aggregate_ready_rounds(self) -> int:

@@ -75,7 +75,8 @@ class CommitteeDuty:
 
     def _vote_window(self) -> int:
         if self.vote_window is None:
-            self.vote_window = self.account.chain.params().vote_window
+            # immutable in Disputes: one call for the duty's life
+            self.vote_window = int(self.account.chain.disputes.functions.voteWindow().call())
         return self.vote_window
 
     def judge(self, info: DisputeInfo, fail_unavailable: bool = False) -> tuple[bool, str]:

@@ -31,7 +31,16 @@ from opentrain.protocol.segment import SegmentCheck, check_initial_checkpoint, c
 from opentrain.protocol.updates import UpdateCheck, check_update, residual_in
 from opentrain.training.checkpoint import CheckpointError
 
-__all__ = ["ProgressFn", "VerificationReport", "check_contribution", "recomputed_digests"]
+__all__ = [
+    "UNAVAILABLE",
+    "ProgressFn",
+    "VerificationReport",
+    "check_contribution",
+    "recomputed_digests",
+]
+
+# the reason a report gives for a contribution failed as withheld (auditors read it back)
+UNAVAILABLE = "content unavailable"
 
 ProgressFn = Callable[[int, int], None]
 
@@ -139,7 +148,7 @@ def check_contribution(
         if not fail_unavailable:
             raise
         report.passed = False
-        report.reason = f"content unavailable: {str(exc).splitlines()[0]}"
+        report.reason = f"{UNAVAILABLE}: {str(exc).splitlines()[0]}"
     except (ContentError, ManifestError) as exc:
         report.reason = str(exc).splitlines()[0]
     report.seconds = time.perf_counter() - began

@@ -26,7 +26,7 @@ from opentrain.content.errors import ContentError
 from opentrain.protocol.binding import contribution_binding
 from opentrain.protocol.codecs import has_residual
 from opentrain.protocol.commitments import verify_proof
-from opentrain.protocol.contribution import recomputed_digests
+from opentrain.protocol.contribution import UNAVAILABLE, recomputed_digests
 from opentrain.protocol.jobs import LoadedJob, load_global_model, load_job
 from opentrain.protocol.manifest import TraceManifest
 from opentrain.protocol.sampling import recomputed_digests_hash, sample_indices
@@ -180,7 +180,7 @@ class ContributionAudit(AuditorBase):
                 report.segments_checked += len(sampled)
                 return
             detail = f"verdict {v.verdict.name.lower()}, re-execution {expected.name.lower()}"
-            if doc is not None and str(doc.get("reason", "")).startswith("content unavailable"):
+            if doc is not None and str(doc.get("reason", "")).startswith(UNAVAILABLE):
                 detail += (
                     "; failed as withheld (content unavailable to the verifier then; "
                     "whether it was served then, public data cannot tell)"
