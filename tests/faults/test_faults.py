@@ -131,7 +131,7 @@ class World:
         """A gateway (``opentrain store serve``) for the sponsor's store in the hub and for
         each host's store in its namespace; they stay up through every fault."""
         serve = [OPENTRAIN, "store", "serve", "--host", "0.0.0.0", "--port", str(GATEWAY_PORT)]
-        hub_env = {**os.environ, "OPENTRAIN_STORE_DIR": str(self.root / "store")}
+        hub_env = {**os.environ, "OPENTRAIN_STORE_DIR": str(self.store_of("indexer"))}
         self.gateway_processes.append(
             spawn(self.net.hub_command(serve), hub_env, self.root / "gateway-hub.log")
         )
