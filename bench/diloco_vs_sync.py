@@ -17,7 +17,8 @@ R=32, 400 warm-start sync steps, a 2-layer d=48 gpt on blocks of 32 bytes, batch
 AdamW lr 1e-3 with a 10-step warmup per slot, outer Nesterov lr 0.7 and momentum 0.9 (the
 DiLoCo paper's, best in the H=100 sweep recorded in docs/determinism.md); topk at densities
 0.01 and 0.03, 2 and 4 bits, error decay 0.95 (SparseLoCo's).
-Reports the held-out loss by round, the final ratio to sync (target within 3 %) and bytes
+Reports the held-out loss by round, the final ratio to sync (target within 3 %; beside it the
+ratio of the mean over the last tenth of the rounds, less sensitive to one round's noise) and bytes
 sent per worker (ratio sync / run; target >= 10,000x for the best codec within 3 %).
 Bytes are the encoded uploads (``encode_pseudo_gradient``: one safetensors file, header
 included); the sync run's per-step gradients use the same encoding.
@@ -27,7 +28,7 @@ feedback carries what momentum would; ``--topk-outer-lr``, ``--topk-outer-moment
 ``--error-decay``).
 
 Run: python bench/diloco_vs_sync.py [--rounds R] [--inner-steps H] [--densities 0.01,0.03]
-[--warm-start N] [--device] [--rows "sync DP,DiLoCo fp32,..."]
+[--warm-start N] [--device] [--rows "sync DP,DiLoCo fp32,..."] [--jobs 2]
 Prints a table and one JSON line, and plots held-out loss against bytes sent per worker to
 bench/out/diloco_vs_sync.png.
 """
@@ -37,8 +38,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import multiprocessing
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -253,12 +258,28 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--topk-outer-momentum", type=float, default=0.0)
     parser.add_argument("--rows", default="", help="only these rows (comma-separated names)")
     parser.add_argument("--png", default=str(OUT / "diloco_vs_sync.png"))
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="rows run at once, each in a 1-thread process"
+    )
+    parser.add_argument("--json", default="", help="also write the JSON line to this file")
     return parser.parse_args()
 
 
-def main() -> None:
-    args = parse_args()
-    began = time.perf_counter()
+@dataclass
+class Prepared:
+    """What every row starts from: the spec, the corpus and the warm-started sync run."""
+
+    spec: JobSpec
+    data: DataSource
+    start: SyncDP
+    pre_rounds: int
+    initial_loss: float
+    warm_loss: float
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """Publish the corpus and warm-start by ``--warm-start`` sync steps (deterministic, so
+    every worker process that calls this starts from the same G_0)."""
     spec = bench_spec(args)
     h = spec.training.inner_steps
     if args.warm_start % h:
@@ -272,15 +293,20 @@ def main() -> None:
     for r in range(pre_rounds):
         start.train_round(r, data)
     warm = evaluate_loss(spec, start.params(), data)
-    g0 = start.params()
-    plans: dict[str, Any] = {
-        "sync DP": lambda: run_sync(spec, data, start, pre_rounds),
+    return Prepared(spec, data, start, pre_rounds, initial, warm)
+
+
+def plans(args: argparse.Namespace, prep: Prepared) -> dict[str, Callable[[], Curve]]:
+    """Every row the bench knows, by name, each a call that runs it from ``prep``."""
+    spec, data, pre_rounds = prep.spec, prep.data, prep.pre_rounds
+    g0 = prep.start.params()
+    rows: dict[str, Callable[[], Curve]] = {
+        "sync DP": lambda: run_sync(spec, data, prep.start, pre_rounds),
         "DiLoCo fp32": lambda: run_diloco(spec, data, g0, pre_rounds, args.device),
         "DiLoCo int8": lambda: run_diloco(
             bench_spec(args, "int8"), data, g0, pre_rounds, args.device
         ),
     }
-    topk_specs: dict[str, JobSpec] = {}
     for density in (float(x) for x in args.densities.split(",")):
         for bits in (int(x) for x in args.bits.split(",")):
             codec = DilocoSpec(
@@ -290,19 +316,56 @@ def main() -> None:
                 chunk=args.chunk,
                 error_decay=args.error_decay,
             )
-            name = f"topk {density:g} {bits}b"
-            topk_specs[name] = bench_spec(args, diloco=codec)
-            plans[name] = lambda job=topk_specs[name]: run_topk(
+            job = bench_spec(args, diloco=codec)
+            rows[f"topk {density:g} {bits}b"] = lambda job=job: run_topk(  # type: ignore[misc]
                 job, data, g0, pre_rounds, args.device
             )
-    wanted = [r.strip() for r in args.rows.split(",") if r.strip()] or list(plans)
+    return rows
+
+
+def run_row(args: argparse.Namespace, name: str) -> tuple[Curve, float]:
+    """One row in a worker process of its own (``--jobs``): one thread, its own warm start."""
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    curve = plans(args, prepare(args))[name]()
+    return curve, time.perf_counter() - t0
+
+
+def run_rows(args: argparse.Namespace, prep: Prepared, wanted: list[str]) -> dict[str, Curve]:
+    """The wanted rows, one after the other or ``--jobs`` at a time in worker processes (on
+    few cores a single-threaded process trains this small model as fast as two threads)."""
+    if args.jobs <= 1:
+        table = plans(args, prep)
+        runs = {}
+        for name in wanted:
+            t0 = time.perf_counter()
+            runs[name] = table[name]()
+            print(f"  {name}: {time.perf_counter() - t0:.0f}s", flush=True)
+        return runs
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        futures = {name: pool.submit(run_row, args, name) for name in wanted}
+        results = {}
+        for name, future in futures.items():
+            results[name], seconds = future.result()
+            print(f"  {name}: {seconds:.0f}s", flush=True)
+    return results
+
+
+def main() -> None:
+    args = parse_args()
+    began = time.perf_counter()
+    prep = prepare(args)
+    spec, h = prep.spec, prep.spec.training.inner_steps
+    initial, warm = prep.initial_loss, prep.warm_loss
+    known = plans(args, prep)
+    wanted = [r.strip() for r in args.rows.split(",") if r.strip()] or list(known)
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; known: {', '.join(known)}")
     if "sync DP" not in wanted:
         wanted.insert(0, "sync DP")
-    runs: dict[str, Curve] = {}
-    for name in wanted:
-        t0 = time.perf_counter()
-        runs[name] = plans[name]()
-        print(f"  {name}: {time.perf_counter() - t0:.0f}s", flush=True)
+    runs = run_rows(args, prep, wanted)
     sync_loss, sync_bytes = runs["sync DP"][0][-1], runs["sync DP"][1][-1]
     tr = spec.training
     print(
@@ -313,10 +376,12 @@ def main() -> None:
         f"{args.error_decay:g}), model {spec.model}"
     )
     print(f"loss: initial {initial:.4f}, after {args.warm_start} warm-start sync steps {warm:.4f}")
-    width = 6 * spec.rounds
+    shown = sorted({round(i * (spec.rounds - 1) / 15) for i in range(16)})  # at most 16
+    tail = max(1, spec.rounds // 10)
+    width = 6 * len(shown)
     print(
-        f"{'run':<14} {'held-out loss by round':<{width}} {'final':>7} {'ratio':>6} "
-        f"{'KB sent/worker':>15} {'bytes ratio':>12}"
+        f"{'run':<14} {'held-out loss at rounds ' + ','.join(str(r + 1) for r in shown):<{width}} "
+        f"{'final':>7} {'ratio':>6} {f'last {tail}':>8} {'KB sent/worker':>15} {'bytes ratio':>12}"
     )
     result: dict[str, object] = {
         "bench": "diloco_vs_sync",
@@ -330,14 +395,17 @@ def main() -> None:
         "topk_outer_momentum": args.topk_outer_momentum,
         "chunk": args.chunk,
         "error_decay": args.error_decay,
+        "tail_rounds": tail,
         "runs": {},
     }
     rows: dict[str, dict[str, Any]] = {}
+    sync_tail = sum(runs["sync DP"][0][-tail:]) / tail
     for name, (losses, sent) in runs.items():
         ratio, bytes_ratio = losses[-1] / sync_loss, sync_bytes / sent[-1]
-        curve = " ".join(f"{x:.3f}" for x in losses)
+        tail_ratio = sum(losses[-tail:]) / tail / sync_tail
+        curve = " ".join(f"{losses[r]:.3f}" for r in shown)
         print(
-            f"{name:<14} {curve:<{width}} {losses[-1]:>7.4f} {ratio:>6.3f} "
+            f"{name:<14} {curve:<{width}} {losses[-1]:>7.4f} {ratio:>6.3f} {tail_ratio:>8.3f} "
             f"{sent[-1] / 1e3:>15.1f} {bytes_ratio:>11.1f}x"
         )
         rows[name] = {
@@ -345,6 +413,7 @@ def main() -> None:
             "bytes_sent_by_round": sent,
             "final_loss": losses[-1],
             "loss_ratio": ratio,
+            "tail_loss_ratio": tail_ratio,
             "bytes_sent_per_worker": sent[-1],
             "bytes_ratio": bytes_ratio,
         }
@@ -371,7 +440,10 @@ def main() -> None:
         print(f"plot: {png}")
         result["png"] = str(png)
     result["seconds"] = round(time.perf_counter() - began, 1)
-    print(json.dumps(result))
+    line = json.dumps(result)
+    print(line)
+    if args.json:
+        Path(args.json).write_text(line + "\n")
 
 
 if __name__ == "__main__":

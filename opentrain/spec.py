@@ -182,9 +182,10 @@ class DilocoSpec(_Frozen):
 
     - ``none``: float32 (or int8 when the legacy ``training.pseudo_gradient`` says so);
     - ``int8``: per-tensor min-max 8-bit codes (as in INTELLECT-1), ~4x less;
-    - ``topk``: per chunk of ``chunk`` elements of each tensor, the ``density`` fraction of
-      largest magnitudes (ties broken by the lower index), each as a ``bits``-bit code
-      (sign + magnitude level) under one float32 scale per chunk, with error feedback: the
+    - ``topk``: per chunk of at most ``chunk`` elements of each tensor (equal chunks), the
+      ``density`` fraction of largest magnitudes (ties broken by the lower index), each as a
+      ``bits``-bit code (sign + magnitude level) under one bfloat16 (lo, step) pair per
+      chunk, with error feedback: the
       part not sent (the residual) is committed with the contribution and added, times
       ``error_decay``, to the slot's next pseudo-gradient (same slot, next round).
     """
@@ -192,7 +193,7 @@ class DilocoSpec(_Frozen):
     compression: Literal["none", "int8", "topk"] = "none"
     density: float = Field(default=0.01, gt=0.0, le=1.0)
     bits: Literal[2, 4] = 2
-    chunk: int = Field(default=4096, gt=0, le=32768)  # one (lo, step) pair per chunk
+    chunk: int = Field(default=4096, gt=0, le=32768)  # longest chunk; one (lo, step) each
     error_decay: float = Field(default=1.0, ge=0.0, le=1.0)
 
 

@@ -90,18 +90,28 @@ def test_codec_spec_is_backward_compatible() -> None:
 # --- encoding --------------------------------------------------------------------------------
 
 
-def test_topk_keeps_the_density_per_chunk_and_is_canonical(spec: JobSpec) -> None:
+def _chunks(numel: int, longest: int) -> tuple[int, int]:
+    """(count, length) of a tensor's equal chunks: as few as ``longest`` allows."""
+    count = -(-numel // longest)
+    return count, -(-numel // count)
+
+
+@pytest.mark.parametrize("longest", [512, 600])
+def test_topk_keeps_the_density_per_chunk_and_is_canonical(spec: JobSpec, longest: int) -> None:
+    """Per equal chunk (600 cuts the 4096-element tensor into 7 of 586, the last padded by
+    6), the k largest magnitudes with their signs; a short last chunk keeps no more."""
+    spec = _topk(spec, density=0.05, bits=2, chunk=longest)
     g = _params(spec)
     delta = pseudo_gradient(g, _moved(g, 1))
     raw = encode_pseudo_gradient(spec, delta)
     assert encode_pseudo_gradient(spec, {n: t.clone() for n, t in delta.items()}) == raw
     back = decode_pseudo_gradient(spec, raw)
     for name, t in delta.items():
-        chunk = min(512, t.numel())
-        rows = -(-t.numel() // chunk)
+        rows, chunk = _chunks(t.numel(), longest)
         k = max(1, round(0.05 * chunk))
         kept = back[name].reshape(-1) != 0
         assert int(kept.sum()) == rows * k  # k per chunk
+        assert rows * k <= 0.05 * t.numel() + rows  # the density asked for, not more
         # what is kept are the largest magnitudes of each chunk, with their signs
         flat, dec = t.reshape(-1), back[name].reshape(-1)
         for r in range(rows):
@@ -109,7 +119,7 @@ def test_topk_keeps_the_density_per_chunk_and_is_canonical(spec: JobSpec) -> Non
             rest = part.abs()[~sel]
             assert float(part.abs()[sel].min()) >= (float(rest.max()) if rest.numel() else 0.0)
         assert bool((torch.sign(dec[kept]) == torch.sign(flat[kept])).all())
-    four = _topk(spec, density=0.05, bits=4, chunk=512)
+    four = _topk(spec, density=0.05, bits=4, chunk=longest)
     assert (
         len(raw)
         < len(encode_pseudo_gradient(four, delta))
@@ -117,12 +127,33 @@ def test_topk_keeps_the_density_per_chunk_and_is_canonical(spec: JobSpec) -> Non
     )
 
 
+def test_topk_values_decode_within_one_level_of_what_was_kept(spec: JobSpec) -> None:
+    """A kept value decodes to the middle of its level under the chunk's bfloat16 scales:
+    within one step of the value itself, give or take the scales' rounding."""
+    g = _params(spec)
+    delta = pseudo_gradient(g, _moved(g, 8))
+    raw = encode_pseudo_gradient(spec, delta)
+    scales = load_safetensors(raw)["pg.scales"]
+    assert scales.dtype == torch.bfloat16
+    back = decode_pseudo_gradient(spec, raw)
+    at = 0
+    for name, t in delta.items():
+        rows, chunk = _chunks(t.numel(), 512)
+        steps = scales[at : at + rows, 1].float().repeat_interleave(chunk)[: t.numel()]
+        at += rows
+        flat, dec = t.reshape(-1), back[name].reshape(-1)
+        kept = dec != 0
+        bound = steps + flat.abs() * 2**-7  # a step, and the bfloat16 rounding of the scales
+        assert bool(((dec - flat).abs()[kept] <= bound[kept]).all()), name
+    assert at == scales.shape[0]
+
+
 def test_topk_ties_go_to_the_lower_index(spec: JobSpec) -> None:
     g = _params(spec)
     delta = {n: torch.ones_like(t) for n, t in g.items()}  # every magnitude ties
     back = decode_pseudo_gradient(spec, encode_pseudo_gradient(spec, delta))
     for t in back.values():
-        chunk = min(512, t.numel())
+        _, chunk = _chunks(t.numel(), 512)
         k = max(1, round(0.05 * chunk))
         first = t.reshape(-1)[:chunk]
         assert bool((first[:k] == 1).all()) and bool((first[k:] == 0).all())
@@ -148,25 +179,46 @@ def _resave(raw: bytes, edit: dict[str, torch.Tensor]) -> bytes:
     return save_safetensors(tensors)
 
 
+def _stream_parts(spec: JobSpec) -> tuple[int, int]:
+    """Byte lengths of the codes and the remainders at the head of ``pg.bits`` (2 bits per
+    code; Rice shift floor(log2((C - k) // k)) per tensor)."""
+    kept = rem_bits = 0
+    for t in _params(spec).values():
+        rows, chunk = _chunks(t.numel(), spec.diloco.chunk)
+        k = max(1, round(spec.diloco.density * chunk))
+        kept += rows * k
+        rem_bits += rows * k * max(0, ((chunk - k) // k).bit_length() - 1)
+    return -(-kept * spec.diloco.bits // 8), -(-rem_bits // 8)
+
+
 def test_malformed_topk_uploads_are_refused(spec: JobSpec) -> None:
     g = _params(spec)
     raw = encode_pseudo_gradient(spec, pseudo_gradient(g, _moved(g, 3)))
     tensors = load_safetensors(raw)
-    one_more = tensors["pg.gaps"].clone()
-    one_more[0] &= 0xFE  # a unary 1 turned 0: one index code too many
-    padded = torch.cat([tensors["pg.gaps"], torch.full((1,), 0xFF, dtype=torch.uint8)])
+    stream = tensors["pg.bits"]
+    codes, rem = _stream_parts(spec)
+    gaps = codes + rem  # where the unary quotients start
+    one_more = stream.clone()
+    one_more[gaps] &= 0xFE  # a unary 1 turned 0: one index code too many
+    padded = torch.cat([stream, torch.full((1,), 0xFF, dtype=torch.uint8)])
     # every remainder bit set: the gaps of the first chunk add up past its end
-    past_end = torch.full_like(tensors["pg.rem"], 0xFF)
-    longest = torch.full((len(tensors["pg.gaps"]) * 4,), 0xFF, dtype=torch.uint8)
+    past_end = stream.clone()
+    past_end[codes:gaps] = 0xFF
+    longest = torch.cat([stream, torch.full((len(stream) * 4,), 0xFF, dtype=torch.uint8)])
     negative = tensors["pg.scales"].clone()
     negative[0, 1] = -1.0
+    infinite = tensors["pg.scales"].clone()
+    infinite[1, 0] = float("inf")
     for edit, match in (
-        ({"pg.gaps": one_more}, "index stream holds"),
-        ({"pg.gaps": padded}, "index stream holds"),  # a whole byte of padding
-        ({"pg.rem": past_end}, "out of range"),
-        ({"pg.gaps": longest}, "pg.gaps"),  # longer than any gaps can be
+        ({"pg.bits": one_more}, "index stream holds"),
+        ({"pg.bits": padded}, "index stream holds"),  # a whole byte of padding
+        ({"pg.bits": past_end}, "out of range"),
+        ({"pg.bits": longest}, "pg.bits"),  # longer than any gaps can be
+        ({"pg.bits": stream[:gaps].clone()}, "not more than"),  # no quotients at all
         ({"pg.scales": negative}, "non-negative"),
-        ({"pg.codes": tensors["pg.codes"][:-1].clone()}, "pg.codes"),
+        ({"pg.scales": infinite}, "finite"),
+        ({"pg.scales": tensors["pg.scales"].float()}, "pg.scales"),  # float32, not bfloat16
+        ({"pg.scales": tensors["pg.scales"][:-1].clone()}, "pg.scales"),
     ):
         with pytest.raises(CheckpointError, match=match):
             decode_pseudo_gradient(spec, _resave(raw, edit))
@@ -176,16 +228,22 @@ def test_malformed_topk_uploads_are_refused(spec: JobSpec) -> None:
 
 def test_index_gaps_cost_a_fraction_of_16_bit_indices(spec: JobSpec) -> None:
     """The Rice-coded gaps take about log2(1 / density) + 1.5 bits per kept index (5.8 at
-    density 0.05), not the 16 of an int16 index, and decode to exactly the kept positions."""
+    density 0.05), not the 16 of an int16 index, and decode to exactly the kept positions;
+    besides, the upload holds only the scales (4 bytes a chunk) and a header under 160 bytes."""
     g = _params(spec)
     delta = pseudo_gradient(g, _moved(g, 4))
-    tensors = load_safetensors(encode_pseudo_gradient(spec, delta))
+    raw = encode_pseudo_gradient(spec, delta)
+    tensors = load_safetensors(raw)
+    stream = tensors["pg.bits"]
     kept = sum(
-        -(-t.numel() // min(512, t.numel())) * max(1, round(0.05 * min(512, t.numel())))
+        _chunks(t.numel(), 512)[0] * max(1, round(0.05 * _chunks(t.numel(), 512)[1]))
         for t in delta.values()
     )
-    index_bits = 8 * (tensors["pg.gaps"].numel() + tensors["pg.rem"].numel()) / kept
+    codes, _ = _stream_parts(spec)
+    index_bits = 8 * (stream.numel() - codes) / kept
     assert index_bits < 8, index_bits
+    header = len(raw) - stream.numel() - 2 * tensors["pg.scales"].numel()
+    assert header < 160, header
 
 
 def test_topk_aggregates_only_from_updates(spec: JobSpec) -> None:
@@ -299,7 +357,11 @@ def test_check_update_catches_any_other_update_than_the_output_implies(spec: Job
     update, new = slot_update(spec, g, moved, residual)
     assert check_update(spec, g, output, residual, _manifest(spec, update, new)).passed
     scales = load_safetensors(update)["pg.scales"]
+    stream = load_safetensors(update)["pg.bits"]
+    flipped = stream.clone()
+    flipped[0] ^= 0x01  # the first kept entry's level: a value the output does not imply
     cheats = {
+        "one level off": (_resave(update, {"pg.bits": flipped}), new),
         "amplified": (_resave(update, {"pg.scales": scales * 2}), new),
         "no error feedback": slot_update(spec, g, moved, zero_residual(spec)),
         "residual dropped": (update, encode_residual(spec, zero_residual(spec))),

@@ -7,18 +7,27 @@ are packed flat in the model's parameter order, so its header stays a few hundre
 - ``none``: ``pg`` (P,) float32;
 - ``int8``: ``pg.q`` (P,) uint8 codes and ``pg.scales`` (n_tensors, 2) float32 (lo, scale),
   per-tensor min-max as in INTELLECT-1;
-- ``topk``: each tensor is cut into chunks of ``C = min(diloco.chunk, numel)`` elements (the
-  last one zero-padded); in every chunk the ``k = max(1, round(density * C))`` entries of
-  largest magnitude are kept (a stable sort: ties go to the lower index). Their in-chunk
-  indices, ascending, are sent as gaps ``g = idx_j - idx_{j-1} - 1`` (``idx_{-1} = -1``) in a
-  Rice code with the tensor's shift ``s = floor(log2((C - k) // k))`` (0 when that is 0): the
-  low ``s`` bits of every gap in ``pg.rem`` (fixed length) and the rest, ``g >> s``, in unary
-  in ``pg.gaps`` (that many 1 bits, then a 0; padded with 1 bits to a whole byte), about
-  ``log2(1 / density) + 1.5`` bits per index instead of 16. ``pg.codes`` holds their
-  ``bits``-bit codes (code = sign << (bits - 1) | level), and ``pg.scales`` (n_chunks, 2)
-  float32 the chunk's ``(lo, step)``: ``lo`` the smallest kept magnitude,
-  ``step = (max - lo) / L`` with ``L = 2 ** (bits - 1)`` levels per sign, and a kept entry
-  decodes to ``+-(lo + step * (level + 0.5))``. Every bit stream is packed first bit lowest.
+- ``topk``: each tensor of ``n`` elements is cut into ``m = ceil(n / diloco.chunk)`` chunks
+  of equal length ``C = ceil(n / m)`` (zero-padded by fewer than ``m`` elements, so every
+  chunk is mostly real and ``density`` is the density actually sent); in every chunk the
+  ``k = max(1, round(density * C))`` entries of largest magnitude are kept (a stable sort:
+  ties go to the lower index). Two tensors: ``pg.bits``, one byte stream of three parts, and
+  ``pg.scales`` (n_chunks, 2) bfloat16, each chunk's ``(lo, step)``: ``lo`` the smallest kept
+  magnitude, ``step = (max - lo) / L`` with ``L = 2 ** (bits - 1)`` levels per sign (each
+  rounded to bfloat16 before the levels are chosen); a kept entry decodes to
+  ``+-(lo + step * (level + 0.5))`` in float32. The parts of ``pg.bits``, each padded to a
+  whole byte, fixed lengths first:
+
+  1. the kept entries' ``bits``-bit codes (code = sign << (bits - 1) | level);
+  2. the Rice remainders of their in-chunk indices: indices ascending are sent as gaps
+     ``g = idx_j - idx_{j-1} - 1`` (``idx_{-1} = -1``) with the tensor's shift
+     ``s = floor(log2((C - k) // k))`` (0 when that is 0), here the low ``s`` bits of every gap;
+  3. the rest of each gap, ``g >> s``, in unary (that many 1 bits, then a 0; padded with 1
+     bits), the only part of variable length.
+
+  That is about ``log2(1 / density) + 1.5`` bits per index instead of 16, plus ``bits`` per
+  value, 32 bits of scales per chunk and a header of about 130 bytes. Every bit stream is
+  packed first bit lowest.
 
 ``topk`` carries error feedback (SparseLoCo): a slot compresses ``v = delta + decay * e`` where
 ``delta = G_r - output`` and ``e`` is the residual slot ``s`` committed in round ``r - 1``
@@ -167,31 +176,57 @@ class _Block:
 
 
 def _layout(spec: JobSpec) -> list[_Block]:
+    """Each tensor's equal chunks: as few as ``diloco.chunk`` allows, padded by fewer than
+    their count, so that a short last chunk never keeps ``k`` entries of mostly padding."""
     d = spec.diloco
     blocks = []
     for name, shape in _shapes(spec).items():
         numel = math.prod(shape)
-        chunk = min(d.chunk, numel)
+        chunks = -(-numel // d.chunk)
+        chunk = -(-numel // chunks)
         k = min(chunk, max(1, math.floor(d.density * chunk + 0.5)))
-        blocks.append(_Block(name, numel, chunk, -(-numel // chunk), k))
+        blocks.append(_Block(name, numel, chunk, chunks, k))
     return blocks
 
 
-def _topk_expected(spec: JobSpec) -> _Expected:
-    """Names, shapes and dtypes of a ``topk`` upload; ``pg.gaps`` is at most that long."""
-    blocks = _layout(spec)
+@dataclass(frozen=True)
+class _StreamParts:
+    """Byte lengths of the parts of ``pg.bits``: codes and remainders are fixed by the
+    layout, the unary quotients take at least one byte and at most ``gaps_max``."""
+
+    codes: int
+    rem: int
+    gaps_max: int
+
+    @property
+    def fixed(self) -> int:
+        return self.codes + self.rem
+
+
+def _stream_parts(spec: JobSpec, blocks: list[_Block]) -> _StreamParts:
     kept = sum(b.kept for b in blocks)
-    per_byte = 8 // spec.diloco.bits
+    return _StreamParts(
+        codes=-(-kept * spec.diloco.bits // 8),
+        rem=-(-sum(b.kept * b.shift for b in blocks) // 8),
+        gaps_max=-(-sum(b.max_unary_bits for b in blocks) // 8),
+    )
+
+
+def _topk_expected(spec: JobSpec) -> _Expected:
+    """Names, shapes and dtypes of a ``topk`` upload; ``pg.bits`` is at most that long."""
+    blocks = _layout(spec)
+    parts = _stream_parts(spec, blocks)
     return {
-        "pg.gaps": ((-(-sum(b.max_unary_bits for b in blocks) // 8),), torch.uint8),
-        "pg.rem": ((-(-sum(b.kept * b.shift for b in blocks) // 8) or 1,), torch.uint8),
-        "pg.codes": ((-(-kept // per_byte),), torch.uint8),
-        "pg.scales": ((sum(b.chunks for b in blocks), 2), torch.float32),
+        "pg.bits": ((parts.fixed + parts.gaps_max,), torch.uint8),
+        "pg.scales": ((sum(b.chunks for b in blocks), 2), torch.bfloat16),
     }
 
 
-def _rice_encode(blocks: list[_Block], indices: list[torch.Tensor]) -> Tensors:
-    """``pg.gaps`` and ``pg.rem`` of each block's (chunks, k) ascending in-chunk indices."""
+def _rice_encode(
+    blocks: list[_Block], indices: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unary quotients and the remainders (packed bytes) of each block's (chunks, k)
+    ascending in-chunk indices."""
     quotients, remainder_bits = [], []
     for block, idx in zip(blocks, indices, strict=True):
         previous = torch.cat([idx.new_full((block.chunks, 1), -1), idx[:, :-1]], dim=1)
@@ -205,15 +240,12 @@ def _rice_encode(blocks: list[_Block], indices: list[torch.Tensor]) -> Tensors:
     unary = torch.ones(total + (-total) % 8, dtype=torch.uint8)
     unary[zeros] = 0
     rem = torch.cat(remainder_bits).to(torch.uint8)
-    return {
-        "pg.gaps": _pack(unary, 1),
-        "pg.rem": _pack(rem, 1) if rem.numel() else torch.zeros(1, dtype=torch.uint8),
-    }
+    return _pack(unary, 1), _pack(rem, 1)
 
 
 def _rice_decode(blocks: list[_Block], gaps: torch.Tensor, rem: torch.Tensor) -> list[torch.Tensor]:
-    """Each block's (chunks, k) in-chunk indices from ``pg.gaps`` and ``pg.rem``, refusing a
-    stream with another number of codes, a whole byte of padding, or an index past its chunk."""
+    """Each block's (chunks, k) in-chunk indices from the unary quotients and the remainders,
+    refusing another number of codes, a whole byte of padding, or an index past its chunk."""
     kept = sum(b.kept for b in blocks)
     unary = _unpack(gaps, 1, 8 * gaps.numel())
     zeros = torch.nonzero(unary == 0).reshape(-1)
@@ -261,6 +293,17 @@ def _decode_values(
     return torch.where((codes >> (bits - 1)).bool(), -magnitude, magnitude)
 
 
+def _chunk_scales(kept_mag: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each chunk's ``(lo, step)`` as sent: bfloat16, then back to float32 (exactly). ``lo``
+    may round up past the largest kept magnitude (one entry kept): ``step`` is then 0."""
+    lo = kept_mag.amin(dim=1, keepdim=True).to(torch.bfloat16).float()
+    span = (kept_mag.amax(dim=1, keepdim=True) - lo).clamp_(min=0.0)
+    step = (span / levels).to(torch.bfloat16).float()
+    if not bool(torch.isfinite(step).all()):
+        raise ValueError("pseudo-gradient is too large for bfloat16 chunk scales")
+    return lo, step
+
+
 def _topk_encode(spec: JobSpec, flat: list[torch.Tensor]) -> tuple[bytes, list[torch.Tensor]]:
     """The ``topk`` bytes of the flat tensors and what they decode to (flat, same sizes)."""
     bits = spec.diloco.bits
@@ -270,13 +313,11 @@ def _topk_encode(spec: JobSpec, flat: list[torch.Tensor]) -> tuple[bytes, list[t
     for block, x in zip(blocks, flat, strict=True):
         rows = torch.cat([x, x.new_zeros(block.chunks * block.chunk - block.numel)])
         rows = rows.reshape(block.chunks, block.chunk)
-        magnitude = rows.abs()
-        order = torch.sort(magnitude, dim=1, descending=True, stable=True).indices
+        order = torch.sort(rows.abs(), dim=1, descending=True, stable=True).indices
         idx = torch.sort(order[:, : block.k], dim=1).values
         kept = rows.gather(1, idx)
         kept_mag = kept.abs()
-        lo = kept_mag.amin(dim=1, keepdim=True)
-        step = (kept_mag.amax(dim=1, keepdim=True) - lo) / levels
+        lo, step = _chunk_scales(kept_mag, levels)
         safe = torch.where(step > 0, step, torch.ones_like(step))
         level = torch.floor((kept_mag - lo) / safe).clamp_(0, levels - 1)
         level = torch.where(step > 0, level, torch.zeros_like(level)).to(torch.uint8)
@@ -286,10 +327,10 @@ def _topk_encode(spec: JobSpec, flat: list[torch.Tensor]) -> tuple[bytes, list[t
         idx_parts.append(idx)
         code_parts.append(codes.reshape(-1))
         scale_parts.append(torch.cat([lo, step], dim=1))
+    unary, rem = _rice_encode(blocks, idx_parts)
     tensors = {
-        **_rice_encode(blocks, idx_parts),
-        "pg.codes": _pack(torch.cat(code_parts), bits),
-        "pg.scales": torch.cat(scale_parts),
+        "pg.bits": torch.cat([_pack(torch.cat(code_parts), bits), rem, unary]),
+        "pg.scales": torch.cat(scale_parts).to(torch.bfloat16),
     }
     tensors = {name: t.contiguous() for name, t in tensors.items()}
     return safetensors.torch.save(tensors, metadata=None), sent
@@ -297,18 +338,27 @@ def _topk_encode(spec: JobSpec, flat: list[torch.Tensor]) -> tuple[bytes, list[t
 
 def _topk_decode(spec: JobSpec, data: bytes) -> list[torch.Tensor]:
     """Flat dense tensors from ``topk`` bytes, refusing anything ``_topk_encode`` cannot give:
-    an index stream with the wrong number of codes or an index past its chunk (gaps make them
-    strictly ascending by construction), non-finite or negative scales."""
+    a stream too short for its fixed parts, an index stream with the wrong number of codes or
+    an index past its chunk (gaps make them strictly ascending by construction), non-finite
+    or negative scales."""
     bits = spec.diloco.bits
-    expected = _topk_expected(spec)
-    tensors = load_checked(data, expected, None, "pseudo-gradient", frozenset({"pg.gaps"}))
+    tensors = load_checked(
+        data, _topk_expected(spec), None, "pseudo-gradient", frozenset({"pg.bits"})
+    )
     blocks = _layout(spec)
+    parts = _stream_parts(spec, blocks)
+    stream = tensors["pg.bits"]
+    if stream.numel() <= parts.fixed:
+        raise CheckpointError(
+            f"pseudo-gradient: pg.bits holds {stream.numel()} bytes, "
+            f"not more than the {parts.fixed} of its codes and remainders"
+        )
     kept = [b.kept for b in blocks]
-    scales = tensors["pg.scales"]
+    scales = tensors["pg.scales"].float()
     if not bool(torch.isfinite(scales).all()) or bool((scales < 0).any()):
         raise CheckpointError("pseudo-gradient: chunk scales must be finite and non-negative")
-    indices = _rice_decode(blocks, tensors["pg.gaps"], tensors["pg.rem"])
-    codes = _unpack(tensors["pg.codes"], bits, sum(kept))
+    indices = _rice_decode(blocks, stream[parts.fixed :], stream[parts.codes : parts.fixed])
+    codes = _unpack(stream[: parts.codes], bits, sum(kept))
     chunk_scales = scales.split([b.chunks for b in blocks])
     out = []
     for block, idx, code, scale in zip(
