@@ -165,8 +165,9 @@ def test_error_feedback_residual_is_what_was_not_sent(spec: JobSpec) -> None:
     residual = {n: 0.003 * torch.ones_like(t) for n, t in g.items()}
     update, new = slot_update(spec, g, out, residual)
     sent, left = decode_pseudo_gradient(spec, update), decode_residual(spec, new)
+    decay = torch.tensor(spec.diloco.error_decay, dtype=torch.float32)  # 0.95 by default
     for name, d in pseudo_gradient(g, out).items():
-        v = d + residual[name]
+        v = d + residual[name] * decay
         assert torch.equal(left[name], v - sent[name])
     again = slot_update(spec, g, out, residual)
     assert again == (update, new)

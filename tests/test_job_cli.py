@@ -99,6 +99,34 @@ def test_init_writes_a_valid_spec_and_validate_lists_every_problem(tmp_path: Pat
     assert any("rounds" in line for line in lines) and any("extra" in line for line in lines)
 
 
+def test_init_picks_the_pseudo_gradient_codec_and_shows_what_a_slot_uploads(
+    tmp_path: Path,
+) -> None:
+    """``--compression topk --density --bits`` write the spec's ``diloco`` part (error decay
+    0.95 by default) and the summary prints the upload per slot; options that do not fit the
+    codec are refused in one line, writing nothing."""
+    env = _env(COLUMNS="200")  # the summary table on one line per row
+    args = ("job", "init", "--model", "mlp", "--size", "tiny", "--no-probe")
+    made = ot(
+        *args, "--compression", "topk", "--density", "0.05", "-o", "t.json", env=env, cwd=tmp_path
+    )
+    assert made.returncode == 0, made.stderr
+    assert "upload per slot" in made.stdout and "less than float32" in made.stdout
+    diloco = json.loads((tmp_path / "t.json").read_text())["diloco"]
+    assert diloco["compression"] == "topk" and diloco["density"] == 0.05
+    assert diloco["bits"] == 2 and diloco["error_decay"] == 0.95
+    assert ot("job", "validate", "t.json", env=env, cwd=tmp_path).returncode == 0
+    for extra, message in (
+        (("--density", "0.03"), "apply to --compression topk only"),
+        (("--compression", "topk", "--bits", "3"), "--bits must be 2 or 4"),
+        (("--compression", "zip"), "--compression must be"),
+    ):
+        refused = ot(*args, *extra, "-o", "r.json", env=env, cwd=tmp_path)
+        assert refused.returncode == 1 and message in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "r.json").exists()
+
+
 def test_a_post_the_contract_would_refuse_is_one_line_and_posts_nothing(
     hardhat_rpc: str, tmp_path: Path
 ) -> None:

@@ -19,7 +19,7 @@ from rich.console import Console
 from opentrain.cli.errors import fail, one_line_errors
 
 if TYPE_CHECKING:
-    from opentrain.spec import JobSpec
+    from opentrain.spec import DilocoSpec, JobSpec
 from opentrain.cli.job_chain import (
     _chain,
     _check_timeout,
@@ -77,12 +77,27 @@ def init(
     slots: Annotated[int, typer.Option(min=1, help="slots per round W")] = 2,
     reward: Annotated[float, typer.Option(min=0, help="TRAIN paid per accepted slot")] = 1.0,
     fee: Annotated[float, typer.Option(min=0, help="TRAIN paid to the verifier per slot")] = 0.1,
+    compression: Annotated[
+        str,
+        typer.Option(
+            help="what a slot uploads for aggregation: none (float32), int8, or topk "
+            "(sparse, low-bit, with error feedback)"
+        ),
+    ] = "none",
+    density: Annotated[
+        float | None,
+        typer.Option(min=1e-4, max=1.0, help="topk: fraction of entries sent [default: 0.03]"),
+    ] = None,
+    bits: Annotated[
+        int | None, typer.Option(help="topk: bits per sent value, 2 or 4 [default: 2]")
+    ] = None,
     probe: Annotated[bool, typer.Option(help="time 3 training steps on this machine")] = True,
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
 ) -> None:
     """Write a valid job spec with sensible defaults and print what it implies.
 
     Example: opentrain job init --model gpt --size tiny -o spec.json
+    Example: opentrain job init --compression topk --density 0.03 --bits 2
     """
     if model not in ("gpt", "mlp"):
         fail(f"--model must be gpt or mlp, not {model!r}")
@@ -92,10 +107,30 @@ def init(
         fail(f"{output} exists: pass --force to overwrite it")
     from opentrain.spec import canonical_json
 
-    spec = build_spec(model, size, data, rounds, slots, reward, fee)
+    spec = build_spec(
+        model, size, data, rounds, slots, reward, fee, _codec(compression, density, bits)
+    )
     seconds = probe_seconds_per_step(spec) if probe else None
     output.write_text(json.dumps(json.loads(canonical_json(spec)), indent=2) + "\n")
     _print_summary(spec, seconds, title=f"{output}: {spec.name}")
+
+
+def _codec(compression: str, density: float | None, bits: int | None) -> DilocoSpec:
+    """The spec's ``diloco`` part from ``job init``'s options, refusing what does not fit."""
+    from opentrain.spec import DilocoSpec
+
+    if compression not in ("none", "int8", "topk"):
+        fail(f"--compression must be none, int8 or topk, not {compression!r}")
+    if compression != "topk" and (density is not None or bits is not None):
+        fail("--density and --bits apply to --compression topk only")
+    if bits is not None and bits not in (2, 4):
+        fail(f"--bits must be 2 or 4, not {bits}")
+    fields: dict[str, object] = {"compression": compression}
+    if density is not None:
+        fields["density"] = density
+    if bits is not None:
+        fields["bits"] = bits
+    return DilocoSpec.model_validate(fields)
 
 
 def _print_summary(spec: JobSpec, seconds: float | None, title: str) -> None:

@@ -15,7 +15,7 @@ from opentrain.cli.errors import fail
 
 if TYPE_CHECKING:
     from opentrain.chain.client import ProtocolParams
-    from opentrain.spec import JobSpec
+    from opentrain.spec import DilocoSpec, JobSpec
 
 
 DEFAULT_CHEAT_FRACTION_BPS = 1_000  # JobParams' default: a cheat fakes 10 % of the segments
@@ -29,10 +29,18 @@ SIZES = ("tiny", "small", "base")
 
 
 def build_spec(
-    model: str, size: str, data: str, rounds: int, slots: int, reward: float, fee: float
+    model: str,
+    size: str,
+    data: str,
+    rounds: int,
+    slots: int,
+    reward: float,
+    fee: float,
+    diloco: DilocoSpec | None = None,
 ) -> JobSpec:
     """A spec with sensible defaults for ``model`` at ``size`` (tiny: seconds per slot on a
-    CPU, small: the demo's job, base: a larger gpt for GPUs)."""
+    CPU, small: the demo's job, base: a larger gpt for GPUs), uploading pseudo-gradients as
+    ``diloco`` says (default: float32)."""
     from opentrain.protocol.presets import DEFAULT_REVEAL_WINDOW
     from opentrain.spec import (
         GPTSpec,
@@ -48,6 +56,8 @@ def build_spec(
         reward_per_slot=int(round(reward * TOKEN)), verifier_fee=int(round(fee * TOKEN))
     )
     common: dict[str, Any] = {"rounds": rounds, "slots_per_round": slots, "reward": reward_spec}
+    if diloco is not None:
+        common["diloco"] = diloco
     if model == "mlp":
         if data != "builtin":
             raise ValueError("the mlp model trains on synthetic data: leave --data at builtin")
@@ -149,6 +159,37 @@ def checkpoint_bytes(spec: JobSpec) -> int:
     return params * 4 * 3
 
 
+def update_bytes(spec: JobSpec) -> tuple[int, int]:
+    """Bytes of one slot's upload for aggregation under the spec's codec, and under float32,
+    encoding a pseudo-gradient of random normal values (the ``topk`` index stream varies a
+    little with the values)."""
+    import torch
+
+    from opentrain.protocol.codecs import encode_pseudo_gradient
+    from opentrain.training.models import build_model
+
+    with torch.device("meta"):
+        model = build_model(spec.model, initialize=False)
+    gen = torch.Generator().manual_seed(0)
+    delta = {n: torch.randn(p.shape, generator=gen) for n, p in model.named_parameters()}
+    plain = spec.model_copy(
+        update={"diloco": spec.diloco.model_copy(update={"compression": "none"})}
+    )
+    plain = plain.model_copy(
+        update={"training": plain.training.model_copy(update={"pseudo_gradient": "float32"})}
+    )
+    return len(encode_pseudo_gradient(spec, delta)), len(encode_pseudo_gradient(plain, delta))
+
+
+def _codec_name(spec: JobSpec) -> str:
+    from opentrain.protocol.codecs import codec_of
+
+    codec, d = codec_of(spec), spec.diloco
+    if codec == "topk":
+        return f"topk {d.density:.3g} x {d.bits}-bit, error decay {d.error_decay:g}"
+    return {"none": "float32", "int8": "int8"}[codec]
+
+
 def probe_seconds_per_step(spec: JobSpec, steps: int = 3) -> float:
     """Time ``steps`` real inner steps of the job on this machine."""
     import tempfile
@@ -213,6 +254,15 @@ def spec_summary(spec: JobSpec, seconds_per_step: float | None) -> list[tuple[st
         ),
         ("bytes per checkpoint", f"{ckpt / 2**20:.2f} MiB", "parameters + AdamW moments (fp32)"),
     ]
+    sent, dense = update_bytes(spec)
+    rows.append(
+        (
+            "upload per slot",
+            f"{_format_bytes(sent)}",
+            f"{_codec_name(spec)} pseudo-gradient for the aggregator"
+            + (f" ({dense / sent:,.0f}x less than float32)" if sent < dense else ""),
+        )
+    )
     if seconds_per_step is not None:
         slot_seconds = seconds_per_step * t.inner_steps
         # proof work per segment: encode + sha256 + write one checkpoint (~1 GB/s on a CPU)
@@ -242,6 +292,10 @@ def spec_summary(spec: JobSpec, seconds_per_step: float | None) -> list[tuple[st
             )
         )
     return rows
+
+
+def _format_bytes(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
 def _default_windows() -> ProtocolParams:

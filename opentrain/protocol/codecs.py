@@ -26,7 +26,7 @@ are packed flat in the model's parameter order, so its header stays a few hundre
      bits), the only part of variable length.
 
   That is about ``log2(1 / density) + 1.5`` bits per index instead of 16, plus ``bits`` per
-  value, 32 bits of scales per chunk and a header of about 130 bytes. Every bit stream is
+  value, 32 bits of scales per chunk and a header of about 140 bytes. Every bit stream is
   packed first bit lowest.
 
 ``topk`` carries error feedback (SparseLoCo): a slot compresses ``v = delta + decay * e`` where
